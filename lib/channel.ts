@@ -1,0 +1,254 @@
+/**
+ * A bounded, closable FIFO channel for handing values from producers to
+ * consumers, modelled on the API of `@std/async`'s `Channel` (which we cannot
+ * install: JSR is unreachable from our machines).
+ *
+ * @module
+ */
+
+/** Thrown by a send to, or a receive from, a closed channel. */
+export class ChannelClosedError<T = unknown> extends Error {
+  /** The value that could not be sent, when the error came from a send. */
+  readonly value: T | undefined;
+
+  /** Creates the error; `value` is the value a sender failed to deliver. */
+  constructor(value?: T) {
+    super("Cannot use channel: channel is closed");
+    this.name = "ChannelClosedError";
+    this.value = value;
+  }
+}
+
+/** Options for {@linkcode Channel}. */
+export interface ChannelOptions {
+  /** How many values the buffer holds before `send()` waits (default 0: hand-off only). */
+  capacity?: number;
+}
+
+/** Options for a single `send()` or `receive()`. */
+export interface ChannelOperationOptions {
+  /** Gives up waiting when aborted, rejecting with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(reason: unknown): void;
+  cleanup(): void;
+}
+
+interface PendingSend<T> extends Waiter<void> {
+  value: T;
+}
+
+/**
+ * A bounded FIFO channel. Values are delivered in the order they were sent;
+ * a sender waits while the buffer is full and a receiver waits while it is
+ * empty. Waiting senders and receivers are served first come, first served.
+ *
+ * @example
+ * ```ts
+ * import { Channel } from "./channel.ts";
+ * const channel = new Channel<number>({ capacity: 2 });
+ * await channel.send(1);
+ * channel.trySend(2);
+ * channel.close();
+ * for await (const value of channel) console.log(value); // 1, 2
+ * ```
+ */
+export class Channel<T> implements AsyncIterable<T> {
+  readonly #capacity: number;
+  // Ring buffer would save the occasional O(n) shift; an array with a head
+  // index gives the same amortised O(1) and stays readable.
+  #buffer: T[] = [];
+  #head = 0;
+  #senders: PendingSend<T>[] = [];
+  #receivers: Waiter<T>[] = [];
+  #closed = false;
+
+  /** Creates a channel whose buffer holds `capacity` values. */
+  constructor(options: ChannelOptions = {}) {
+    const capacity = options.capacity ?? 0;
+    if (!Number.isInteger(capacity) || capacity < 0) {
+      throw new RangeError(
+        `Cannot create channel: capacity must be a non-negative integer, received "${capacity}"`,
+      );
+    }
+    this.#capacity = capacity;
+  }
+
+  /** The number of values the buffer can hold. */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** The number of values buffered and not yet received. */
+  get size(): number {
+    return this.#buffer.length - this.#head;
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The number of receivers waiting for a value. */
+  get waitingReceivers(): number {
+    return this.#receivers.length;
+  }
+
+  /**
+   * Sends a value without waiting. Returns `false` when the value cannot be
+   * delivered now (the buffer is full and no receiver waits).
+   *
+   * @throws {ChannelClosedError} when the channel is closed.
+   */
+  trySend(value: T): boolean {
+    if (this.#closed) throw new ChannelClosedError(value);
+    const receiver = this.#receivers.shift();
+    if (receiver) {
+      receiver.cleanup();
+      receiver.resolve(value);
+      return true;
+    }
+    if (this.size < this.#capacity) {
+      this.#buffer.push(value);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Sends a value, waiting while the buffer is full.
+   *
+   * Rejects with {@linkcode ChannelClosedError} when the channel is or
+   * becomes closed before the value is taken, and with the signal's reason
+   * when the signal aborts first; in both cases the value was not delivered.
+   */
+  send(value: T, options: ChannelOperationOptions = {}): Promise<void> {
+    if (this.trySend(value)) return Promise.resolve();
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const pending: PendingSend<T> = {
+      value,
+      resolve,
+      reject,
+      cleanup: () => signal?.removeEventListener("abort", onAbort),
+    };
+    const onAbort = () => {
+      remove(this.#senders, pending);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#senders.push(pending);
+    return promise;
+  }
+
+  /**
+   * Receives a value without waiting: `{ ok: true, value }` when one was
+   * available, otherwise `{ ok: false }`.
+   *
+   * @throws {ChannelClosedError} when the channel is closed and drained.
+   */
+  tryReceive(): { ok: true; value: T } | { ok: false } {
+    if (this.size > 0) {
+      const value = this.#buffer[this.#head] as T;
+      // Drop the reference so a received value can be collected.
+      (this.#buffer as (T | undefined)[])[this.#head] = undefined;
+      this.#head++;
+      if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
+        this.#buffer = this.#buffer.slice(this.#head);
+        this.#head = 0;
+      }
+      this.#refillFromSenders();
+      return { ok: true, value };
+    }
+    const sender = this.#senders.shift();
+    if (sender) {
+      // Unbuffered hand-off: take the value straight from a waiting sender.
+      sender.cleanup();
+      sender.resolve();
+      return { ok: true, value: sender.value };
+    }
+    if (this.#closed) throw new ChannelClosedError();
+    return { ok: false };
+  }
+
+  /**
+   * Receives the next value, waiting while the channel is empty.
+   *
+   * Rejects with {@linkcode ChannelClosedError} once the channel is closed
+   * and every buffered value has been received, and with the signal's
+   * reason when the signal aborts first.
+   */
+  receive(options: ChannelOperationOptions = {}): Promise<T> {
+    try {
+      const result = this.tryReceive();
+      if (result.ok) return Promise.resolve(result.value);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    const waiter: Waiter<T> = {
+      resolve,
+      reject,
+      cleanup: () => signal?.removeEventListener("abort", onAbort),
+    };
+    const onAbort = () => {
+      remove(this.#receivers, waiter);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#receivers.push(waiter);
+    return promise;
+  }
+
+  /**
+   * Closes the channel. Buffered values can still be received; waiting
+   * receivers are woken with {@linkcode ChannelClosedError}, and so are
+   * waiting senders (the error carries the value each failed to send).
+   * Closing twice is harmless.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const receiver of this.#receivers.splice(0)) {
+      receiver.cleanup();
+      receiver.reject(new ChannelClosedError());
+    }
+    for (const sender of this.#senders.splice(0)) {
+      sender.cleanup();
+      sender.reject(new ChannelClosedError(sender.value));
+    }
+  }
+
+  /** Yields received values until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    while (true) {
+      try {
+        yield await this.receive();
+      } catch (error) {
+        if (error instanceof ChannelClosedError) return;
+        throw error;
+      }
+    }
+  }
+
+  #refillFromSenders(): void {
+    while (this.size < this.#capacity) {
+      const sender = this.#senders.shift();
+      if (!sender) return;
+      this.#buffer.push(sender.value);
+      sender.cleanup();
+      sender.resolve();
+    }
+  }
+}
+
+function remove<T>(list: T[], item: T): void {
+  const index = list.indexOf(item);
+  if (index !== -1) list.splice(index, 1);
+}

@@ -1,0 +1,234 @@
+/**
+ * Configuration from command-line flags and environment variables; a flag
+ * wins over its variable.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** Log levels the service accepts. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+
+/** The effective configuration. */
+export interface Config {
+  port: number;
+  host: string;
+  workers: number;
+  queueCapacity: number;
+  latencyScale: number;
+  failureRate: number;
+  maxAttempts: number;
+  shutdownTimeoutMs: number;
+  maxOrders: number;
+  logLevel: typeof LOG_LEVELS[number];
+  store: "memory";
+}
+
+/** A setting has a value it does not accept. */
+export class ConfigError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+interface Setting<K extends keyof Config> {
+  key: K;
+  env: string;
+  defaultValue: Config[K];
+  accepts: string;
+  description: string;
+  parse: (raw: string) => Config[K] | undefined;
+}
+
+function integer(min: number, max: number) {
+  return (raw: string): number | undefined => {
+    if (!/^[0-9]+$/.test(raw)) return undefined;
+    const value = Number(raw);
+    return value >= min && value <= max ? value : undefined;
+  };
+}
+
+function decimal(min: number, max: number) {
+  return (raw: string): number | undefined => {
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) return undefined;
+    const value = Number(raw);
+    return value >= min && value <= max ? value : undefined;
+  };
+}
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return (raw: string): T | undefined =>
+    (values as readonly string[]).includes(raw) ? raw as T : undefined;
+}
+
+// deno-lint-ignore no-explicit-any
+const SETTINGS: ReadonlyArray<Setting<any>> = [
+  {
+    key: "port",
+    env: "PORT",
+    defaultValue: 8080,
+    accepts: "an integer from 0 to 65535 (0 picks a free port)",
+    description: "TCP port to listen on",
+    parse: integer(0, 65535),
+  },
+  {
+    key: "host",
+    env: "HOST",
+    defaultValue: "0.0.0.0",
+    accepts: "a host name or IP address",
+    description: "address to listen on",
+    parse: (raw: string) =>
+      /^[A-Za-z0-9.:_-]{1,253}$/.test(raw) ? raw : undefined,
+  },
+  {
+    key: "workers",
+    env: "WORKERS",
+    defaultValue: 5,
+    accepts: "an integer from 1 to 10000",
+    description: "worker loops processing orders at once",
+    parse: integer(1, 10_000),
+  },
+  {
+    key: "queueCapacity",
+    env: "QUEUE_CAPACITY",
+    defaultValue: 100,
+    accepts: "an integer from 1 to 10000000",
+    description: "orders waiting for a worker before POST /orders answers 503",
+    parse: integer(1, 10_000_000),
+  },
+  {
+    key: "latencyScale",
+    env: "LATENCY_SCALE",
+    defaultValue: 1,
+    accepts: "a number from 0 to 1000",
+    description: "multiplies every processing step's duration (0: no delay)",
+    parse: decimal(0, 1000),
+  },
+  {
+    key: "failureRate",
+    env: "FAILURE_RATE",
+    defaultValue: 0,
+    accepts: "a number from 0 to 1",
+    description: "probability that a processing step fails",
+    parse: decimal(0, 1),
+  },
+  {
+    key: "maxAttempts",
+    env: "MAX_ATTEMPTS",
+    defaultValue: 3,
+    accepts: "an integer from 1 to 100",
+    description: "processing attempts before an order fails",
+    parse: integer(1, 100),
+  },
+  {
+    key: "shutdownTimeoutMs",
+    env: "SHUTDOWN_TIMEOUT_MS",
+    defaultValue: 30_000,
+    accepts: "an integer from 0 to 3600000",
+    description: "how long shutdown waits for accepted orders to finish",
+    parse: integer(0, 3_600_000),
+  },
+  {
+    key: "maxOrders",
+    env: "MAX_ORDERS",
+    defaultValue: 1_000_000,
+    accepts: "an integer from 1 to 100000000",
+    description:
+      "orders kept in memory; the oldest finished are evicted past it",
+    parse: integer(1, 100_000_000),
+  },
+  {
+    key: "logLevel",
+    env: "LOG_LEVEL",
+    defaultValue: "info",
+    accepts: LOG_LEVELS.join(", "),
+    description: "lowest level logged",
+    parse: oneOf(LOG_LEVELS),
+  },
+  {
+    key: "store",
+    env: "STORE",
+    defaultValue: "memory",
+    accepts: "memory",
+    description: "where orders are kept",
+    parse: oneOf(["memory"] as const),
+  },
+];
+
+function flagName(env: string): string {
+  return env.toLowerCase().replaceAll("_", "-");
+}
+
+/** The `--help` text. */
+export function helpText(): string {
+  const lines = [
+    "order-service: a concurrent order-processing HTTP service",
+    "",
+    "Usage: order-service [--FLAG=VALUE ...]",
+    "",
+    "Each setting is a flag or an environment variable; the flag wins.",
+    "",
+  ];
+  for (const setting of SETTINGS) {
+    lines.push(
+      `  --${
+        flagName(setting.env)
+      }, ${setting.env} (default ${setting.defaultValue})`,
+      `      ${setting.description}; ${setting.accepts}`,
+    );
+  }
+  lines.push("  --help", "      print this text and exit");
+  return lines.join("\n");
+}
+
+/**
+ * Reads the configuration, or `"help"` when `--help` was given.
+ *
+ * @throws {ConfigError} naming the setting and what it accepts.
+ */
+export function parseConfig(
+  args: readonly string[],
+  env: (name: string) => string | undefined,
+): Config | "help" {
+  const options: Record<string, { type: "string" | "boolean" }> = {
+    help: { type: "boolean" },
+  };
+  for (const setting of SETTINGS) {
+    options[flagName(setting.env)] = { type: "string" };
+  }
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({
+      args: [...args],
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}; see --help`);
+  }
+  if (flags.help) return "help";
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const flag = flags[flagName(setting.env)];
+    const raw = typeof flag === "string" ? flag : env(setting.env);
+    const source = typeof flag === "string"
+      ? `--${flagName(setting.env)}`
+      : setting.env;
+    if (raw === undefined || raw === "") {
+      config[setting.key] = setting.defaultValue;
+      continue;
+    }
+    const value = setting.parse(raw.trim());
+    if (value === undefined) {
+      throw new ConfigError(
+        `Invalid ${source} "${raw}": expected ${setting.accepts}`,
+      );
+    }
+    config[setting.key] = value;
+  }
+  return config as unknown as Config;
+}

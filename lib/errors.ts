@@ -1,0 +1,70 @@
+/**
+ * Domain errors: conditions a caller is expected to catch. Their mapping to
+ * HTTP lives in one place, `lib/http/problem.ts`.
+ *
+ * @module
+ */
+
+import type { OrderStatus } from "./order.ts";
+
+/** No order has the requested id. */
+export class OrderNotFoundError extends Error {
+  /** Creates the error for `id`. */
+  constructor(readonly orderId: string) {
+    super(`Order "${orderId}" does not exist`);
+    this.name = "OrderNotFoundError";
+  }
+}
+
+/** A conditional transition found the order in another state. */
+export class InvalidTransitionError extends Error {
+  /** Creates the error; `actual` is the status the order really has. */
+  constructor(
+    readonly orderId: string,
+    readonly actual: OrderStatus,
+    readonly wanted: string,
+  ) {
+    super(`Cannot ${wanted} order "${orderId}": its status is "${actual}"`);
+    this.name = "InvalidTransitionError";
+  }
+}
+
+/** The queue has no room for another order right now. */
+export class QueueFullError extends Error {
+  /** Creates the error; `retryAfterSeconds` is the hint for clients. */
+  constructor(readonly retryAfterSeconds: number) {
+    super("The order queue is full; retry later");
+    this.name = "QueueFullError";
+  }
+}
+
+/** The service is draining for shutdown and accepts no new orders. */
+export class ServiceDrainingError extends Error {
+  /** Creates the error. */
+  constructor() {
+    super("The service is shutting down and accepts no new orders");
+    this.name = "ServiceDrainingError";
+  }
+}
+
+/** The store is at `MAX_ORDERS` and no finished order can be evicted. */
+export class StoreFullError extends Error {
+  /** Creates the error for a store limited to `maxOrders`. */
+  constructor(readonly maxOrders: number) {
+    super(
+      `The store holds its maximum of ${maxOrders} orders and none is finished`,
+    );
+    this.name = "StoreFullError";
+  }
+}
+
+/** An idempotency key was reused with a different request body. */
+export class IdempotencyConflictError extends Error {
+  /** Creates the error for `key`, first used by order `orderId`. */
+  constructor(readonly key: string, readonly orderId: string) {
+    super(
+      `Idempotency-Key was already used for order "${orderId}" with a different body`,
+    );
+    this.name = "IdempotencyConflictError";
+  }
+}

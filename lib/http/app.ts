@@ -1,0 +1,136 @@
+/**
+ * The HTTP application: routes, the not-found and method-not-allowed
+ * answers, and the one error handler.
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import { Hono } from "hono";
+import type { OrderService } from "../order_service.ts";
+import type { OrderStore } from "../store/store.ts";
+import { healthRoutes } from "./health.ts";
+import { ordersRoutes } from "./orders.ts";
+import { problemFor, problemResponse } from "./problem.ts";
+
+/** What the application needs. */
+export interface AppOptions {
+  store: OrderStore;
+  service: OrderService;
+  logger: Logger;
+  /** The largest request body accepted, in bytes (default 64 KiB). */
+  maxBodyBytes?: number;
+}
+
+/**
+ * Creates the application. Call `app.fetch` from `Deno.serve`, or
+ * `app.request()` in tests.
+ *
+ * @example
+ * ```ts
+ * import { createApp } from "./app.ts";
+ * // const app = createApp({ store, service, logger });
+ * // Deno.serve(app.fetch);
+ * ```
+ */
+export function createApp(options: AppOptions) {
+  const { logger } = options;
+  const app = new Hono()
+    .use(async (c, next) => {
+      // Per-request lines only at debug level: free when not wanted.
+      if (!logger.isEnabledFor("debug")) return await next();
+      const startedAt = performance.now();
+      await next();
+      logger.debug("{method} {path} {status}", {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
+      });
+    })
+    .route("/orders", ordersRoutes(options))
+    .route("/", healthRoutes({ isAccepting: () => options.service.accepting }));
+
+  const allowed = allowedMethods(app.routes);
+
+  app.notFound((c) => {
+    const methods = allowed(c.req.path);
+    if (methods.length > 0) {
+      return problemResponse({
+        type: "about:blank",
+        title: "Method Not Allowed",
+        status: 405,
+        detail: `${c.req.method} is not allowed on ${c.req.path}; use ${
+          methods.join(", ")
+        }`,
+        instance: c.req.path,
+      }, { allow: methods.join(", ") });
+    }
+    return problemResponse({
+      type: "about:blank",
+      title: "Not Found",
+      status: 404,
+      detail: `No resource at ${c.req.path}`,
+      instance: c.req.path,
+    });
+  });
+
+  app.onError((error, c) => {
+    const response = problemFor(error, c.req.path);
+    if (response) return response;
+    logger.error("Unhandled error on {method} {path}: {error}", {
+      method: c.req.method,
+      path: c.req.path,
+      error,
+    });
+    return problemResponse({
+      type: "about:blank",
+      title: "Internal Server Error",
+      status: 500,
+      detail: "The server failed to handle the request",
+      instance: c.req.path,
+    });
+  });
+
+  return app;
+}
+
+/** The application's type, for Hono's typed client (`hc<AppType>`). */
+export type AppType = ReturnType<typeof createApp>;
+
+/**
+ * Builds a lookup from a path to the methods that routes declare for it,
+ * from the routes themselves so it cannot drift from them.
+ */
+function allowedMethods(
+  routes: ReadonlyArray<{ method: string; path: string }>,
+): (path: string) => string[] {
+  const patterns = new Map<string, { regex: RegExp; methods: Set<string> }>();
+  for (const route of routes) {
+    if (route.method === "ALL") continue;
+    let entry = patterns.get(route.path);
+    if (!entry) {
+      const source = route.path
+        .split("/")
+        .map((part) =>
+          part.startsWith(":")
+            ? "[^/]+"
+            : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+        )
+        .join("/");
+      entry = { regex: new RegExp(`^${source}/?$`), methods: new Set() };
+      patterns.set(route.path, entry);
+    }
+    entry.methods.add(route.method);
+    if (route.method === "GET") entry.methods.add("HEAD");
+  }
+  return (path) => {
+    const methods = new Set<string>();
+    for (const { regex, methods: declared } of patterns.values()) {
+      if (regex.test(path)) {
+        for (const method of declared) methods.add(method);
+      }
+    }
+    return [...methods].sort();
+  };
+}

@@ -1,0 +1,26 @@
+/**
+ * Liveness and readiness.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { problemResponse, problemType } from "./problem.ts";
+
+/** Creates the `/health` and `/ready` routes. */
+export function healthRoutes(options: { isAccepting: () => boolean }) {
+  return new Hono()
+    // Liveness: the process runs and its event loop answers.
+    .get("/health", (c) => c.json({ status: "ok" }, 200))
+    // Readiness: load balancers stop sending orders once this turns 503.
+    .get("/ready", (c) => {
+      if (options.isAccepting()) return c.json({ status: "ready" }, 200);
+      return problemResponse({
+        type: problemType("draining"),
+        title: "Service Unavailable",
+        status: 503,
+        detail: "The service is draining and accepts no new orders",
+        instance: c.req.path,
+      }, { "retry-after": "5" });
+    });
+}

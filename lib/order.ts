@@ -1,0 +1,135 @@
+/**
+ * The order: its fields, its statuses and the transitions between them.
+ *
+ * @module
+ */
+
+/** Every status an order can have. */
+export const ORDER_STATUSES = [
+  "pending",
+  "processing",
+  "completed",
+  "failed",
+  "cancelled",
+] as const;
+
+/** The status of an order. */
+export type OrderStatus = typeof ORDER_STATUSES[number];
+
+/** Statuses after which nothing more happens to an order. */
+export const TERMINAL_STATUSES: ReadonlySet<OrderStatus> = new Set([
+  "completed",
+  "failed",
+  "cancelled",
+]);
+
+/** The processing steps, in the order they run. */
+export const STEPS = [
+  "restaurant_confirmation",
+  "payment",
+  "courier_assignment",
+] as const;
+
+/** One processing step. */
+export type Step = typeof STEPS[number];
+
+/**
+ * The transitions the state machine allows. `processing → processing` is
+ * absent on purpose: a retry stays in `processing` through a patch, not a
+ * status change.
+ */
+const ALLOWED: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
+  pending: ["processing", "cancelled"],
+  processing: ["completed", "failed", "cancelled"],
+  completed: [],
+  failed: [],
+  cancelled: [],
+};
+
+/** Whether the state machine allows `from → to`. */
+export function canTransition(from: OrderStatus, to: OrderStatus): boolean {
+  return ALLOWED[from].includes(to);
+}
+
+/** Whether `status` is final. */
+export function isTerminal(status: OrderStatus): boolean {
+  return TERMINAL_STATUSES.has(status);
+}
+
+/** One entry of an order's history. Times are epoch milliseconds. */
+export type TimelineEntry =
+  | { at: number; type: "status"; status: OrderStatus }
+  | { at: number; type: "step_finished"; step: Step; attempt: number }
+  | { at: number; type: "attempt_failed"; attempt: number; reason: string }
+  | { at: number; type: "cancel_requested" };
+
+/** What a client supplies to create an order. */
+export interface NewOrder {
+  customer_id: string;
+  restaurant_id: string;
+  items: string[];
+}
+
+/**
+ * An order as the store keeps it. Times are epoch milliseconds (cheaper to
+ * keep than strings); {@linkcode toOrderJson} formats them for clients.
+ */
+export interface Order extends NewOrder {
+  id: string;
+  status: OrderStatus;
+  created_at: number;
+  updated_at: number;
+  attempts: number;
+  failure_reason: string | null;
+  cancel_requested: boolean;
+  timeline: TimelineEntry[];
+}
+
+/** The order as clients see it: snake_case, RFC 3339 times. */
+export interface OrderJson extends NewOrder {
+  id: string;
+  status: OrderStatus;
+  created_at: string;
+  updated_at: string;
+  attempts: number;
+  failure_reason: string | null;
+  cancel_requested: boolean;
+  timeline: Array<Record<string, string | number>>;
+}
+
+/** Formats an order for a response body. */
+export function toOrderJson(order: Order): OrderJson {
+  return {
+    id: order.id,
+    customer_id: order.customer_id,
+    restaurant_id: order.restaurant_id,
+    items: order.items,
+    status: order.status,
+    created_at: new Date(order.created_at).toISOString(),
+    updated_at: new Date(order.updated_at).toISOString(),
+    attempts: order.attempts,
+    failure_reason: order.failure_reason,
+    cancel_requested: order.cancel_requested,
+    timeline: order.timeline.map(({ at, ...rest }) => ({
+      at: new Date(at).toISOString(),
+      ...rest,
+    })),
+  };
+}
+
+/** The steps an order has finished, from its timeline. */
+export function finishedSteps(order: Order): Set<Step> {
+  const finished = new Set<Step>();
+  for (const entry of order.timeline) {
+    if (entry.type === "step_finished") finished.add(entry.step);
+  }
+  return finished;
+}
+
+/** Whether two creation requests carry the same order (for idempotency). */
+export function sameNewOrder(a: NewOrder, b: NewOrder): boolean {
+  return a.customer_id === b.customer_id &&
+    a.restaurant_id === b.restaurant_id &&
+    a.items.length === b.items.length &&
+    a.items.every((item, index) => item === b.items[index]);
+}

@@ -1,0 +1,189 @@
+/**
+ * Runs an order through its processing steps, with retries, cancellation
+ * at step boundaries, and the state machine's transitions.
+ *
+ * @module
+ */
+
+import { setTimeout as delay } from "node:timers/promises";
+import type { Logger } from "@logtape/logtape";
+import { InvalidTransitionError } from "./errors.ts";
+import { finishedSteps, type Order, type OrderStatus, STEPS } from "./order.ts";
+import type { OrderStats } from "./stats.ts";
+import type { StepRunner } from "./steps.ts";
+import type { OrderStore } from "./store/store.ts";
+
+/** Options for {@linkcode OrderProcessor}. */
+export interface OrderProcessorOptions {
+  store: OrderStore;
+  runStep: StepRunner;
+  stats: OrderStats;
+  logger: Logger;
+  /** Attempts in all before an order fails. */
+  maxAttempts: number;
+  /** The wait before retry number `attempt` (2, 3 …), in milliseconds. */
+  backoffMs: (attempt: number) => number;
+}
+
+/** How processing one order ended. */
+export type ProcessOutcome =
+  | OrderStatus
+  /** The order was not pending when a worker took it (cancelled while queued). */
+  | "skipped"
+  /** Shutdown aborted the work; the order was left unfinished. */
+  | "abandoned";
+
+/**
+ * Exponential backoff with jitter: `baseMs · 2^(attempt−2)`, scaled by a
+ * random factor in [0.5, 1.5) so that orders failing together do not retry
+ * together.
+ */
+export function exponentialBackoff(
+  baseMs: number,
+  random: () => number = Math.random,
+): (attempt: number) => number {
+  return (attempt) => baseMs * 2 ** Math.max(0, attempt - 2) * (0.5 + random());
+}
+
+/**
+ * Processes orders by id. All state changes go through the store's atomic
+ * conditional transitions, so a cancel racing a worker has one winner.
+ */
+export class OrderProcessor {
+  readonly #options: OrderProcessorOptions;
+  // Controllers of the orders being processed, so that a cancel can abort
+  // the running step.
+  readonly #running = new Map<string, AbortController>();
+
+  /** Creates a processor. */
+  constructor(options: OrderProcessorOptions) {
+    if (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 1) {
+      throw new RangeError(
+        `Cannot create processor: maxAttempts must be a positive integer, received "${options.maxAttempts}"`,
+      );
+    }
+    this.#options = options;
+  }
+
+  /** Aborts the running step of order `id`, if it is being processed here. */
+  abortRunning(id: string): void {
+    this.#running.get(id)?.abort(new Error("Order cancelled"));
+  }
+
+  /**
+   * Processes order `id` to a terminal status. `shutdown` aborts when the
+   * service gives up waiting; the order is then left as it is.
+   */
+  async process(id: string, shutdown: AbortSignal): Promise<ProcessOutcome> {
+    const { store } = this.#options;
+    let order: Order;
+    try {
+      order = await store.transition(id, {
+        action: "start",
+        from: ["pending"],
+        to: "processing",
+        set: { attempts: 1 },
+      });
+    } catch (error) {
+      // Cancelled (or evicted) while it waited in the queue.
+      if (error instanceof InvalidTransitionError) return "skipped";
+      throw error;
+    }
+    const controller = new AbortController();
+    this.#running.set(id, controller);
+    const signal = AbortSignal.any([controller.signal, shutdown]);
+    try {
+      return await this.#attempts(order, signal, shutdown);
+    } finally {
+      this.#running.delete(id);
+    }
+  }
+
+  async #attempts(
+    order: Order,
+    signal: AbortSignal,
+    shutdown: AbortSignal,
+  ): Promise<ProcessOutcome> {
+    const { store, runStep, maxAttempts, backoffMs, logger } = this.#options;
+    while (true) {
+      try {
+        const finished = finishedSteps(order);
+        for (const step of STEPS) {
+          if (finished.has(step)) continue; // resumes after a failed attempt
+          await runStep(step, order, signal);
+          // Conditional on no cancel request: a cancel that arrived while
+          // the step ran wins, and the order goes to "cancelled" below.
+          order = await store.transition(order.id, {
+            action: "record a step of",
+            from: ["processing"],
+            cancelRequested: false,
+            append: [{ type: "step_finished", step, attempt: order.attempts }],
+          });
+        }
+        return await this.#finish(order.id, "completed", null);
+      } catch (error) {
+        if (shutdown.aborted) return "abandoned";
+        const current = await store.get(order.id);
+        if (!current || current.status !== "processing") {
+          return current?.status ?? "skipped";
+        }
+        if (current.cancel_requested) {
+          return await this.#finish(order.id, "cancelled", null);
+        }
+        const reason = error instanceof Error ? error.message : String(error);
+        logger.warn("Order {orderId} attempt {attempt} failed: {reason}", {
+          orderId: order.id,
+          attempt: current.attempts,
+          reason,
+        });
+        if (current.attempts >= maxAttempts) {
+          return await this.#finish(order.id, "failed", reason);
+        }
+        try {
+          await delay(backoffMs(current.attempts + 1), undefined, { signal });
+        } catch {
+          if (shutdown.aborted) return "abandoned";
+          // Cancelled during the backoff: the next loop's first transition
+          // fails on cancel_requested and lands in the branch above.
+        }
+        order = await store.transition(order.id, {
+          action: "retry",
+          from: ["processing"],
+          set: { attempts: current.attempts + 1 },
+          append: [{
+            type: "attempt_failed",
+            attempt: current.attempts,
+            reason,
+          }],
+        });
+      }
+    }
+  }
+
+  async #finish(
+    id: string,
+    status: "completed" | "failed" | "cancelled",
+    reason: string | null,
+  ): Promise<ProcessOutcome> {
+    try {
+      await this.#options.store.transition(id, {
+        action: status === "cancelled" ? "cancel" : `mark ${status}`,
+        from: ["processing"],
+        // Completing or failing requires that no cancel is pending: the
+        // client who asked to cancel was told it would happen.
+        ...(status === "cancelled" ? {} : { cancelRequested: false }),
+        to: status,
+        set: { failure_reason: reason },
+      });
+    } catch (error) {
+      if (!(error instanceof InvalidTransitionError)) throw error;
+      if (error.actual === "processing") {
+        // A cancel request won the race with this transition.
+        return await this.#finish(id, "cancelled", null);
+      }
+      return error.actual;
+    }
+    this.#options.stats.recordFinished(status);
+    return status;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The graceful drain: stop accepting, finish accepted work, then stop.
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import type { OrderService } from "./order_service.ts";
+import type { OrderStats, OrderSummary } from "./stats.ts";
+import type { OrderStore } from "./store/store.ts";
+import type { WorkerPool } from "./worker_pool.ts";
+
+/** What the drain needs. */
+export interface DrainOptions {
+  service: OrderService;
+  pool: WorkerPool<string>;
+  server: { shutdown(): Promise<void> };
+  store: OrderStore;
+  stats: OrderStats;
+  logger: Logger;
+  /** How long to wait for accepted orders before aborting them. */
+  timeoutMs: number;
+}
+
+/**
+ * Drains the service, in this order: refuse new orders (`/ready` and
+ * `POST /orders` answer 503), wait for requests already storing an order,
+ * close the queue, let the workers finish everything queued or running —
+ * aborting running steps after `timeoutMs` — then close the HTTP server and
+ * the store. Returns the summary, which is also logged last.
+ */
+export async function drain(options: DrainOptions): Promise<OrderSummary> {
+  const { service, pool, server, store, stats, logger, timeoutMs } = options;
+  stats.startDrain();
+  logger.info("Draining: no longer accepting orders");
+  await service.stopAccepting();
+  logger.info("Queue closed; {queued} orders queued, {busy} in progress", {
+    queued: service.queueDepth,
+    busy: pool.busy,
+  });
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<true>((resolve) => {
+    timer = setTimeout(() => resolve(true), timeoutMs);
+  });
+  const expired = await Promise.race([pool.done.then(() => false), timedOut]);
+  clearTimeout(timer);
+  if (expired) {
+    logger.warning(
+      "Shutdown timeout of {timeoutMs} ms reached; aborting {busy} running orders",
+      { timeoutMs, busy: pool.busy },
+    );
+    await pool.abort(new Error("Shutdown timeout"));
+  }
+  logger.info("Workers stopped");
+
+  await server.shutdown();
+  logger.info("HTTP server closed");
+  await store.close();
+  logger.info("Store closed");
+
+  const summary = stats.summary();
+  logger.info("Shutdown complete", { event: "summary", ...summary });
+  return summary;
+}
