@@ -1,0 +1,304 @@
+/**
+ * The store contract: every `OrderStore` backend runs this same suite.
+ * Each test gets a fresh store from the factory, so tests never see each
+ * other's orders.
+ */
+
+import assert from "node:assert/strict";
+import {
+  IdempotencyConflictError,
+  InvalidTransitionError,
+  OrderNotFoundError,
+} from "../../lib/errors.ts";
+import type { NewOrder } from "../../lib/order.ts";
+import type { OrderStore } from "../../lib/store/store.ts";
+
+/** Makes a fresh, empty store and a function that disposes of it. */
+export type StoreFactory = () => Promise<
+  { store: OrderStore; dispose: () => Promise<void> }
+>;
+
+const burger: NewOrder = {
+  customer_id: "c_12345",
+  restaurant_id: "r_456",
+  items: ["veggie_burger", "fries"],
+};
+
+function orderFor(index: number): NewOrder {
+  return {
+    customer_id: `c_${index}`,
+    restaurant_id: "r_1",
+    items: [`item_${index}`],
+  };
+}
+
+/** Registers the contract's tests for the backend called `name`. */
+export function storeContract(name: string, factory: StoreFactory): void {
+  const test = (title: string, body: (store: OrderStore) => Promise<void>) =>
+    Deno.test(`${name} store: ${title}`, async () => {
+      const { store, dispose } = await factory();
+      try {
+        await body(store);
+      } finally {
+        await dispose();
+      }
+    });
+
+  test("create() stores a pending order with a fresh id and a timeline", async (store) => {
+    const { order, created } = await store.create(burger);
+    assert.equal(created, true);
+    assert.match(order.id, /^ORD-[0-9A-Z]{26}$/);
+    assert.equal(order.status, "pending");
+    assert.equal(order.attempts, 0);
+    assert.equal(order.failure_reason, null);
+    assert.equal(order.cancel_requested, false);
+    assert.deepEqual(order.items, burger.items);
+    assert.equal(order.created_at, order.updated_at);
+    assert.deepEqual(order.timeline.map((entry) => entry.type), ["status"]);
+    assert.deepEqual(await store.get(order.id), order);
+  });
+
+  test("get() answers undefined for an unknown id", async (store) => {
+    assert.equal(await store.get("ORD-00000000000000000000000000"), undefined);
+  });
+
+  test("ids are unique and sort in creation order under concurrent creates", async (store) => {
+    const results = await Promise.all(
+      Array.from({ length: 500 }, (_, index) => store.create(orderFor(index))),
+    );
+    const ids = results.map((result) => result.order.id);
+    assert.equal(new Set(ids).size, ids.length);
+    const page = await store.list({ limit: 1000 });
+    const listed = page.orders.map((order) => order.id);
+    assert.deepEqual(listed, [...listed].sort());
+    assert.deepEqual([...listed].sort(), [...ids].sort());
+  });
+
+  test("an idempotency key with the same body returns the original order", async (store) => {
+    const first = await store.create(burger, { idempotencyKey: "key-1" });
+    const again = await store.create(
+      { ...burger, items: [...burger.items] },
+      { idempotencyKey: "key-1" },
+    );
+    assert.equal(again.created, false);
+    assert.equal(again.order.id, first.order.id);
+    assert.equal(
+      (await store.getByIdempotencyKey("key-1"))?.id,
+      first.order.id,
+    );
+    assert.equal(await store.getByIdempotencyKey("key-2"), undefined);
+  });
+
+  test("an idempotency key with a different body is refused", async (store) => {
+    await store.create(burger, { idempotencyKey: "key-1" });
+    await assert.rejects(
+      store.create({ ...burger, items: ["salad"] }, {
+        idempotencyKey: "key-1",
+      }),
+      IdempotencyConflictError,
+    );
+  });
+
+  test("concurrent creates with one idempotency key create exactly one order", async (store) => {
+    const results = await Promise.all(
+      Array.from(
+        { length: 50 },
+        () => store.create(burger, { idempotencyKey: "same" }),
+      ),
+    );
+    assert.equal(results.filter((result) => result.created).length, 1);
+    assert.equal(new Set(results.map((result) => result.order.id)).size, 1);
+    assert.equal((await store.list({ limit: 100 })).orders.length, 1);
+  });
+
+  test("transition() applies when the order matches and records the change", async (store) => {
+    const { order } = await store.create(burger);
+    const started = await store.transition(order.id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+      set: { attempts: 1 },
+    });
+    assert.equal(started.status, "processing");
+    assert.equal(started.attempts, 1);
+    const stepped = await store.transition(order.id, {
+      action: "record",
+      from: ["processing"],
+      append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+    });
+    assert.equal(stepped.status, "processing");
+    assert.deepEqual(
+      stepped.timeline.map((entry) =>
+        entry.type === "status" ? entry.status : entry.type
+      ),
+      ["pending", "processing", "step_finished"],
+    );
+    assert.ok(stepped.updated_at >= order.updated_at);
+    assert.deepEqual(await store.get(order.id), stepped);
+  });
+
+  test("transition() refuses when the status does not match, and changes nothing", async (store) => {
+    const { order } = await store.create(burger);
+    const error = await store.transition(order.id, {
+      action: "complete",
+      from: ["processing"],
+      to: "completed",
+    }).catch((error) => error);
+    assert.ok(error instanceof InvalidTransitionError);
+    assert.equal(error.actual, "pending");
+    assert.deepEqual(await store.get(order.id), order);
+  });
+
+  test("transition() honours the cancel_requested condition", async (store) => {
+    const { order } = await store.create(burger);
+    await store.transition(order.id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+    });
+    await store.transition(order.id, {
+      action: "cancel",
+      from: ["processing"],
+      cancelRequested: false,
+      set: { cancel_requested: true },
+    });
+    await assert.rejects(
+      store.transition(order.id, {
+        action: "complete",
+        from: ["processing"],
+        cancelRequested: false,
+        to: "completed",
+      }),
+      InvalidTransitionError,
+    );
+    const cancelled = await store.transition(order.id, {
+      action: "cancel",
+      from: ["processing"],
+      to: "cancelled",
+    });
+    assert.equal(cancelled.status, "cancelled");
+  });
+
+  test("transition() of an unknown order throws OrderNotFoundError", async (store) => {
+    await assert.rejects(
+      store.transition("ORD-00000000000000000000000000", {
+        action: "start",
+        from: ["pending"],
+        to: "processing",
+      }),
+      OrderNotFoundError,
+    );
+  });
+
+  test("racing transitions on one order have exactly one winner", async (store) => {
+    const { order } = await store.create(burger);
+    const outcomes = await Promise.allSettled(
+      Array.from(
+        { length: 40 },
+        (_, index) =>
+          store.transition(
+            order.id,
+            index % 2 === 0
+              ? { action: "start", from: ["pending"], to: "processing" }
+              : { action: "cancel", from: ["pending"], to: "cancelled" },
+          ),
+      ),
+    );
+    const winners = outcomes.filter((outcome) =>
+      outcome.status === "fulfilled"
+    );
+    assert.equal(winners.length, 1);
+    for (const outcome of outcomes) {
+      if (outcome.status === "rejected") {
+        assert.ok(outcome.reason instanceof InvalidTransitionError);
+      }
+    }
+    const final = await store.get(order.id);
+    assert.equal(
+      final?.timeline.filter((entry) => entry.type === "status").length,
+      2,
+    );
+  });
+
+  test("orders already read do not change when the order does", async (store) => {
+    const { order } = await store.create(burger);
+    const read = await store.get(order.id);
+    await store.transition(order.id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+    });
+    assert.equal(read?.status, "pending");
+    assert.equal(read?.timeline.length, 1);
+  });
+
+  test("list() pages oldest first, with a cursor, a limit and a status filter", async (store) => {
+    const ids: string[] = [];
+    for (let index = 0; index < 7; index++) {
+      ids.push((await store.create(orderFor(index))).order.id);
+    }
+    await store.transition(ids[1]!, {
+      action: "cancel",
+      from: ["pending"],
+      to: "cancelled",
+    });
+    await store.transition(ids[4]!, {
+      action: "cancel",
+      from: ["pending"],
+      to: "cancelled",
+    });
+
+    const first = await store.list({ limit: 3 });
+    assert.deepEqual(first.orders.map((order) => order.id), ids.slice(0, 3));
+    assert.equal(first.hasMore, true);
+    const second = await store.list({ limit: 3, after: ids[2] });
+    assert.deepEqual(second.orders.map((order) => order.id), ids.slice(3, 6));
+    assert.equal(second.hasMore, true);
+    const last = await store.list({ limit: 3, after: ids[5] });
+    assert.deepEqual(last.orders.map((order) => order.id), ids.slice(6));
+    assert.equal(last.hasMore, false);
+
+    const cancelled = await store.list({ limit: 1, status: "cancelled" });
+    assert.deepEqual(cancelled.orders.map((order) => order.id), [ids[1]]);
+    assert.equal(cancelled.hasMore, true);
+    const rest = await store.list({
+      limit: 5,
+      status: "cancelled",
+      after: ids[1],
+    });
+    assert.deepEqual(rest.orders.map((order) => order.id), [ids[4]]);
+    assert.equal(rest.hasMore, false);
+  });
+
+  test("paging while orders are added neither skips nor repeats an order", async (store) => {
+    for (let index = 0; index < 20; index++) {
+      await store.create(orderFor(index));
+    }
+    const seen: string[] = [];
+    let after: string | undefined;
+    let added = 20;
+    while (true) {
+      const page = await store.list({ limit: 3, after });
+      seen.push(...page.orders.map((order) => order.id));
+      // A writer adds orders between every page.
+      if (added < 60) {
+        await Promise.all([
+          store.create(orderFor(added++)),
+          store.create(orderFor(added++)),
+        ]);
+      }
+      if (!page.hasMore) break;
+      after = page.orders.at(-1)!.id;
+    }
+    const all = (await store.list({ limit: 1000 })).orders.map((order) =>
+      order.id
+    );
+    assert.equal(new Set(seen).size, seen.length, "no order repeated");
+    assert.deepEqual(
+      seen,
+      all.slice(0, seen.length),
+      "no order skipped, oldest first",
+    );
+    assert.ok(seen.length >= 20);
+  });
+}
