@@ -5,17 +5,11 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { Channel } from "./lib/channel.ts";
 import { ConfigError, helpText, parseConfig } from "./lib/config.ts";
-import { createApp } from "./lib/http/app.ts";
 import { configureLogging, LOG_CATEGORY } from "./lib/logging.ts";
-import { exponentialBackoff, OrderProcessor } from "./lib/order_processor.ts";
-import { OrderService } from "./lib/order_service.ts";
 import { drain } from "./lib/shutdown.ts";
-import { OrderStats } from "./lib/stats.ts";
-import { createSimulatedSteps } from "./lib/steps.ts";
 import { MemoryStore } from "./lib/store/memory.ts";
-import { WorkerPool } from "./lib/worker_pool.ts";
+import { createSystem } from "./lib/system.ts";
 
 let parsed;
 try {
@@ -35,36 +29,13 @@ const closeLogging = await configureLogging(config.logLevel);
 const logger = getLogger([LOG_CATEGORY]);
 logger.info("Starting order-service", { config: { ...config } });
 
-const store = new MemoryStore({ maxOrders: config.maxOrders });
-const queue = new Channel<string>({ capacity: config.queueCapacity });
-const stats = new OrderStats();
-const processor = new OrderProcessor({
-  store,
-  stats,
-  logger: logger.getChild("worker"),
-  runStep: createSimulatedSteps({
-    latencyScale: config.latencyScale,
-    failureRate: config.failureRate,
-  }),
-  maxAttempts: config.maxAttempts,
-  backoffMs: exponentialBackoff(1000 * config.latencyScale),
+const system = createSystem({
+  ...config,
+  store: new MemoryStore({ maxOrders: config.maxOrders }),
+  logger,
 });
-const service = new OrderService({ store, queue, stats, processor });
-const pool = new WorkerPool<string>({
-  receive: (options) => queue.receive(options),
-  process: async (id, signal) => {
-    await processor.process(id, signal);
-  },
-  concurrency: config.workers,
-  onError: (error, id) =>
-    logger.error("Processing order {orderId} failed unexpectedly: {error}", {
-      orderId: id,
-      error,
-    }),
-});
-pool.start();
+system.pool.start();
 
-const app = createApp({ store, service, logger: logger.getChild("http") });
 const server = Deno.serve({
   port: config.port,
   hostname: config.host,
@@ -74,7 +45,7 @@ const server = Deno.serve({
       hostname,
       port,
     }),
-}, app.fetch);
+}, system.app.fetch);
 
 let draining = false;
 async function onSignal(signal: Deno.Signal): Promise<void> {
@@ -86,11 +57,8 @@ async function onSignal(signal: Deno.Signal): Promise<void> {
   draining = true;
   logger.info("Signal received; shutting down", { signal });
   await drain({
-    service,
-    pool,
+    ...system,
     server,
-    store,
-    stats,
     logger,
     timeoutMs: config.shutdownTimeoutMs,
   });

@@ -1,0 +1,93 @@
+/**
+ * Assembles the service's parts — store, queue, processor, worker pool,
+ * HTTP app — from plain options. `main.ts` and the tests build the same
+ * system through this one function.
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import { Channel } from "./channel.ts";
+import { createApp } from "./http/app.ts";
+import { exponentialBackoff, OrderProcessor } from "./order_processor.ts";
+import { OrderService } from "./order_service.ts";
+import { OrderStats } from "./stats.ts";
+import { createSimulatedSteps, type StepRunner } from "./steps.ts";
+import type { OrderStore } from "./store/store.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+/** What {@linkcode createSystem} needs. */
+export interface SystemOptions {
+  store: OrderStore;
+  logger: Logger;
+  workers: number;
+  queueCapacity: number;
+  latencyScale: number;
+  failureRate: number;
+  maxAttempts: number;
+  /** Replaces the simulated steps (tests inject their own). */
+  runStep?: StepRunner;
+  /** Replaces the retry backoff (default: 1 s × latencyScale, doubling). */
+  backoffMs?: (attempt: number) => number;
+}
+
+/** The assembled service. */
+export interface System {
+  store: OrderStore;
+  queue: Channel<string>;
+  stats: OrderStats;
+  processor: OrderProcessor;
+  service: OrderService;
+  pool: WorkerPool<string>;
+  app: ReturnType<typeof createApp>;
+}
+
+/**
+ * Builds the system; the worker pool is created but not started.
+ *
+ * @example
+ * ```ts
+ * import { getLogger } from "@logtape/logtape";
+ * import { createSystem } from "./system.ts";
+ * import { MemoryStore } from "./store/memory.ts";
+ * const system = createSystem({
+ *   store: new MemoryStore(), logger: getLogger(["order-service"]),
+ *   workers: 5, queueCapacity: 100, latencyScale: 0, failureRate: 0, maxAttempts: 3,
+ * });
+ * system.pool.start();
+ * ```
+ */
+export function createSystem(options: SystemOptions): System {
+  const { store, logger } = options;
+  const queue = new Channel<string>({ capacity: options.queueCapacity });
+  const stats = new OrderStats();
+  const processor = new OrderProcessor({
+    store,
+    stats,
+    logger: logger.getChild("worker"),
+    runStep: options.runStep ?? createSimulatedSteps({
+      latencyScale: options.latencyScale,
+      failureRate: options.failureRate,
+    }),
+    maxAttempts: options.maxAttempts,
+    backoffMs: options.backoffMs ??
+      exponentialBackoff(1000 * options.latencyScale),
+  });
+  const service = new OrderService({ store, queue, stats, processor });
+  const pool = new WorkerPool<string>({
+    receive: (receiveOptions) => queue.receive(receiveOptions),
+    process: async (id, signal) => {
+      await processor.process(id, signal);
+    },
+    concurrency: options.workers,
+    onError: (error, id) =>
+      logger.error("Processing order {orderId} failed unexpectedly", {
+        orderId: id,
+        error,
+      }),
+    onReceiveError: (error) =>
+      logger.error("A worker stopped: the queue failed", { error }),
+  });
+  const app = createApp({ store, service, logger: logger.getChild("http") });
+  return { store, queue, stats, processor, service, pool, app };
+}

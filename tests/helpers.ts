@@ -1,0 +1,61 @@
+/** Shared test fixtures. */
+
+import { getLogger } from "@logtape/logtape";
+import type { NewOrder, Order, OrderStatus } from "../lib/order.ts";
+import { MemoryStore } from "../lib/store/memory.ts";
+import {
+  createSystem,
+  type System,
+  type SystemOptions,
+} from "../lib/system.ts";
+import type { OrderStore } from "../lib/store/store.ts";
+
+/** The reference service's example order. */
+export const EXAMPLE_ORDER: NewOrder = {
+  customer_id: "c_12345",
+  restaurant_id: "r_456",
+  items: ["veggie_burger", "fries"],
+};
+
+/** A system on a memory store with no step delays; workers not started. */
+export function testSystem(options: Partial<SystemOptions> = {}): System {
+  return createSystem({
+    store: new MemoryStore(),
+    // An unconfigured LogTape logger discards records.
+    logger: getLogger(["order-service-test"]),
+    workers: 2,
+    queueCapacity: 100,
+    latencyScale: 0,
+    failureRate: 0,
+    maxAttempts: 3,
+    backoffMs: () => 0,
+    ...options,
+  });
+}
+
+/** Stops taking orders and waits for the workers to finish the queue. */
+export async function drainSystem(system: System): Promise<void> {
+  await system.service.stopAccepting();
+  if (system.pool.state === "idle") system.pool.start();
+  await system.pool.done;
+}
+
+/** Waits until the order has one of `statuses` (polling the store). */
+export async function waitForStatus(
+  store: OrderStore,
+  id: string,
+  statuses: readonly OrderStatus[],
+  timeoutMs = 5000,
+): Promise<Order> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const order = await store.get(id);
+    if (order && statuses.includes(order.status)) return order;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `Order ${id} is "${order?.status}", not ${statuses.join("/")}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
