@@ -1,0 +1,449 @@
+import assert from "node:assert/strict";
+import type { System } from "../../lib/system.ts";
+import type { StepRunner } from "../../lib/steps.ts";
+import {
+  drainSystem,
+  EXAMPLE_ORDER,
+  testSystem,
+  waitForStatus,
+} from "../helpers.ts";
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+function post(
+  system: System,
+  body: string | BodyInit,
+  headers: Record<string, string> = JSON_HEADERS,
+) {
+  return system.app.request("/orders", { method: "POST", body, headers });
+}
+
+async function assertProblem(
+  response: Response,
+  status: number,
+): Promise<Record<string, unknown>> {
+  assert.equal(response.status, status);
+  assert.equal(
+    response.headers.get("content-type"),
+    "application/problem+json",
+  );
+  const problem = await response.json();
+  assert.equal(problem.status, status);
+  assert.equal(typeof problem.type, "string");
+  assert.equal(typeof problem.title, "string");
+  assert.equal(typeof problem.detail, "string");
+  return problem;
+}
+
+/** Runs `body` against a fresh system and drains it afterwards. */
+function withSystem(
+  title: string,
+  body: (system: System) => Promise<void>,
+  options: Parameters<typeof testSystem>[0] = {},
+) {
+  Deno.test(title, async () => {
+    const system = testSystem(options);
+    try {
+      await body(system);
+    } finally {
+      await drainSystem(system);
+    }
+  });
+}
+
+withSystem(
+  "POST /orders answers 201 with Location and the pending order",
+  async (system) => {
+    const response = await post(system, JSON.stringify(EXAMPLE_ORDER));
+    assert.equal(response.status, 201);
+    const order = await response.json();
+    assert.equal(response.headers.get("location"), `/orders/${order.id}`);
+    assert.match(order.id, /^ORD-/);
+    assert.equal(order.status, "pending");
+    assert.deepEqual(order.items, EXAMPLE_ORDER.items);
+    assert.equal(order.attempts, 0);
+    assert.equal(order.failure_reason, null);
+    assert.match(order.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(order.timeline[0].status, "pending");
+  },
+);
+
+withSystem("POST /orders answers 400 for malformed JSON", async (system) => {
+  await assertProblem(await post(system, '{"customer_id": '), 400);
+});
+
+withSystem(
+  "POST /orders answers 400 for a body that is not UTF-8, without repairing it",
+  async (system) => {
+    const bytes = new TextEncoder().encode(JSON.stringify(EXAMPLE_ORDER));
+    bytes[17] = 0xff; // inside the customer id
+    const problem = await assertProblem(await post(system, bytes), 400);
+    assert.match(String(problem.detail), /UTF-8/);
+    assert.equal((await system.store.list({ limit: 10 })).orders.length, 0);
+  },
+);
+
+withSystem(
+  "POST /orders answers 415 when the body is not declared JSON",
+  async (system) => {
+    await assertProblem(
+      await post(system, JSON.stringify(EXAMPLE_ORDER), {
+        "content-type": "text/plain",
+      }),
+      415,
+    );
+    await assertProblem(
+      await post(system, JSON.stringify(EXAMPLE_ORDER), {}),
+      415,
+    );
+  },
+);
+
+withSystem(
+  "POST /orders accepts application/json with a charset and +json types",
+  async (system) => {
+    const charset = await post(system, JSON.stringify(EXAMPLE_ORDER), {
+      "content-type": "application/json; charset=utf-8",
+    });
+    assert.equal(charset.status, 201);
+    await charset.body?.cancel();
+  },
+);
+
+withSystem(
+  "POST /orders answers 413 for a body over 64 KiB with a Content-Length",
+  async (system) => {
+    const huge = JSON.stringify({
+      ...EXAMPLE_ORDER,
+      items: ["x".repeat(70 * 1024)],
+    });
+    await assertProblem(await post(system, huge), 413);
+  },
+);
+
+withSystem(
+  "POST /orders answers 413 for a chunked body over 64 KiB, reading no further than the limit",
+  async (system) => {
+    let pulledBytes = 0;
+    const chunk = new TextEncoder().encode("[" + "1,".repeat(4095));
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulledBytes += chunk.byteLength;
+        if (pulledBytes > 10 * 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    await assertProblem(await post(system, stream), 413);
+    assert.ok(
+      pulledBytes < 64 * 1024 + 3 * chunk.byteLength,
+      `read ${pulledBytes} bytes`,
+    );
+  },
+);
+
+withSystem("POST /orders answers 422 naming each bad field", async (system) => {
+  const response = await post(
+    system,
+    JSON.stringify({
+      customer_id: "",
+      restaurant_id: 7,
+      items: ["ok", ""],
+      id: "ORD-MINE",
+      status: "completed",
+    }),
+  );
+  const problem = await assertProblem(response, 422);
+  const fields = (problem.errors as Array<{ field: string; message: string }>)
+    .map((error) => error.field).sort();
+  assert.deepEqual(fields, [
+    "customer_id",
+    "id",
+    "items.1",
+    "restaurant_id",
+    "status",
+  ]);
+});
+
+withSystem(
+  "POST /orders enforces the limits on ids and items",
+  async (system) => {
+    const cases = [
+      { ...EXAMPLE_ORDER, customer_id: "c".repeat(65) },
+      { ...EXAMPLE_ORDER, restaurant_id: "   " },
+      { ...EXAMPLE_ORDER, items: [] },
+      { ...EXAMPLE_ORDER, items: Array.from({ length: 101 }, () => "x") },
+      { ...EXAMPLE_ORDER, items: ["x".repeat(201)] },
+      [EXAMPLE_ORDER],
+      null,
+    ];
+    for (const body of cases) {
+      await assertProblem(
+        await post(system, JSON.stringify(body)),
+        422,
+      );
+    }
+    const edge = {
+      customer_id: "c".repeat(64),
+      restaurant_id: "r",
+      items: Array.from({ length: 100 }, () => "y".repeat(200)),
+    };
+    const accepted = await post(system, JSON.stringify(edge));
+    assert.equal(accepted.status, 201);
+    await accepted.body?.cancel();
+  },
+);
+
+withSystem(
+  "POST /orders answers 503 with Retry-After when the queue is full, and stores nothing",
+  async (system) => {
+    const first = await post(system, JSON.stringify(EXAMPLE_ORDER));
+    assert.equal(first.status, 201);
+    await first.body?.cancel();
+    const full = await post(system, JSON.stringify(EXAMPLE_ORDER));
+    await assertProblem(full, 503);
+    assert.match(full.headers.get("retry-after") ?? "", /^\d+$/);
+    assert.equal((await system.store.list({ limit: 10 })).orders.length, 1);
+  },
+  { queueCapacity: 1 },
+);
+
+withSystem(
+  "Idempotency-Key: a repeat answers 200 with the original order; another body answers 422",
+  async (system) => {
+    const headers = { ...JSON_HEADERS, "idempotency-key": "abc-123" };
+    const first = await post(system, JSON.stringify(EXAMPLE_ORDER), headers);
+    assert.equal(first.status, 201);
+    const original = await first.json();
+    const again = await post(system, JSON.stringify(EXAMPLE_ORDER), headers);
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get("idempotent-replayed"), "true");
+    assert.equal((await again.json()).id, original.id);
+    const other = await post(
+      system,
+      JSON.stringify({ ...EXAMPLE_ORDER, items: ["soup"] }),
+      headers,
+    );
+    await assertProblem(other, 422);
+    assert.equal((await system.store.list({ limit: 10 })).orders.length, 1);
+  },
+);
+
+withSystem(
+  "Idempotency-Key: concurrent requests with one key create exactly one order",
+  async (system) => {
+    const headers = { ...JSON_HEADERS, "idempotency-key": "same-key" };
+    const responses = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () => post(system, JSON.stringify(EXAMPLE_ORDER), headers),
+      ),
+    );
+    const statuses = responses.map((response) => response.status).sort();
+    assert.deepEqual(statuses, [...Array(19).fill(200), 201]);
+    const ids = new Set(
+      await Promise.all(
+        responses.map(async (response) => (await response.json()).id),
+      ),
+    );
+    assert.equal(ids.size, 1);
+  },
+);
+
+withSystem(
+  "Idempotency-Key longer than 255 characters answers 400",
+  async (system) => {
+    const headers = { ...JSON_HEADERS, "idempotency-key": "k".repeat(256) };
+    await assertProblem(
+      await post(system, JSON.stringify(EXAMPLE_ORDER), headers),
+      400,
+    );
+  },
+);
+
+withSystem("GET /orders/{id} answers the order, or 404", async (system) => {
+  const created = await (await post(system, JSON.stringify(EXAMPLE_ORDER)))
+    .json();
+  const found = await system.app.request(`/orders/${created.id}`);
+  assert.equal(found.status, 200);
+  assert.equal((await found.json()).id, created.id);
+  await assertProblem(
+    await system.app.request("/orders/ORD-00000000000000000000000000"),
+    404,
+  );
+});
+
+withSystem(
+  "GET /orders is an array, oldest first, paged by a Link header that fetches the next page",
+  async (system) => {
+    const ids: string[] = [];
+    for (let index = 0; index < 5; index++) {
+      ids.push(
+        (await (await post(system, JSON.stringify(EXAMPLE_ORDER))).json()).id,
+      );
+    }
+    const seen: string[] = [];
+    let url: string | undefined = "/orders?limit=2";
+    let pages = 0;
+    while (url) {
+      const response = await system.app.request(url);
+      assert.equal(response.status, 200);
+      const page = await response.json();
+      assert.ok(Array.isArray(page));
+      seen.push(...page.map((order: { id: string }) => order.id));
+      const link = response.headers.get("link");
+      url = link ? /^<([^>]+)>; rel="next"$/.exec(link)?.[1] : undefined;
+      pages++;
+    }
+    assert.deepEqual(seen, ids);
+    assert.equal(pages, 3);
+  },
+);
+
+withSystem(
+  "GET /orders filters by status and defaults to 100 per page",
+  async (system) => {
+    const ids: string[] = [];
+    for (let index = 0; index < 103; index++) {
+      ids.push(
+        (await (await post(system, JSON.stringify(EXAMPLE_ORDER))).json()).id,
+      );
+    }
+    await system.app.request(`/orders/${ids[3]}/cancel`, { method: "POST" });
+    const all = await system.app.request("/orders");
+    assert.equal((await all.json()).length, 100);
+    assert.match(all.headers.get("link") ?? "", /rel="next"/);
+    const cancelled = await system.app.request("/orders?status=cancelled");
+    assert.deepEqual(
+      (await cancelled.json()).map((order: { id: string }) => order.id),
+      [ids[3]],
+    );
+    assert.equal(cancelled.headers.get("link"), null);
+  },
+  { queueCapacity: 200 },
+);
+
+withSystem(
+  "GET /orders answers 400 for a bad query parameter",
+  async (system) => {
+    for (
+      const query of [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "limit=1&limit=2",
+        "status=shipped",
+        "cursor=not-a-cursor",
+        "colour=blue",
+      ]
+    ) {
+      await assertProblem(await system.app.request(`/orders?${query}`), 400);
+    }
+  },
+);
+
+withSystem(
+  "POST /orders/{id}/cancel cancels a pending order at once",
+  async (system) => {
+    const created = await (await post(system, JSON.stringify(EXAMPLE_ORDER)))
+      .json();
+    const response = await system.app.request(`/orders/${created.id}/cancel`, {
+      method: "POST",
+    });
+    assert.equal(response.status, 200);
+    const body = await response.json();
+    assert.equal(body.status, "cancelled");
+    assert.equal(body.cancellation, "done");
+    // A second cancel of a finished order is a conflict.
+    await assertProblem(
+      await system.app.request(`/orders/${created.id}/cancel`, {
+        method: "POST",
+      }),
+      409,
+    );
+    await assertProblem(
+      await system.app.request(
+        "/orders/ORD-00000000000000000000000000/cancel",
+        { method: "POST" },
+      ),
+      404,
+    );
+  },
+);
+
+{
+  const started = Promise.withResolvers<void>();
+  const blockUntilAborted: StepRunner = (_step, _order, signal) => {
+    started.resolve();
+    return new Promise((_, reject) =>
+      signal.addEventListener("abort", () => reject(signal.reason))
+    );
+  };
+  withSystem(
+    "POST /orders/{id}/cancel answers 202 for a processing order, which stops at its step boundary",
+    async (system) => {
+      system.pool.start();
+      const created = await (await post(system, JSON.stringify(EXAMPLE_ORDER)))
+        .json();
+      await started.promise;
+      const response = await system.app.request(
+        `/orders/${created.id}/cancel`,
+        { method: "POST" },
+      );
+      assert.equal(response.status, 202);
+      const body = await response.json();
+      assert.equal(body.status, "processing");
+      assert.equal(body.cancel_requested, true);
+      assert.equal(body.cancellation, "at_next_step_boundary");
+      const final = await waitForStatus(system.store, created.id, [
+        "cancelled",
+      ]);
+      assert.equal(final.status, "cancelled");
+    },
+    { runStep: blockUntilAborted },
+  );
+}
+
+withSystem("a completed order cannot be cancelled: 409", async (system) => {
+  system.pool.start();
+  const created = await (await post(system, JSON.stringify(EXAMPLE_ORDER)))
+    .json();
+  await waitForStatus(system.store, created.id, ["completed"]);
+  const problem = await assertProblem(
+    await system.app.request(`/orders/${created.id}/cancel`, {
+      method: "POST",
+    }),
+    409,
+  );
+  assert.equal(problem.order_status, "completed");
+});
+
+withSystem(
+  "GET /health is 200; GET /ready turns 503 when draining, and so do new orders",
+  async (system) => {
+    const health = await system.app.request("/health");
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: "ok" });
+    assert.equal((await system.app.request("/ready")).status, 200);
+    await system.service.stopAccepting();
+    await assertProblem(await system.app.request("/ready"), 503);
+    await assertProblem(await post(system, JSON.stringify(EXAMPLE_ORDER)), 503);
+    assert.equal((await system.app.request("/health")).status, 200);
+  },
+);
+
+withSystem(
+  "an unknown route answers 404 and a wrong method 405 with Allow, both problem+json",
+  async (system) => {
+    await assertProblem(await system.app.request("/nothing-here"), 404);
+    const wrong = await system.app.request("/orders", { method: "DELETE" });
+    await assertProblem(wrong, 405);
+    assert.equal(wrong.headers.get("allow"), "GET, HEAD, POST");
+    const cancel = await system.app.request("/orders/ORD-1/cancel", {
+      method: "GET",
+    });
+    await assertProblem(cancel, 405);
+    assert.equal(cancel.headers.get("allow"), "POST");
+    const health = await system.app.request("/health", { method: "POST" });
+    await assertProblem(health, 405);
+  },
+);
