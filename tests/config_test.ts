@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { ConfigError, helpText, parseConfig } from "../lib/config.ts";
+
+const noEnv = () => undefined;
+
+Deno.test("parseConfig() gives the documented defaults", () => {
+  assert.deepEqual(parseConfig([], noEnv), {
+    port: 8080,
+    host: "0.0.0.0",
+    workers: 5,
+    queueCapacity: 100,
+    latencyScale: 1,
+    failureRate: 0,
+    maxAttempts: 3,
+    shutdownTimeoutMs: 30000,
+    maxOrders: 1000000,
+    logLevel: "info",
+    store: "memory",
+  });
+});
+
+Deno.test("parseConfig() reads environment variables, and a flag wins over its variable", () => {
+  const env: Record<string, string> = {
+    WORKERS: "7",
+    QUEUE_CAPACITY: "9",
+    LATENCY_SCALE: "0.5",
+  };
+  const config = parseConfig(
+    ["--workers=3", "--log-level", "debug"],
+    (name) => env[name],
+  );
+  assert.ok(config !== "help");
+  assert.equal(config.workers, 3);
+  assert.equal(config.queueCapacity, 9);
+  assert.equal(config.latencyScale, 0.5);
+  assert.equal(config.logLevel, "debug");
+});
+
+Deno.test("parseConfig() names the setting and what it accepts when a value is invalid", () => {
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [[], { PORT: "70000" }, /PORT.*0 to 65535/],
+    [[], { WORKERS: "0" }, /WORKERS.*integer from 1/],
+    [[], { FAILURE_RATE: "1.5" }, /FAILURE_RATE.*0 to 1/],
+    [[], { LOG_LEVEL: "loud" }, /LOG_LEVEL.*debug, info, warning, error/],
+    [[], { STORE: "redis" }, /STORE.*memory/],
+    [["--max-attempts=-1"], {}, /--max-attempts/],
+    [["--no-such-flag"], {}, /no-such-flag/],
+  ];
+  for (const [args, env, message] of cases) {
+    assert.throws(() => parseConfig(args, (name) => env[name]), (error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+});
+
+Deno.test("--help is recognised and the help text lists every variable", () => {
+  assert.equal(parseConfig(["--help"], noEnv), "help");
+  for (
+    const name of [
+      "PORT",
+      "HOST",
+      "WORKERS",
+      "QUEUE_CAPACITY",
+      "LATENCY_SCALE",
+      "FAILURE_RATE",
+      "MAX_ATTEMPTS",
+      "SHUTDOWN_TIMEOUT_MS",
+      "MAX_ORDERS",
+      "LOG_LEVEL",
+      "STORE",
+    ]
+  ) assert.match(helpText(), new RegExp(name));
+});

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { EXAMPLE_ORDER } from "./helpers.ts";
+import { startService } from "./service_process.ts";
+
+async function postOrder(
+  url: string,
+): Promise<{ status: number; id?: string }> {
+  const response = await fetch(`${url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(EXAMPLE_ORDER),
+  });
+  const body = await response.json();
+  return { status: response.status, id: body.id };
+}
+
+function summaryOf(records: Array<Record<string, unknown>>) {
+  const last = records.at(-1);
+  assert.equal(last?.event, "summary", "the summary is the last log record");
+  return last as unknown as Record<string, number>;
+}
+
+Deno.test("the service completes orders, drains on SIGTERM, exits 0 and logs a true summary", async () => {
+  const service = await startService({ LATENCY_SCALE: "0.05", WORKERS: "5" });
+  const accepted: string[] = [];
+  for (let index = 0; index < 20; index++) {
+    const { status, id } = await postOrder(service.url);
+    assert.equal(status, 201);
+    accepted.push(id!);
+  }
+  // Wait until the workers are mid-way, then ask it to stop.
+  while (true) {
+    const response = await fetch(
+      `${service.url}/orders?status=completed&limit=1`,
+    );
+    const completed = await response.json();
+    if (completed.length > 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  service.kill("SIGTERM");
+  // The signal arrives asynchronously: wait for readiness to drop.
+  const readyStatus = () =>
+    fetch(`${service.url}/ready`).then(async (response) => {
+      await response.body?.cancel();
+      return response.status;
+    }, () => 0);
+  while ((await readyStatus()) === 200) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  // During the drain new orders are refused (or the connection is closed).
+  const during = await postOrder(service.url).catch(() => ({ status: 0 }));
+  assert.ok(
+    during.status === 503 || during.status === 0,
+    `got ${during.status}`,
+  );
+
+  const status = await service.status;
+  assert.equal(status.code, 0, await service.stderr);
+  const summary = summaryOf(service.records);
+  assert.equal(summary.accepted, 20);
+  assert.equal(summary.completed, 20);
+  assert.equal(summary.failed, 0);
+  assert.equal(summary.cancelled, 0);
+  assert.equal(summary.abandoned, 0);
+  assert.ok(
+    summary.drained! > 0 && summary.drained! < 20,
+    `drained ${summary.drained}`,
+  );
+  const messages = service.records.map((record) => record.message);
+  for (
+    const step of [
+      "Draining: no longer accepting orders",
+      "Workers stopped",
+      "HTTP server closed",
+    ]
+  ) {
+    assert.ok(messages.includes(step), `missing shutdown step "${step}"`);
+  }
+});
+
+Deno.test("with a short SHUTDOWN_TIMEOUT_MS the service still exits in time, counting what it abandoned", async () => {
+  const service = await startService({
+    LATENCY_SCALE: "20", // 30 s and more per order: none can finish
+    WORKERS: "2",
+    SHUTDOWN_TIMEOUT_MS: "200",
+  });
+  for (let index = 0; index < 5; index++) {
+    assert.equal((await postOrder(service.url)).status, 201);
+  }
+  const startedAt = Date.now();
+  service.kill("SIGTERM");
+  const status = await service.status;
+  assert.equal(status.code, 0);
+  assert.ok(Date.now() - startedAt < 10_000, "exit is bounded by the timeout");
+  const summary = summaryOf(service.records);
+  assert.equal(summary.accepted, 5);
+  assert.equal(summary.completed, 0);
+  assert.equal(summary.abandoned, 5);
+});
+
+Deno.test("an invalid setting stops start-up with exit code 2 and names the variable", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      new URL("../main.ts", import.meta.url).pathname,
+    ],
+    env: { WORKERS: "lots" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 2);
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.match(stderr, /WORKERS/);
+  assert.match(stderr, /integer from 1/);
+});

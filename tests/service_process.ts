@@ -1,0 +1,65 @@
+/** Starts the real service as a child process, for end-to-end tests. */
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** A running service process. */
+export interface ServiceProcess {
+  /** The port it listens on (chosen by the OS). */
+  port: number;
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** Every JSON log record printed so far. */
+  records: Array<Record<string, unknown>>;
+  /** Sends a signal. */
+  kill(signal: Deno.Signal): void;
+  /** Resolves with the exit status once stdout is fully read. */
+  status: Promise<Deno.CommandStatus>;
+  /** Text written to stderr, once it exits. */
+  stderr: Promise<string>;
+}
+
+/** Starts `main.ts` on a free loopback port with extra environment. */
+export async function startService(
+  env: Record<string, string> = {},
+): Promise<ServiceProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN],
+    env: { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const records: Array<Record<string, unknown>> = [];
+  const listening = Promise.withResolvers<number>();
+  const reading = (async () => {
+    let buffered = "";
+    for await (
+      const text of child.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      buffered += text;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        const record = JSON.parse(line);
+        records.push(record);
+        if (record.message === "Listening") listening.resolve(record.port);
+      }
+    }
+    listening.reject(new Error("The service exited before listening"));
+  })();
+  const stderr = new Response(child.stderr).text();
+  const status = reading.then(() => child.status);
+  const port = await listening.promise.catch(async (error) => {
+    await status;
+    throw new Error(`${error.message}: ${await stderr}`);
+  });
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    records,
+    kill: (signal) => child.kill(signal),
+    status,
+    stderr,
+  };
+}
