@@ -6,7 +6,11 @@
 
 import { getLogger } from "@logtape/logtape";
 import { ConfigError, helpText, parseConfig } from "./lib/config.ts";
-import { configureLogging, LOG_CATEGORY } from "./lib/logging.ts";
+import {
+  configureLogging,
+  LIFECYCLE_CATEGORY,
+  LOG_CATEGORY,
+} from "./lib/logging.ts";
 import { drain } from "./lib/shutdown.ts";
 import { MemoryStore } from "./lib/store/memory.ts";
 import { createSystem } from "./lib/system.ts";
@@ -27,7 +31,8 @@ const config = parsed;
 
 const closeLogging = await configureLogging(config.logLevel);
 const logger = getLogger([LOG_CATEGORY]);
-logger.info("Starting order-service", { config: { ...config } });
+const lifecycle = getLogger([...LIFECYCLE_CATEGORY]);
+lifecycle.info("Starting order-service", { config: { ...config } });
 
 const system = createSystem({
   ...config,
@@ -40,7 +45,7 @@ const server = Deno.serve({
   port: config.port,
   hostname: config.host,
   onListen: ({ hostname, port }) =>
-    logger.info("Listening", {
+    lifecycle.info("Listening", {
       url: `http://${hostname}:${port}`,
       hostname,
       port,
@@ -50,16 +55,16 @@ const server = Deno.serve({
 let draining = false;
 async function onSignal(signal: Deno.Signal): Promise<void> {
   if (draining) {
-    logger.warning("Second signal: exiting at once", { signal });
+    lifecycle.warning("Second signal: exiting at once", { signal });
     await closeLogging();
     Deno.exit(1);
   }
   draining = true;
-  logger.info("Signal received; shutting down", { signal });
+  lifecycle.info("Signal received; shutting down", { signal });
   await drain({
     ...system,
     server,
-    logger,
+    logger: lifecycle,
     timeoutMs: config.shutdownTimeoutMs,
   });
   await closeLogging();

@@ -83,6 +83,8 @@ Deno.test("with a short SHUTDOWN_TIMEOUT_MS the service still exits in time, cou
     LATENCY_SCALE: "20", // 30 s and more per order: none can finish
     WORKERS: "2",
     SHUTDOWN_TIMEOUT_MS: "200",
+    // Life-cycle records, the summary among them, are logged at any level.
+    LOG_LEVEL: "warning",
   });
   for (let index = 0; index < 5; index++) {
     assert.equal((await postOrder(service.url)).status, 201);
