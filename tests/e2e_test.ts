@@ -100,6 +100,30 @@ Deno.test("with a short SHUTDOWN_TIMEOUT_MS the service still exits in time, cou
   assert.equal(summary.abandoned, 5);
 });
 
+Deno.test("a second signal during the drain exits at once", async () => {
+  const service = await startService({
+    LATENCY_SCALE: "20",
+    SHUTDOWN_TIMEOUT_MS: "60000",
+  });
+  assert.equal((await postOrder(service.url)).status, 201);
+  service.kill("SIGTERM");
+  while (
+    !service.records.some((record) =>
+      record.message === "Draining: no longer accepting orders"
+    )
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  service.kill("SIGTERM");
+  const status = await service.status;
+  assert.equal(status.code, 1);
+  assert.ok(
+    service.records.some((record) =>
+      record.message === "Second signal: exiting at once"
+    ),
+  );
+});
+
 Deno.test("an invalid setting stops start-up with exit code 2 and names the variable", async () => {
   const output = await new Deno.Command(Deno.execPath(), {
     args: [

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { MemoryStore } from "../../lib/store/memory.ts";
 import type { System } from "../../lib/system.ts";
 import type { StepRunner } from "../../lib/steps.ts";
 import {
