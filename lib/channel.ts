@@ -126,23 +126,14 @@ export class Channel<T> implements AsyncIterable<T> {
    * when the signal aborts first; in both cases the value was not delivered.
    */
   send(value: T, options: ChannelOperationOptions = {}): Promise<void> {
-    if (this.trySend(value)) return Promise.resolve();
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const pending: PendingSend<T> = {
+    try {
+      if (this.trySend(value)) return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return waitInLine<void, PendingSend<T>>(this.#senders, options.signal, {
       value,
-      resolve,
-      reject,
-      cleanup: () => signal?.removeEventListener("abort", onAbort),
-    };
-    const onAbort = () => {
-      remove(this.#senders, pending);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    this.#senders.push(pending);
-    return promise;
+    });
   }
 
   /**
@@ -189,21 +180,7 @@ export class Channel<T> implements AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const { promise, resolve, reject } = Promise.withResolvers<T>();
-    const waiter: Waiter<T> = {
-      resolve,
-      reject,
-      cleanup: () => signal?.removeEventListener("abort", onAbort),
-    };
-    const onAbort = () => {
-      remove(this.#receivers, waiter);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    this.#receivers.push(waiter);
-    return promise;
+    return waitInLine<T, Waiter<T>>(this.#receivers, options.signal, {});
   }
 
   /**
@@ -246,6 +223,33 @@ export class Channel<T> implements AsyncIterable<T> {
       sender.resolve();
     }
   }
+}
+
+/**
+ * Queues a waiter (a sender or a receiver) at the back of `line` and returns
+ * its promise. An abort takes it out of the line and rejects with the
+ * signal's reason.
+ */
+function waitInLine<V, W extends Waiter<V>>(
+  line: W[],
+  signal: AbortSignal | undefined,
+  fields: Omit<W, keyof Waiter<V>>,
+): Promise<V> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  const { promise, resolve, reject } = Promise.withResolvers<V>();
+  const onAbort = () => {
+    remove(line, waiter);
+    reject(signal?.reason);
+  };
+  const waiter = {
+    ...fields,
+    resolve,
+    reject,
+    cleanup: () => signal?.removeEventListener("abort", onAbort),
+  } as W;
+  signal?.addEventListener("abort", onAbort, { once: true });
+  line.push(waiter);
+  return promise;
 }
 
 function remove<T>(list: T[], item: T): void {

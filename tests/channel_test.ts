@@ -84,6 +84,16 @@ Deno.test("Channel.close() rejects waiting senders with their unsent value", asy
   assert.equal(error.value, "lost?");
 });
 
+Deno.test("Channel.send() to a closed channel rejects with the value it could not send", async () => {
+  const channel = new Channel<number>({ capacity: 1 });
+  channel.close();
+  const sending = channel.send(5);
+  assert.ok(sending instanceof Promise);
+  const error = await sending.catch((error) => error);
+  assert.ok(error instanceof ChannelClosedError);
+  assert.equal(error.value, 5);
+});
+
 Deno.test("a closed Channel still delivers what it buffered, then ends iteration", async () => {
   const channel = new Channel<number>({ capacity: 3 });
   channel.trySend(1);

@@ -36,13 +36,18 @@ function blockingSteps() {
   return { started: started.promise, runStep };
 }
 
-Deno.test("a worker moves an order pending → processing → completed through every step", async () => {
-  const { runs, runStep } = countingSteps();
+/** Processes one order to the end with `runStep`; returns the final order. */
+async function processOne(runStep: StepRunner) {
   const system = testSystem({ runStep });
   system.pool.start();
   const { order } = await system.service.create(EXAMPLE_ORDER);
   await drainSystem(system);
-  const done = await system.store.get(order.id);
+  return { system, done: await system.store.get(order.id) };
+}
+
+Deno.test("a worker moves an order pending → processing → completed through every step", async () => {
+  const { runs, runStep } = countingSteps();
+  const { system, done } = await processOne(runStep);
   assert.equal(done?.status, "completed");
   assert.equal(done?.attempts, 1);
   assert.deepEqual(
@@ -80,11 +85,7 @@ Deno.test("a worker moves an order pending → processing → completed through 
 
 Deno.test("a failed attempt is retried and resumes after its last finished step", async () => {
   const { runs, runStep } = countingSteps({ payment: 1 });
-  const system = testSystem({ runStep });
-  system.pool.start();
-  const { order } = await system.service.create(EXAMPLE_ORDER);
-  await drainSystem(system);
-  const done = await system.store.get(order.id);
+  const { done } = await processOne(runStep);
   assert.equal(done?.status, "completed");
   assert.equal(done?.attempts, 2);
   assert.equal(

@@ -209,6 +209,27 @@ withSystem(
 );
 
 withSystem(
+  "POST /orders answers 503 when the store is full of unfinished orders",
+  async (system) => {
+    const first = await post(system, JSON.stringify(EXAMPLE_ORDER));
+    assert.equal(first.status, 201);
+    await first.body?.cancel();
+    const problem = await assertProblem(
+      await post(system, JSON.stringify(EXAMPLE_ORDER)),
+      503,
+    );
+    assert.match(String(problem.type), /store-full/);
+  },
+  { store: new MemoryStore({ maxOrders: 1 }) },
+);
+
+withSystem("HEAD works wherever GET does", async (system) => {
+  const response = await system.app.request("/health", { method: "HEAD" });
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), "");
+});
+
+withSystem(
   "Idempotency-Key: a repeat answers 200 with the original order; another body answers 422",
   async (system) => {
     const headers = { ...JSON_HEADERS, "idempotency-key": "abc-123" };
