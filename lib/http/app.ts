@@ -6,7 +6,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import type { OrderService } from "../order_service.ts";
 import type { OrderStore } from "../store/store.ts";
 import { healthRoutes } from "./health.ts";
@@ -35,19 +35,11 @@ export interface AppOptions {
  */
 export function createApp(options: AppOptions) {
   const { logger } = options;
-  const app = new Hono()
-    .use(async (c, next) => {
-      // Per-request lines only at debug level: free when not wanted.
-      if (!logger.isEnabledFor("debug")) return await next();
-      const startedAt = performance.now();
-      await next();
-      logger.debug("{method} {path} {status}", {
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
-      });
-    })
+  const base = new Hono();
+  // Per-request lines only at debug level, decided once: when not wanted
+  // the middleware is not there at all.
+  if (logger.isEnabledFor("debug")) base.use(requestLogging(logger));
+  const app = base
     .route("/orders", ordersRoutes(options))
     .route("/", healthRoutes({ isAccepting: () => options.service.accepting }));
 
@@ -93,6 +85,19 @@ export function createApp(options: AppOptions) {
   });
 
   return app;
+}
+
+function requestLogging(logger: Logger): MiddlewareHandler {
+  return async (c, next) => {
+    const startedAt = performance.now();
+    await next();
+    logger.debug("{method} {path} {status}", {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
+    });
+  };
 }
 
 /** The application's type, for Hono's typed client (`hc<AppType>`). */

@@ -30,8 +30,25 @@ export async function readBodyText(
   if (declared !== null && Number(declared) > maxBytes) {
     throw tooLarge(maxBytes);
   }
-  if (!request.body) return "";
-  const reader = request.body.getReader();
+  let bytes: Uint8Array;
+  if (declared !== null) {
+    // The server stops a body at its declared length, so the whole-body
+    // read is bounded too. Do not touch `request.body` on this path:
+    // creating the stream makes Deno give up its fast whole-body read
+    // (measured: it cost a third of POST /orders throughput).
+    bytes = await request.bytes();
+    if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes);
+  } else if (request.body) bytes = await readLimited(request.body, maxBytes);
+  else return "";
+  return decodeUtf8(bytes);
+}
+
+/** Reads a stream of unknown length, cancelling it past `maxBytes`. */
+async function readLimited(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+): Promise<Uint8Array> {
+  const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   while (true) {
@@ -44,20 +61,21 @@ export async function readBodyText(
     }
     chunks.push(value);
   }
-  let bytes: Uint8Array;
-  if (chunks.length === 1) bytes = chunks[0] as Uint8Array;
-  else {
-    bytes = new Uint8Array(total);
-    let offset = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, offset);
-      offset += chunk.byteLength;
-    }
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
   }
+  return bytes;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+function decodeUtf8(bytes: Uint8Array): string {
   try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
-      bytes,
-    );
+    return utf8.decode(bytes);
   } catch {
     throw new HttpProblem(
       400,

@@ -14,7 +14,11 @@ import {
   isTerminal,
   type NewOrder,
   type Order,
+  ORDER_STATUSES,
+  type OrderStatus,
   sameNewOrder,
+  STEPS,
+  type TimelineEntry,
 } from "../order.ts";
 import { createOrderIdFactory } from "../order_id.ts";
 import type {
@@ -37,13 +41,35 @@ export interface MemoryStoreOptions {
 }
 
 /**
+ * An order as this store keeps it: mutable, and with its timeline packed
+ * into one number per entry (see `encodeEntry`). Measured with
+ * `deno task bench` (memory per finished order), this is what keeps the
+ * store within its memory budget; plain timeline objects cost far more.
+ */
+interface StoredOrder {
+  id: string;
+  customer_id: string;
+  restaurant_id: string;
+  items: string[];
+  status: OrderStatus;
+  created_at: number;
+  updated_at: number;
+  attempts: number;
+  failure_reason: string | null;
+  cancel_requested: boolean;
+  events: number[];
+  /** Reasons of the `attempt_failed` entries, in order; null when none. */
+  reasons: string[] | null;
+}
+
+/**
  * Orders in a `Map`, bounded by `maxOrders`.
  *
  * Atomicity: every method does its whole read-modify-write in one
  * synchronous turn of the event loop (there is no `await` between reading
- * an order and writing it back), so no other task can interleave and the
- * Map needs no lock of its own. Orders are replaced, never mutated in place,
- * so a snapshot handed to a reader never changes under it.
+ * an order and writing it), so no other task can interleave and the Map
+ * needs no lock of its own. Callers get decoded copies, never the stored
+ * record, so a snapshot handed to a reader never changes under it.
  *
  * @example
  * ```ts
@@ -57,7 +83,7 @@ export class MemoryStore implements OrderStore {
   readonly #maxOrders: number;
   readonly #now: () => number;
   readonly #newId: () => string;
-  #orders = new Map<string, Order>();
+  #orders = new Map<string, StoredOrder>();
   #byKey = new Map<string, string>();
   #keyOf = new Map<string, string>();
   // Ids in creation order (which is also id order). Evicted ids stay here as
@@ -93,14 +119,14 @@ export class MemoryStore implements OrderStore {
         if (!sameNewOrder(existing, input)) {
           return Promise.reject(new IdempotencyConflictError(key, existing.id));
         }
-        return Promise.resolve({ order: existing, created: false });
+        return Promise.resolve({ order: decode(existing), created: false });
       }
     }
     if (this.#orders.size >= this.#maxOrders && !this.#evictOne()) {
       return Promise.reject(new StoreFullError(this.#maxOrders));
     }
     const now = this.#now();
-    const order: Order = {
+    const order: StoredOrder = {
       id: this.#newId(),
       customer_id: input.customer_id,
       restaurant_id: input.restaurant_id,
@@ -111,7 +137,10 @@ export class MemoryStore implements OrderStore {
       attempts: 0,
       failure_reason: null,
       cancel_requested: false,
-      timeline: [{ at: now, type: "status", status: "pending" }],
+      events: [
+        encodeEntry({ at: now, type: "status", status: "pending" }, now),
+      ],
+      reasons: null,
     };
     this.#orders.set(order.id, order);
     this.#ids.push(order.id);
@@ -119,16 +148,18 @@ export class MemoryStore implements OrderStore {
       this.#byKey.set(key, order.id);
       this.#keyOf.set(order.id, key);
     }
-    return Promise.resolve({ order, created: true });
+    return Promise.resolve({ order: decode(order), created: true });
   }
 
   get(id: string): Promise<Order | undefined> {
-    return Promise.resolve(this.#orders.get(id));
+    const order = this.#orders.get(id);
+    return Promise.resolve(order && decode(order));
   }
 
   getByIdempotencyKey(key: string): Promise<Order | undefined> {
     const id = this.#byKey.get(key);
-    return Promise.resolve(id === undefined ? undefined : this.#orders.get(id));
+    const order = id === undefined ? undefined : this.#orders.get(id);
+    return Promise.resolve(order && decode(order));
   }
 
   list(options: ListOptions): Promise<ListPage> {
@@ -145,7 +176,7 @@ export class MemoryStore implements OrderStore {
       if (orders.length === options.limit) {
         return Promise.resolve({ orders, hasMore: true });
       }
-      orders.push(order);
+      orders.push(decode(order));
     }
     return Promise.resolve({ orders, hasMore: false });
   }
@@ -162,23 +193,32 @@ export class MemoryStore implements OrderStore {
         new InvalidTransitionError(id, order.status, change.action),
       );
     }
-    const now = this.#now();
-    const timeline = [...order.timeline];
+    const now = Math.max(this.#now(), order.created_at);
     for (const entry of change.append ?? []) {
-      timeline.push({ ...entry, at: now });
+      order.events.push(encodeEntry({ ...entry, at: now }, order.created_at));
+      if (entry.type === "attempt_failed") {
+        (order.reasons ??= []).push(entry.reason);
+      }
     }
     if (change.to !== undefined && change.to !== order.status) {
-      timeline.push({ at: now, type: "status", status: change.to });
+      order.events.push(
+        encodeEntry(
+          { at: now, type: "status", status: change.to },
+          order.created_at,
+        ),
+      );
+      order.status = change.to;
     }
-    const updated: Order = {
-      ...order,
-      ...change.set,
-      status: change.to ?? order.status,
-      updated_at: now,
-      timeline,
-    };
-    this.#orders.set(id, updated);
-    return Promise.resolve(updated);
+    const set = change.set;
+    if (set?.attempts !== undefined) order.attempts = set.attempts;
+    if (set?.failure_reason !== undefined) {
+      order.failure_reason = set.failure_reason;
+    }
+    if (set?.cancel_requested !== undefined) {
+      order.cancel_requested = set.cancel_requested;
+    }
+    order.updated_at = now;
+    return Promise.resolve(decode(order));
   }
 
   close(): Promise<void> {
@@ -217,6 +257,69 @@ export class MemoryStore implements OrderStore {
     this.#ids = this.#ids.filter((id) => this.#orders.has(id));
     this.#evictFrom = 0;
   }
+}
+
+// A timeline entry packed into one number: the milliseconds since the
+// order's creation times 4096, plus a 12-bit code — entry type (2 bits),
+// status or step index (3 bits), attempt (7 bits; MAX_ATTEMPTS ≤ 100).
+// Exact in a double for ~69 years of order age.
+const TYPES = [
+  "status",
+  "step_finished",
+  "attempt_failed",
+  "cancel_requested",
+] as const;
+
+function encodeEntry(entry: TimelineEntry, createdAt: number): number {
+  let index = 0;
+  let attempt = 0;
+  if (entry.type === "status") index = ORDER_STATUSES.indexOf(entry.status);
+  else if (entry.type === "step_finished") {
+    index = STEPS.indexOf(entry.step);
+    attempt = entry.attempt;
+  } else if (entry.type === "attempt_failed") attempt = entry.attempt;
+  const code = TYPES.indexOf(entry.type) | (index << 2) |
+    (Math.min(attempt, 127) << 5);
+  return (entry.at - createdAt) * 4096 + code;
+}
+
+function decode(order: StoredOrder): Order {
+  let reasonIndex = 0;
+  const timeline = order.events.map((value): TimelineEntry => {
+    const code = value % 4096;
+    const at = order.created_at + (value - code) / 4096;
+    const index = (code >> 2) & 7;
+    const attempt = code >> 5;
+    switch (TYPES[code & 3]) {
+      case "status":
+        return { at, type: "status", status: ORDER_STATUSES[index]! };
+      case "step_finished":
+        return { at, type: "step_finished", step: STEPS[index]!, attempt };
+      case "attempt_failed":
+        return {
+          at,
+          type: "attempt_failed",
+          attempt,
+          reason: order.reasons?.[reasonIndex++] ?? "",
+        };
+      default:
+        return { at, type: "cancel_requested" };
+    }
+  });
+  return {
+    id: order.id,
+    customer_id: order.customer_id,
+    restaurant_id: order.restaurant_id,
+    // Shared with the stored record: nothing ever changes an order's items.
+    items: order.items,
+    status: order.status,
+    created_at: order.created_at,
+    updated_at: order.updated_at,
+    attempts: order.attempts,
+    failure_reason: order.failure_reason,
+    cancel_requested: order.cancel_requested,
+    timeline,
+  };
 }
 
 /** Index of the first id sorting after `after` (ids are in sorted order). */
