@@ -53,13 +53,27 @@ interface StoredOrder {
   items: string[];
   status: OrderStatus;
   created_at: number;
-  updated_at: number;
+  /** Milliseconds from creation to the last change (a small integer). */
+  updatedAfterMs: number;
   attempts: number;
+  events: number[];
+  /** The rarely set fields; null for most orders, saving their slots. */
+  extra: Extra | null;
+}
+
+interface Extra {
   failure_reason: string | null;
   cancel_requested: boolean;
-  events: number[];
-  /** Reasons of the `attempt_failed` entries, in order; null when none. */
-  reasons: string[] | null;
+  /** Reasons of the `attempt_failed` entries, in order. */
+  reasons: string[];
+}
+
+function extraOf(order: StoredOrder): Extra {
+  return order.extra ??= {
+    failure_reason: null,
+    cancel_requested: false,
+    reasons: [],
+  };
 }
 
 /**
@@ -133,14 +147,12 @@ export class MemoryStore implements OrderStore {
       items: [...input.items],
       status: "pending",
       created_at: now,
-      updated_at: now,
+      updatedAfterMs: 0,
       attempts: 0,
-      failure_reason: null,
-      cancel_requested: false,
       events: [
         encodeEntry({ at: now, type: "status", status: "pending" }, now),
       ],
-      reasons: null,
+      extra: null,
     };
     this.#orders.set(order.id, order);
     this.#ids.push(order.id);
@@ -187,7 +199,7 @@ export class MemoryStore implements OrderStore {
     if (
       !change.from.includes(order.status) ||
       (change.cancelRequested !== undefined &&
-        change.cancelRequested !== order.cancel_requested)
+        change.cancelRequested !== (order.extra?.cancel_requested ?? false))
     ) {
       return Promise.reject(
         new InvalidTransitionError(id, order.status, change.action),
@@ -197,7 +209,7 @@ export class MemoryStore implements OrderStore {
     for (const entry of change.append ?? []) {
       order.events.push(encodeEntry({ ...entry, at: now }, order.created_at));
       if (entry.type === "attempt_failed") {
-        (order.reasons ??= []).push(entry.reason);
+        extraOf(order).reasons.push(entry.reason);
       }
     }
     if (change.to !== undefined && change.to !== order.status) {
@@ -208,16 +220,23 @@ export class MemoryStore implements OrderStore {
         ),
       );
       order.status = change.to;
+      // Growing by push leaves spare capacity (17 slots after the first
+      // push); a finished order's timeline is final, so keep an exact copy.
+      if (isTerminal(change.to)) order.events = order.events.slice();
     }
     const set = change.set;
     if (set?.attempts !== undefined) order.attempts = set.attempts;
-    if (set?.failure_reason !== undefined) {
-      order.failure_reason = set.failure_reason;
+    if (set?.failure_reason != null) {
+      extraOf(order).failure_reason = set.failure_reason;
+    } else if (set?.failure_reason === null && order.extra) {
+      order.extra.failure_reason = null;
     }
     if (set?.cancel_requested !== undefined) {
-      order.cancel_requested = set.cancel_requested;
+      if (set.cancel_requested || order.extra) {
+        extraOf(order).cancel_requested = set.cancel_requested;
+      }
     }
-    order.updated_at = now;
+    order.updatedAfterMs = now - order.created_at;
     return Promise.resolve(decode(order));
   }
 
@@ -300,7 +319,7 @@ function decode(order: StoredOrder): Order {
           at,
           type: "attempt_failed",
           attempt,
-          reason: order.reasons?.[reasonIndex++] ?? "",
+          reason: order.extra?.reasons[reasonIndex++] ?? "",
         };
       default:
         return { at, type: "cancel_requested" };
@@ -314,10 +333,10 @@ function decode(order: StoredOrder): Order {
     items: order.items,
     status: order.status,
     created_at: order.created_at,
-    updated_at: order.updated_at,
+    updated_at: order.created_at + order.updatedAfterMs,
     attempts: order.attempts,
-    failure_reason: order.failure_reason,
-    cancel_requested: order.cancel_requested,
+    failure_reason: order.extra?.failure_reason ?? null,
+    cancel_requested: order.extra?.cancel_requested ?? false,
     timeline,
   };
 }

@@ -1,0 +1,48 @@
+/**
+ * The baseline for the HTTP benchmarks: a bare `Deno.serve` handler that
+ * does the least an order endpoint must do — read the body, answer a fixed
+ * JSON order — with no routing framework, validation, store or queue. The
+ * service's throughput is reported as a ratio to this one's, measured in the
+ * same run on the same machine.
+ *
+ * Usage: deno run --allow-net --allow-env bench/baseline_server.ts
+ * (PORT, default 0; prints {"port": N} once listening)
+ */
+
+const FIXED_ORDER = JSON.stringify({
+  id: "ORD-01M8BGBGC1F9K2EZ5YN200HXAZ",
+  customer_id: "c_12345",
+  restaurant_id: "r_456",
+  items: ["veggie_burger", "fries"],
+  status: "pending",
+  created_at: "2026-11-26T08:43:02.913Z",
+  updated_at: "2026-11-26T08:43:02.913Z",
+  attempts: 0,
+  failure_reason: null,
+  cancel_requested: false,
+  timeline: [{
+    at: "2026-11-26T08:43:02.913Z",
+    type: "status",
+    status: "pending",
+  }],
+});
+
+const server = Deno.serve({
+  port: Number(Deno.env.get("PORT") ?? 0),
+  hostname: "127.0.0.1",
+  onListen: ({ port }) => console.log(JSON.stringify({ port })),
+}, async (request) => {
+  if (request.method === "POST") {
+    await request.arrayBuffer();
+    return new Response(FIXED_ORDER, {
+      status: 201,
+      headers: { "content-type": "application/json" },
+    });
+  }
+  return new Response(FIXED_ORDER, {
+    status: 200,
+    headers: { "content-type": "application/json" },
+  });
+});
+
+Deno.addSignalListener("SIGTERM", () => server.shutdown());

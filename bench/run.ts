@@ -1,0 +1,422 @@
+/**
+ * `deno task bench [--quick]`: every benchmark, one Markdown table.
+ *
+ * Every figure is a ratio against a baseline measured in the same run (these
+ * machines are shared and noisy): HTTP load with wrk against the service and
+ * against a bare `Deno.serve` handler, alternated; the pipeline against its
+ * ideal rate; memory per finished order; then `deno bench`'s micro table.
+ * `--quick` runs a one-second version of each part to prove the harness
+ * works; its figures mean nothing.
+ */
+
+import { startService } from "../tests/service_process.ts";
+
+const quick = Deno.args.includes("--quick");
+const SECONDS = quick ? 1 : 10;
+const WARM_UP_SECONDS = quick ? 1 : 3;
+const ROUNDS = quick ? 1 : 2;
+const MEMORY_ORDERS = quick ? 20_000 : 1_000_000;
+const MEMORY_RUNS = quick ? 1 : 3;
+const CONNECTIONS = 64;
+const BENCH_DIR = new URL(".", import.meta.url).pathname;
+const EXAMPLE_BODY = JSON.stringify({
+  customer_id: "c_12345",
+  restaurant_id: "r_456",
+  items: ["veggie_burger", "fries"],
+});
+
+interface Row {
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: number | undefined;
+  target: string;
+  met: boolean | undefined;
+}
+
+interface WrkResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function ensureWrk(): Promise<void> {
+  try {
+    await new Deno.Command("wrk", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+  } catch {
+    console.error(
+      "wrk is not installed. Install it with: apt-get update && apt-get install -y wrk",
+    );
+    Deno.exit(1);
+  }
+}
+
+function toMs(value: string, unit: string): number {
+  const number = Number(value);
+  return unit === "us" ? number / 1000 : unit === "s" ? number * 1000 : number;
+}
+
+async function wrk(
+  url: string,
+  script: string,
+  seconds: number,
+  env: Record<string, string> = {},
+): Promise<WrkResult> {
+  const output = await new Deno.Command("wrk", {
+    args: [
+      "-t1",
+      `-c${CONNECTIONS}`,
+      `-d${seconds}s`,
+      "--latency",
+      "-s",
+      `${BENCH_DIR}${script}`,
+      url,
+    ],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  if (!output.success) {
+    throw new Error(`wrk failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
+  const latency = (percent: string) => {
+    const match = new RegExp(`\\s${percent}%\\s+([\\d.]+)(us|ms|s)`).exec(text);
+    return match ? toMs(match[1]!, match[2]!) : Number.NaN;
+  };
+  const socketErrors =
+    /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
+      .exec(text);
+  return {
+    requestsPerSecond: Number(
+      /Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? Number.NaN,
+    ),
+    p50Ms: latency("50"),
+    p99Ms: latency("99"),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0),
+    errors: socketErrors
+      ? socketErrors.slice(1).reduce((sum, value) => sum + Number(value), 0)
+      : 0,
+  };
+}
+
+/** Starts the bare baseline server; returns its URL and a stop function. */
+async function startBaseline() {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      `${BENCH_DIR}baseline_server.ts`,
+    ],
+    env: { PORT: "0" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("The baseline server exited before listening");
+    text += value;
+  }
+  const { port } = JSON.parse(text.split("\n")[0]!);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await reader.cancel();
+      await child.status;
+    },
+  };
+}
+
+const SERVICE_ENV = {
+  LATENCY_SCALE: "0",
+  LOG_LEVEL: "warning",
+  QUEUE_CAPACITY: "10000000",
+};
+
+async function stopService(service: Awaited<ReturnType<typeof startService>>) {
+  service.kill("SIGTERM");
+  await service.status;
+}
+
+async function createOrders(url: string, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let index = 0; index < count; index++) {
+    const response = await fetch(`${url}/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: EXAMPLE_BODY,
+    });
+    ids.push((await response.json()).id);
+  }
+  return ids;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? sorted[middle]!
+    : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+const format = (value: number, digits = 0) =>
+  value.toLocaleString("en-US", {
+    maximumFractionDigits: digits,
+    minimumFractionDigits: digits,
+  });
+
+/**
+ * Alternates service and baseline runs of one wrk script and reports the
+ * median of the per-round ratios.
+ */
+async function compareHttp(
+  name: string,
+  script: string,
+  path: string,
+  target: number,
+  prepare?: (url: string) => Promise<Record<string, string>>,
+): Promise<Row[]> {
+  const ratios: number[] = [];
+  const serviceRuns: WrkResult[] = [];
+  const baselineRuns: WrkResult[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const service = await startService(SERVICE_ENV);
+    const env = prepare ? await prepare(service.url) : {};
+    await wrk(service.url + path, script, WARM_UP_SECONDS, env);
+    const serviceRun = await wrk(service.url + path, script, SECONDS, env);
+    await stopService(service);
+
+    const baseline = await startBaseline();
+    await wrk(baseline.url + path, script, WARM_UP_SECONDS, env);
+    const baselineRun = await wrk(baseline.url + path, script, SECONDS, env);
+    await baseline.stop();
+
+    serviceRuns.push(serviceRun);
+    baselineRuns.push(baselineRun);
+    ratios.push(serviceRun.requestsPerSecond / baselineRun.requestsPerSecond);
+    console.error(
+      `${name} round ${round + 1}: service ${
+        format(serviceRun.requestsPerSecond)
+      } req/s ` +
+        `(non-2xx ${serviceRun.non2xx}), baseline ${
+          format(baselineRun.requestsPerSecond)
+        } req/s`,
+    );
+  }
+  const ratio = median(ratios);
+  const p99 = median(serviceRuns.map((run) => run.p99Ms));
+  const rows: Row[] = [{
+    figure: `${name} throughput (req/s, median of ${ROUNDS})`,
+    value: format(median(serviceRuns.map((run) => run.requestsPerSecond))),
+    baseline: format(median(baselineRuns.map((run) => run.requestsPerSecond))),
+    ratio,
+    target: `≥ ${target}×`,
+    met: ratio >= target,
+  }, {
+    figure: `${name} latency p50 / p99 (ms)`,
+    value: `${format(median(serviceRuns.map((run) => run.p50Ms)), 2)} / ${
+      format(p99, 2)
+    }`,
+    baseline: `${format(median(baselineRuns.map((run) => run.p50Ms)), 2)} / ${
+      format(median(baselineRuns.map((run) => run.p99Ms)), 2)
+    }`,
+    ratio: undefined,
+    target: name.startsWith("POST") ? "p99 ≤ 3 ms" : "",
+    met: name.startsWith("POST") ? p99 <= 3 : undefined,
+  }];
+  return rows;
+}
+
+/** Completed orders per second against the ideal WORKERS / per-order latency. */
+async function pipeline(): Promise<Row> {
+  const workers = 500;
+  const latencyScale = 0.01;
+  // The example order has two items: 1 + 2 % 2 = 1 s, 0.5 s, 1 s.
+  const perOrderSeconds = (1 + 0.5 + 1) * latencyScale;
+  const ideal = workers / perOrderSeconds;
+  const service = await startService({
+    WORKERS: String(workers),
+    LATENCY_SCALE: String(latencyScale),
+    QUEUE_CAPACITY: "2000",
+    LOG_LEVEL: "warning",
+  });
+  const startedAt = Date.now();
+  const load = await wrk(`${service.url}/orders`, "post_order.lua", SECONDS);
+  service.kill("SIGTERM");
+  await service.status;
+  const stopped = service.records.find((record) =>
+    record.message === "Workers stopped"
+  );
+  const summary = service.records.at(-1) as Record<string, number>;
+  const elapsedSeconds =
+    (Date.parse(String(stopped?.["@timestamp"])) - startedAt) / 1000;
+  const rate = summary.completed! / elapsedSeconds;
+  console.error(
+    `pipeline: ${summary.completed} completed in ${
+      elapsedSeconds.toFixed(2)
+    } s ` +
+      `(${format(load.requestsPerSecond)} POST/s, ${load.non2xx} answered 503)`,
+  );
+  return {
+    figure:
+      `Pipeline: completed orders/s, WORKERS=${workers}, LATENCY_SCALE=${latencyScale}`,
+    value: format(rate),
+    baseline: `${format(ideal)} (ideal)`,
+    ratio: rate / ideal,
+    target: "≥ 0.9 of ideal",
+    met: rate / ideal >= 0.9,
+  };
+}
+
+/** At LATENCY_SCALE=0: time from the end of the load until nothing is pending. */
+async function settleTime(): Promise<Row> {
+  const service = await startService(SERVICE_ENV);
+  await wrk(`${service.url}/orders`, "post_order.lua", SECONDS);
+  const loadEnded = performance.now();
+  const count = async (status: string) => {
+    const response = await fetch(
+      `${service.url}/orders?status=${status}&limit=1`,
+    );
+    return (await response.json()).length;
+  };
+  while ((await count("pending")) + (await count("processing")) > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const settledMs = performance.now() - loadEnded;
+  await stopService(service);
+  return {
+    figure:
+      "Pipeline at LATENCY_SCALE=0: ms from end of load until nothing is pending",
+    value: format(settledMs),
+    baseline: "",
+    ratio: undefined,
+    target: "≤ 1000 ms",
+    met: settledMs <= 1000,
+  };
+}
+
+async function memory(): Promise<Row[]> {
+  const runs: Array<{ rssBytesPerOrder: number; heapBytesPerOrder: number }> =
+    [];
+  for (let run = 0; run < MEMORY_RUNS; run++) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--v8-flags=--expose-gc",
+        "-A",
+        `${BENCH_DIR}memory.ts`,
+        String(MEMORY_ORDERS),
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    runs.push(JSON.parse(new TextDecoder().decode(output.stdout)));
+  }
+  const rss = median(runs.map((run) => run.rssBytesPerOrder));
+  const heap = median(runs.map((run) => run.heapBytesPerOrder));
+  return [{
+    figure: `Memory: RSS growth per finished order (${
+      format(MEMORY_ORDERS)
+    } orders, median of ${MEMORY_RUNS})`,
+    value: `${format(rss)} B`,
+    baseline: "",
+    ratio: undefined,
+    target: "≤ 500 B",
+    met: rss <= 500,
+  }, {
+    figure: "Memory: JS heap growth per finished order",
+    value: `${format(heap)} B`,
+    baseline: "",
+    ratio: undefined,
+    target: "",
+    met: undefined,
+  }];
+}
+
+async function micro(): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bench",
+      "-A",
+      `${BENCH_DIR}micro_bench.ts`,
+      `${BENCH_DIR}app_bench.ts`,
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!output.success) throw new Error("deno bench failed");
+  // Keep the tables, drop the per-file headers and summaries.
+  return new TextDecoder().decode(output.stdout)
+    .split("\n")
+    .filter((line) => line.startsWith("|"))
+    .join("\n");
+}
+
+async function machine(): Promise<string> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))
+    .match(/model name\s*:\s*(.+)/)?.[1] ?? "unknown CPU";
+  return `${
+    new Date().toISOString().slice(0, 10)
+  }, ${navigator.hardwareConcurrency} × ${cpu}, ` +
+    `${
+      Math.round(Deno.systemMemoryInfo().total / 2 ** 30)
+    } GiB, Linux ${Deno.osRelease()}, ` +
+    `Deno ${Deno.version.deno}`;
+}
+
+await ensureWrk();
+const rows: Row[] = [];
+const getIds = async (url: string) => {
+  const ids = await createOrders(url, quick ? 50 : 1000);
+  const file = await Deno.makeTempFile({ suffix: ".ids" });
+  await Deno.writeTextFile(file, ids.join("\n") + "\n");
+  return { IDS_FILE: file };
+};
+rows.push(
+  ...await compareHttp("POST /orders", "post_order.lua", "/orders", 0.6),
+);
+rows.push(
+  ...await compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.7, getIds),
+);
+rows.push({
+  figure: "POST /orders with the SQLite store",
+  value: "n/a",
+  baseline: "",
+  ratio: undefined,
+  target: "≥ 0.5× memory store",
+  met: undefined,
+});
+rows.push(await pipeline());
+rows.push(await settleTime());
+rows.push(...await memory());
+const microTable = await micro();
+
+const cell = (met: boolean | undefined) =>
+  met === undefined ? "" : met ? "yes" : "**no**";
+console.log(
+  `Machine: ${await machine()}${
+    quick ? " (--quick: figures not meaningful)" : ""
+  }\n`,
+);
+console.log("| figure | value | baseline | ratio | target | met? |");
+console.log("| --- | --- | --- | --- | --- | --- |");
+for (const row of rows) {
+  console.log(
+    `| ${row.figure} | ${row.value} | ${row.baseline} | ${
+      row.ratio === undefined ? "" : format(row.ratio, 2)
+    } | ${row.target} | ${cell(row.met)} |`,
+  );
+}
+console.log("\nMicro-benchmarks (`deno bench`, time per iteration):\n");
+console.log(microTable);
