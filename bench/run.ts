@@ -364,7 +364,11 @@ async function micro(): Promise<string> {
 }
 
 async function machine(): Promise<string> {
-  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))
+  // procfs files report size 0, so read them as a stream.
+  const cpuinfo = await Deno.open("/proc/cpuinfo")
+    .then((file) => new Response(file.readable).text())
+    .catch(() => "");
+  const cpu = cpuinfo
     .match(/model name\s*:\s*(.+)/)?.[1] ?? "unknown CPU";
   return `${
     new Date().toISOString().slice(0, 10)

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { setTimeout as delay } from "node:timers/promises";
+import { delay } from "./delay.ts";
 import type { Logger } from "@logtape/logtape";
 import { InvalidTransitionError } from "./errors.ts";
 import { finishedSteps, type Order, type OrderStatus, STEPS } from "./order.ts";
@@ -163,7 +163,7 @@ export class OrderProcessor {
           return await this.#finish(order.id, "failed", reason);
         }
         try {
-          await delay(backoffMs(current.attempts + 1), undefined, { signal });
+          await delay(backoffMs(current.attempts + 1), { signal });
         } catch {
           if (shutdown.aborted) return "abandoned";
           // Cancelled during the backoff: the next loop's first transition

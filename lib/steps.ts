@@ -5,7 +5,7 @@
  * @module
  */
 
-import { setTimeout as delay } from "node:timers/promises";
+import { delay } from "./delay.ts";
 import type { Order, Step } from "./order.ts";
 
 /** A step failed; the order may be retried. */
@@ -62,7 +62,7 @@ export function createSimulatedSteps(
   return async (step, order, signal) => {
     signal.throwIfAborted();
     const durationMs = stepDurationMs(step, order) * options.latencyScale;
-    if (durationMs > 0) await delay(durationMs, undefined, { signal });
+    if (durationMs > 0) await delay(durationMs, { signal });
     if (options.failureRate > 0 && random() < options.failureRate) {
       throw new StepFailedError(step, `${step} failed (simulated)`);
     }
