@@ -5,7 +5,15 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { ConfigError, helpText, parseConfig } from "./lib/config.ts";
+import {
+  type Config,
+  ConfigError,
+  helpText,
+  parseConfig,
+  redactConfig,
+  validateApiKeys,
+} from "./lib/config.ts";
+import { parseApiKeysFile } from "./lib/http/auth.ts";
 import {
   configureLogging,
   LIFECYCLE_CATEGORY,
@@ -15,29 +23,50 @@ import { drain } from "./lib/shutdown.ts";
 import { MemoryStore } from "./lib/store/memory.ts";
 import { createSystem } from "./lib/system.ts";
 
-let parsed;
+let config: Config;
 try {
-  parsed = parseConfig(Deno.args, (name) => Deno.env.get(name));
+  const parsed = parseConfig(Deno.args, (name) => Deno.env.get(name));
+  if (parsed === "help") {
+    console.log(helpText());
+    Deno.exit(0);
+  }
+  config = parsed;
+  if (config.apiKeysFile !== undefined) {
+    const source = `API_KEYS_FILE "${config.apiKeysFile}"`;
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(config.apiKeysFile);
+    } catch (error) {
+      throw new ConfigError(
+        `Cannot read ${source}: ${(error as Error).message}`,
+      );
+    }
+    const keys = parseApiKeysFile(text);
+    validateApiKeys(keys, source);
+    config.apiKeys = [...config.apiKeys, ...keys];
+  }
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   console.error(`order-service: ${error.message}`);
   Deno.exit(2);
 }
-if (parsed === "help") {
-  console.log(helpText());
-  Deno.exit(0);
-}
-const config = parsed;
 
 const closeLogging = await configureLogging(config.logLevel);
 const logger = getLogger([LOG_CATEGORY]);
 const lifecycle = getLogger([...LIFECYCLE_CATEGORY]);
-lifecycle.info("Starting order-service", { config: { ...config } });
+lifecycle.info("Starting order-service", { config: redactConfig(config) });
+if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
+  lifecycle.warning(
+    "Listening on a non-loopback address without API keys: anyone who can reach it can create and cancel orders; set API_KEYS or API_KEYS_FILE",
+    { host: config.host },
+  );
+}
 
 const system = createSystem({
   ...config,
   store: new MemoryStore({ maxOrders: config.maxOrders }),
   logger,
+  bodyLimits: { timeoutMs: config.bodyTimeoutMs },
 });
 system.pool.start();
 
@@ -72,4 +101,8 @@ async function onSignal(signal: Deno.Signal): Promise<void> {
 }
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => void onSignal(signal));
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }

@@ -23,7 +23,22 @@ export interface Config {
   maxOrders: number;
   logLevel: typeof LOG_LEVELS[number];
   store: "memory";
+  maxInFlight: number;
+  bodyTimeoutMs: number;
+  /** Accepted bearer tokens; empty: no authentication. */
+  apiKeys: string[];
+  /** A file of more keys, one per line (read by `main.ts`). */
+  apiKeysFile: string | undefined;
 }
+
+/** The configuration as it may be logged: keys replaced by their count. */
+export function redactConfig(
+  config: Config,
+): Omit<Config, "apiKeys"> & { apiKeys: string } {
+  return { ...config, apiKeys: `${config.apiKeys.length} key(s)` };
+}
+
+const API_KEY = /^[A-Za-z0-9._~+/-]{16,256}=*$/;
 
 /** A setting has a value it does not accept. */
 export class ConfigError extends Error {
@@ -41,6 +56,8 @@ interface Setting<K extends keyof Config> {
   accepts: string;
   description: string;
   parse: (raw: string) => Config[K] | undefined;
+  /** Never echo the value in an error message. */
+  secret?: boolean;
 }
 
 function integer(min: number, max: number) {
@@ -156,7 +173,60 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     description: "where orders are kept",
     parse: oneOf(["memory"] as const),
   },
+  {
+    key: "maxInFlight",
+    env: "MAX_INFLIGHT",
+    defaultValue: 1024,
+    accepts: "an integer from 1 to 1000000",
+    description: "requests handled at once before new ones get 503",
+    parse: integer(1, 1_000_000),
+  },
+  {
+    key: "bodyTimeoutMs",
+    env: "BODY_TIMEOUT_MS",
+    defaultValue: 10_000,
+    accepts: "an integer from 1 to 600000",
+    description: "how long a client may take to send a request body (then 408)",
+    parse: integer(1, 600_000),
+  },
+  {
+    key: "apiKeys",
+    env: "API_KEYS",
+    defaultValue: [],
+    accepts:
+      "comma-separated keys of 16 to 256 characters from A-Z a-z 0-9 . _ ~ + / -",
+    description:
+      "API keys required as Authorization: Bearer <key> (default: none, open)",
+    parse: (raw: string) => {
+      const keys = raw.split(",").map((key) => key.trim()).filter((key) =>
+        key !== ""
+      );
+      return keys.every((key) => API_KEY.test(key)) ? keys : undefined;
+    },
+    secret: true,
+  },
+  {
+    key: "apiKeysFile",
+    env: "API_KEYS_FILE",
+    defaultValue: undefined,
+    accepts: "a file path",
+    description:
+      "a file of API keys, one per line, so keys need not sit in the environment",
+    parse: (raw: string) => raw,
+  },
 ];
+
+/** Checks keys read from `API_KEYS_FILE`, naming the first bad line. */
+export function validateApiKeys(keys: readonly string[], source: string): void {
+  const bad = keys.findIndex((key) => !API_KEY.test(key));
+  if (bad !== -1) {
+    throw new ConfigError(
+      `Invalid key number ${
+        bad + 1
+      } in ${source}: keys are 16 to 256 characters from A-Z a-z 0-9 . _ ~ + / -`,
+    );
+  }
+}
 
 function flagName(env: string): string {
   return env.toLowerCase().replaceAll("_", "-");
@@ -174,9 +244,11 @@ export function helpText(): string {
   ];
   for (const setting of SETTINGS) {
     lines.push(
-      `  --${
-        flagName(setting.env)
-      }, ${setting.env} (default ${setting.defaultValue})`,
+      `  --${flagName(setting.env)}, ${setting.env} (default ${
+        setting.defaultValue === undefined || setting.defaultValue.length === 0
+          ? "none"
+          : setting.defaultValue
+      })`,
       `      ${setting.description}; ${setting.accepts}`,
     );
   }
@@ -225,7 +297,9 @@ export function parseConfig(
     const value = setting.parse(raw.trim());
     if (value === undefined) {
       throw new ConfigError(
-        `Invalid ${source} "${raw}": expected ${setting.accepts}`,
+        setting.secret
+          ? `Invalid ${source}: expected ${setting.accepts}`
+          : `Invalid ${source} "${raw}": expected ${setting.accepts}`,
       );
     }
     config[setting.key] = value;

@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import { Channel } from "./channel.ts";
 import { createApp } from "./http/app.ts";
+import type { BodyLimits } from "./http/json_body.ts";
 import { exponentialBackoff, OrderProcessor } from "./order_processor.ts";
 import { OrderService } from "./order_service.ts";
 import { OrderStats } from "./stats.ts";
@@ -29,6 +30,12 @@ export interface SystemOptions {
   runStep?: StepRunner;
   /** Replaces the retry backoff (default: 1 s × latencyScale, doubling). */
   backoffMs?: (attempt: number) => number;
+  /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
+  bodyLimits?: Partial<BodyLimits>;
+  /** Requests handled at once before 503 (default 1024). */
+  maxInFlight?: number;
+  /** API keys; empty or absent leaves the API open. */
+  apiKeys?: readonly string[];
 }
 
 /** The assembled service. */
@@ -88,6 +95,13 @@ export function createSystem(options: SystemOptions): System {
     onReceiveError: (error) =>
       logger.error("A worker stopped: the queue failed", { error }),
   });
-  const app = createApp({ store, service, logger: logger.getChild("http") });
+  const app = createApp({
+    store,
+    service,
+    logger: logger.getChild("http"),
+    bodyLimits: options.bodyLimits,
+    maxInFlight: options.maxInFlight,
+    apiKeys: options.apiKeys,
+  });
   return { store, queue, stats, processor, service, pool, app };
 }

@@ -16,6 +16,10 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     maxOrders: 1000000,
     logLevel: "info",
     store: "memory",
+    maxInFlight: 1024,
+    bodyTimeoutMs: 10000,
+    apiKeys: [],
+    apiKeysFile: undefined,
   });
 });
 

@@ -9,7 +9,10 @@ import type { Logger } from "@logtape/logtape";
 import { Hono, type MiddlewareHandler } from "hono";
 import type { OrderService } from "../order_service.ts";
 import type { OrderStore } from "../store/store.ts";
+import { apiKeyAuth } from "./auth.ts";
 import { healthRoutes } from "./health.ts";
+import { inFlightLimit } from "./in_flight.ts";
+import type { BodyLimits } from "./json_body.ts";
 import { ordersRoutes } from "./orders.ts";
 import { problemFor, problemResponse } from "./problem.ts";
 
@@ -18,8 +21,12 @@ export interface AppOptions {
   store: OrderStore;
   service: OrderService;
   logger: Logger;
-  /** The largest request body accepted, in bytes (default 64 KiB). */
-  maxBodyBytes?: number;
+  /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
+  bodyLimits?: Partial<BodyLimits> | undefined;
+  /** Requests handled at once before 503 (default 1024). */
+  maxInFlight?: number | undefined;
+  /** When non-empty, every endpoint but /health and /ready needs one. */
+  apiKeys?: readonly string[] | undefined;
 }
 
 /**
@@ -39,6 +46,8 @@ export function createApp(options: AppOptions) {
   // Per-request lines only at debug level, decided once: when not wanted
   // the middleware is not there at all.
   if (logger.isEnabledFor("debug")) base.use(requestLogging(logger));
+  base.use(inFlightLimit(options.maxInFlight ?? 1024));
+  if (options.apiKeys?.length) base.use(apiKeyAuth(options.apiKeys));
   const app = base
     .route("/orders", ordersRoutes(options))
     .route("/", healthRoutes({ isAccepting: () => options.service.accepting }));

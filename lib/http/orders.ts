@@ -10,7 +10,7 @@ import { OrderNotFoundError } from "../errors.ts";
 import { toOrderJson } from "../order.ts";
 import type { OrderService } from "../order_service.ts";
 import type { OrderStore } from "../store/store.ts";
-import { fieldErrors, jsonBody } from "./json_body.ts";
+import { type BodyLimits, fieldErrors, jsonBody } from "./json_body.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import {
   idempotencyKeySchema,
@@ -22,8 +22,8 @@ import {
 export interface OrdersRoutesOptions {
   store: OrderStore;
   service: OrderService;
-  /** The largest request body accepted, in bytes. */
-  maxBodyBytes?: number;
+  /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
+  bodyLimits?: Partial<BodyLimits> | undefined;
 }
 
 const ORDER_ID = /^ORD-[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -56,9 +56,7 @@ function badQuery(detail: string, errors?: ReturnType<typeof fieldErrors>) {
 /** Creates the `/orders` sub-app. */
 export function ordersRoutes(options: OrdersRoutesOptions) {
   const { store, service } = options;
-  const bodyOptions = options.maxBodyBytes === undefined
-    ? {}
-    : { maxBytes: options.maxBodyBytes };
+  const bodyOptions = options.bodyLimits ?? {};
 
   return new Hono()
     .post("/", jsonBody(newOrderSchema, bodyOptions), async (c) => {

@@ -152,6 +152,8 @@ export function problemFor(
     });
   }
   if (error instanceof HTTPException) {
+    // Middleware that builds its own answer (bearer auth) carries it here.
+    if (error.res) return error.getResponse();
     return respond(error.status, error.message || "Error", error.message);
   }
   return undefined;
