@@ -142,3 +142,73 @@ Deno.test("an invalid setting stops start-up with exit code 2 and names the vari
   assert.match(stderr, /WORKERS/);
   assert.match(stderr, /integer from 1/);
 });
+
+Deno.test("API keys from API_KEYS_FILE guard the API, and no log line contains a key", async () => {
+  const key = "file-key-0123456789abcdef";
+  const envKey = "env-key-0123456789abcdef";
+  const file = await Deno.makeTempFile();
+  try {
+    await Deno.writeTextFile(file, `# keys\n${key}\n`);
+    const service = await startService({
+      API_KEYS_FILE: file,
+      API_KEYS: envKey,
+    });
+    const refused = await fetch(`${service.url}/orders`);
+    assert.equal(refused.status, 401);
+    await refused.body?.cancel();
+    for (const accepted of [key, envKey]) {
+      const response = await fetch(`${service.url}/orders`, {
+        headers: { authorization: `Bearer ${accepted}` },
+      });
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    }
+    service.kill("SIGTERM");
+    await service.status;
+    const logs = JSON.stringify(service.records);
+    assert.ok(
+      !logs.includes(key) && !logs.includes(envKey),
+      "a key was logged",
+    );
+    assert.ok(
+      !service.records.some((record) =>
+        String(record.message).includes("without API keys")
+      ),
+    );
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("listening on a non-loopback address without keys logs a warning at start-up", async () => {
+  const service = await startService({ HOST: "0.0.0.0" });
+  service.kill("SIGTERM");
+  await service.status;
+  const warning = service.records.find((record) =>
+    String(record.message).includes("without API keys")
+  );
+  assert.equal(warning?.level, "WARN");
+});
+
+Deno.test("a bad API key or an unreadable API_KEYS_FILE stops start-up with code 2, without echoing the key", async () => {
+  for (
+    const env of [{ API_KEYS: "short" }, { API_KEYS_FILE: "/nonexistent/keys" }]
+  ) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        new URL("../main.ts", import.meta.url).pathname,
+      ],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(output.code, 2);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.match(stderr, /API_KEYS/);
+    assert.ok(!stderr.includes('"short"'));
+  }
+});
