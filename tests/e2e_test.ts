@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { EXAMPLE_ORDER } from "./helpers.ts";
-import { startService } from "./service_process.ts";
+import { runToExit, startService } from "./service_process.ts";
 
 async function postOrder(
   url: string,
@@ -125,20 +125,8 @@ Deno.test("a second signal during the drain exits at once", async () => {
 });
 
 Deno.test("an invalid setting stops start-up with exit code 2 and names the variable", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      new URL("../main.ts", import.meta.url).pathname,
-    ],
-    env: { WORKERS: "lots" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(output.code, 2);
-  const stderr = new TextDecoder().decode(output.stderr);
+  const { code, stderr } = await runToExit({ WORKERS: "lots" });
+  assert.equal(code, 2);
   assert.match(stderr, /WORKERS/);
   assert.match(stderr, /integer from 1/);
 });
@@ -194,20 +182,8 @@ Deno.test("a bad API key or an unreadable API_KEYS_FILE stops start-up with code
   for (
     const env of [{ API_KEYS: "short" }, { API_KEYS_FILE: "/nonexistent/keys" }]
   ) {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        new URL("../main.ts", import.meta.url).pathname,
-      ],
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(output.code, 2);
-    const stderr = new TextDecoder().decode(output.stderr);
+    const { code, stderr } = await runToExit(env);
+    assert.equal(code, 2);
     assert.match(stderr, /API_KEYS/);
     assert.ok(!stderr.includes('"short"'));
   }

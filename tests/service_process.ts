@@ -63,3 +63,17 @@ export async function startService(
     stderr,
   };
 }
+
+/** Runs `main.ts` with `env` until it exits (for start-up failures). */
+export async function runToExit(
+  env: Record<string, string>,
+): Promise<{ code: number; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN],
+    env: { PORT: "0", HOST: "127.0.0.1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
