@@ -68,3 +68,12 @@ export class IdempotencyConflictError extends Error {
     this.name = "IdempotencyConflictError";
   }
 }
+
+/** The store failed to read or write (a full disk, an I/O error). */
+export class StoreUnavailableError extends Error {
+  /** Creates the error; `reason` is the store's own message. */
+  constructor(reason: string) {
+    super(`The order store is unavailable: ${reason}`);
+    this.name = "StoreUnavailableError";
+  }
+}

@@ -40,7 +40,8 @@ export type Step = typeof STEPS[number];
  */
 const ALLOWED: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
   pending: ["processing", "cancelled"],
-  processing: ["completed", "failed", "cancelled"],
+  // → pending: recovery re-queues an order a crash interrupted.
+  processing: ["completed", "failed", "cancelled", "pending"],
   completed: [],
   failed: [],
   cancelled: [],
@@ -61,7 +62,9 @@ export type TimelineEntry =
   | { at: number; type: "status"; status: OrderStatus }
   | { at: number; type: "step_finished"; step: Step; attempt: number }
   | { at: number; type: "attempt_failed"; attempt: number; reason: string }
-  | { at: number; type: "cancel_requested" };
+  | { at: number; type: "cancel_requested" }
+  /** A crash or kill stopped the attempt; recovery queued the order again. */
+  | { at: number; type: "interrupted"; attempt: number };
 
 /** What a client supplies to create an order. */
 export interface NewOrder {

@@ -86,7 +86,7 @@ export class OrderProcessor {
         action: "start",
         from: ["pending"],
         to: "processing",
-        set: { attempts: 1 },
+        incrementAttempts: true,
       });
     } catch (error) {
       // Cancelled (or evicted) while it waited in the queue.

@@ -13,6 +13,7 @@ import {
   QueueFullError,
   ServiceDrainingError,
   StoreFullError,
+  StoreUnavailableError,
 } from "../errors.ts";
 
 /** The media type of every error response. */
@@ -144,6 +145,18 @@ export function problemFor(
       type: problemType("store-full"),
       headers: { "retry-after": "5" },
     });
+  }
+  if (error instanceof StoreUnavailableError) {
+    // Nothing was acknowledged; the client may retry (with its key).
+    return respond(
+      503,
+      "Service Unavailable",
+      "The order store could not save or read the order; nothing was changed",
+      {
+        type: problemType("store-unavailable"),
+        headers: { "retry-after": "5" },
+      },
+    );
   }
   if (error instanceof IdempotencyConflictError) {
     return respond(422, "Unprocessable Content", error.message, {

@@ -6,7 +6,6 @@
 
 import {
   IdempotencyConflictError,
-  InvalidTransitionError,
   OrderNotFoundError,
   StoreFullError,
 } from "../errors.ts";
@@ -29,6 +28,7 @@ import type {
   OrderStore,
   Transition,
 } from "./store.ts";
+import { refuseTransition } from "./transition.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -196,15 +196,11 @@ export class MemoryStore implements OrderStore {
   transition(id: string, change: Transition): Promise<Order> {
     const order = this.#orders.get(id);
     if (!order) return Promise.reject(new OrderNotFoundError(id));
-    if (
-      !change.from.includes(order.status) ||
-      (change.cancelRequested !== undefined &&
-        change.cancelRequested !== (order.extra?.cancel_requested ?? false))
-    ) {
-      return Promise.reject(
-        new InvalidTransitionError(id, order.status, change.action),
-      );
-    }
+    const refusal = refuseTransition(id, {
+      status: order.status,
+      cancelRequested: order.extra?.cancel_requested ?? false,
+    }, change);
+    if (refusal) return Promise.reject(refusal);
     const now = Math.max(this.#now(), order.created_at);
     for (const entry of change.append ?? []) {
       order.events.push(encodeEntry({ ...entry, at: now }, order.created_at));
@@ -224,6 +220,7 @@ export class MemoryStore implements OrderStore {
       // push); a finished order's timeline is final, so keep an exact copy.
       if (isTerminal(change.to)) order.events = order.events.slice();
     }
+    if (change.incrementAttempts) order.attempts++;
     const set = change.set;
     if (set?.attempts !== undefined) order.attempts = set.attempts;
     if (set?.failure_reason != null) {
@@ -279,14 +276,15 @@ export class MemoryStore implements OrderStore {
 }
 
 // A timeline entry packed into one number: the milliseconds since the
-// order's creation times 4096, plus a 12-bit code — entry type (2 bits),
+// order's creation times 8192, plus a 13-bit code — entry type (3 bits),
 // status or step index (3 bits), attempt (7 bits; MAX_ATTEMPTS ≤ 100).
-// Exact in a double for ~69 years of order age.
+// Exact in a double for ~34 years of order age.
 const TYPES = [
   "status",
   "step_finished",
   "attempt_failed",
   "cancel_requested",
+  "interrupted",
 ] as const;
 
 function encodeEntry(entry: TimelineEntry, createdAt: number): number {
@@ -296,20 +294,22 @@ function encodeEntry(entry: TimelineEntry, createdAt: number): number {
   else if (entry.type === "step_finished") {
     index = STEPS.indexOf(entry.step);
     attempt = entry.attempt;
-  } else if (entry.type === "attempt_failed") attempt = entry.attempt;
-  const code = TYPES.indexOf(entry.type) | (index << 2) |
-    (Math.min(attempt, 127) << 5);
-  return (entry.at - createdAt) * 4096 + code;
+  } else if (
+    entry.type === "attempt_failed" || entry.type === "interrupted"
+  ) attempt = entry.attempt;
+  const code = TYPES.indexOf(entry.type) | (index << 3) |
+    (Math.min(attempt, 127) << 6);
+  return (entry.at - createdAt) * 8192 + code;
 }
 
 function decode(order: StoredOrder): Order {
   let reasonIndex = 0;
   const timeline = order.events.map((value): TimelineEntry => {
-    const code = value % 4096;
-    const at = order.created_at + (value - code) / 4096;
-    const index = (code >> 2) & 7;
-    const attempt = code >> 5;
-    switch (TYPES[code & 3]) {
+    const code = value % 8192;
+    const at = order.created_at + (value - code) / 8192;
+    const index = (code >> 3) & 7;
+    const attempt = code >> 6;
+    switch (TYPES[code & 7]) {
       case "status":
         return { at, type: "status", status: ORDER_STATUSES[index]! };
       case "step_finished":
@@ -321,6 +321,8 @@ function decode(order: StoredOrder): Order {
           attempt,
           reason: order.extra?.reasons[reasonIndex++] ?? "",
         };
+      case "interrupted":
+        return { at, type: "interrupted", attempt };
       default:
         return { at, type: "cancel_requested" };
     }

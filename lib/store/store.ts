@@ -56,8 +56,13 @@ export interface Transition {
   from: readonly OrderStatus[];
   /** When given, `cancel_requested` must have this value. */
   cancelRequested?: boolean;
-  /** The new status; a status entry is added to the timeline. */
+  /**
+   * The new status; a status entry is added to the timeline. It must be a
+   * transition the state machine allows (`canTransition`).
+   */
   to?: OrderStatus;
+  /** Adds one to `attempts` (a new processing attempt starts). */
+  incrementAttempts?: boolean;
   /** Fields to set. */
   set?: {
     attempts?: number;

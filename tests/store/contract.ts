@@ -220,6 +220,61 @@ export function storeContract(name: string, factory: StoreFactory): void {
     );
   });
 
+  test("transition() counts attempts and keeps every kind of timeline entry", async (store) => {
+    const { order } = await store.create(burger);
+    await store.transition(order.id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+      incrementAttempts: true,
+    });
+    await store.transition(order.id, {
+      action: "retry",
+      from: ["processing"],
+      incrementAttempts: true,
+      append: [
+        { type: "step_finished", step: "restaurant_confirmation", attempt: 1 },
+        { type: "attempt_failed", attempt: 1, reason: "payment declined" },
+        { type: "cancel_requested" },
+      ],
+    });
+    const requeued = await store.transition(order.id, {
+      action: "recover",
+      from: ["processing"],
+      to: "pending",
+      append: [{ type: "interrupted", attempt: 2 }],
+    });
+    assert.equal(requeued.attempts, 2);
+    assert.deepEqual(requeued.timeline.map(({ at: _at, ...entry }) => entry), [
+      { type: "status", status: "pending" },
+      { type: "status", status: "processing" },
+      { type: "step_finished", step: "restaurant_confirmation", attempt: 1 },
+      { type: "attempt_failed", attempt: 1, reason: "payment declined" },
+      { type: "cancel_requested" },
+      { type: "interrupted", attempt: 2 },
+      { type: "status", status: "pending" },
+    ]);
+    assert.deepEqual(await store.get(order.id), requeued);
+  });
+
+  test("transition() refuses a change the state machine does not allow", async (store) => {
+    const { order } = await store.create(burger);
+    await store.transition(order.id, {
+      action: "cancel",
+      from: ["pending"],
+      to: "cancelled",
+    });
+    await assert.rejects(
+      store.transition(order.id, {
+        action: "revive",
+        from: ["cancelled"],
+        to: "pending",
+      }),
+      InvalidTransitionError,
+    );
+    assert.equal((await store.get(order.id))?.status, "cancelled");
+  });
+
   test("orders already read do not change when the order does", async (store) => {
     const { order } = await store.create(burger);
     const read = await store.get(order.id);

@@ -1,0 +1,430 @@
+/**
+ * The durable embedded store: orders in a SQLite file (Deno's built-in
+ * `node:sqlite`), written with group commit.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import {
+  IdempotencyConflictError,
+  OrderNotFoundError,
+  StoreUnavailableError,
+} from "../errors.ts";
+import {
+  type NewOrder,
+  type Order,
+  type OrderStatus,
+  sameNewOrder,
+  type TimelineEntry,
+} from "../order.ts";
+import { createOrderIdFactory } from "../order_id.ts";
+import type {
+  CreateOptions,
+  CreateResult,
+  ListOptions,
+  ListPage,
+  OrderStore,
+  Transition,
+} from "./store.ts";
+import { refuseTransition } from "./transition.ts";
+
+/** The schema version this release writes (`PRAGMA user_version`). */
+export const SCHEMA_VERSION = 1;
+
+/** How hard SQLite works to survive a power loss (`PRAGMA synchronous`). */
+export type SqliteSynchronous = "full" | "normal";
+
+/** The store could not be opened; start-up should stop. */
+export class StoreOpenError extends Error {
+  /** Creates the error for the database at `path`. */
+  constructor(path: string, reason: string) {
+    super(`Cannot open the SQLite store "${path}": ${reason}`);
+    this.name = "StoreOpenError";
+  }
+}
+
+/** Options for {@linkcode SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** `full` (default): a commit survives power loss; `normal`: only a process crash. */
+  synchronous?: SqliteSynchronous;
+  /** The clock, in epoch milliseconds (injected by tests). */
+  now?: () => number;
+  /** Limits the file's size in pages (tests use it to fill the "disk"). */
+  maxPageCount?: number;
+}
+
+// Every statement lives here, so the SQL can be read in one place.
+const SQL = {
+  migrate: [
+    `CREATE TABLE orders (
+      id TEXT PRIMARY KEY,
+      customer_id TEXT NOT NULL,
+      restaurant_id TEXT NOT NULL,
+      items TEXT NOT NULL,
+      status TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      attempts INTEGER NOT NULL,
+      failure_reason TEXT,
+      cancel_requested INTEGER NOT NULL,
+      timeline TEXT NOT NULL,
+      idempotency_key TEXT UNIQUE
+    ) WITHOUT ROWID`,
+    "CREATE INDEX orders_by_status ON orders (status, id)",
+  ],
+  insert: `INSERT INTO orders (id, customer_id, restaurant_id, items, status,
+      created_at, updated_at, attempts, failure_reason, cancel_requested,
+      timeline, idempotency_key)
+    VALUES (?, ?, ?, ?, 'pending', ?, ?, 0, NULL, 0, ?, ?)`,
+  byId: "SELECT * FROM orders WHERE id = ?",
+  byKey: "SELECT * FROM orders WHERE idempotency_key = ?",
+  update: `UPDATE orders SET status = ?, updated_at = ?, attempts = ?,
+      failure_reason = ?, cancel_requested = ?, timeline = ?
+    WHERE id = ?`,
+  page: "SELECT * FROM orders WHERE id > ? ORDER BY id LIMIT ?",
+  pageByStatus:
+    "SELECT * FROM orders WHERE status = ? AND id > ? ORDER BY id LIMIT ?",
+} as const;
+
+interface Row {
+  id: string;
+  customer_id: string;
+  restaurant_id: string;
+  items: string;
+  status: OrderStatus;
+  created_at: number;
+  updated_at: number;
+  attempts: number;
+  failure_reason: string | null;
+  cancel_requested: number;
+  timeline: string;
+  idempotency_key: string | null;
+}
+
+interface PendingWrite {
+  apply: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+function toOrder(row: Row): Order {
+  return {
+    id: row.id,
+    customer_id: row.customer_id,
+    restaurant_id: row.restaurant_id,
+    items: JSON.parse(row.items),
+    status: row.status,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    attempts: row.attempts,
+    failure_reason: row.failure_reason,
+    cancel_requested: row.cancel_requested === 1,
+    timeline: JSON.parse(row.timeline),
+  };
+}
+
+/**
+ * Orders in a SQLite database file, in WAL mode.
+ *
+ * **Durability.** `create()` and `transition()` resolve only after the
+ * transaction holding their write has committed, so an acknowledged order
+ * survives a crash of the process; with `synchronous: "full"` (the default)
+ * it also survives a power loss.
+ *
+ * **Group commit.** Writes are queued and committed together, one
+ * transaction per batch: the batch collects every write made while the
+ * previous one was committing, so under load one fsync serves many requests.
+ * The whole batch commits or, on any SQLite error (a full disk), none of it
+ * does and every caller in it gets {@linkcode StoreUnavailableError}.
+ *
+ * **Atomicity.** `node:sqlite` is synchronous: a batch runs start to finish
+ * in one turn of the event loop, and each write's check-then-update runs
+ * inside it, so conditional transitions cannot interleave.
+ */
+export class SqliteStore implements OrderStore {
+  readonly #db: DatabaseSync;
+  readonly #now: () => number;
+  readonly #newId = createOrderIdFactory();
+  readonly #statements: Record<
+    Exclude<keyof typeof SQL, "migrate">,
+    StatementSync
+  >;
+  #pending: PendingWrite[] = [];
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+  #commits = 0;
+
+  /**
+   * Opens (creating if needed) and migrates the database at `path`.
+   *
+   * @throws {StoreOpenError} for a bad path, no permission, a file that is
+   * not a database, or a schema newer than this release understands.
+   */
+  constructor(readonly path: string, options: SqliteStoreOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(path);
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec(
+        `PRAGMA synchronous = ${
+          options.synchronous === "normal" ? "NORMAL" : "FULL"
+        }`,
+      );
+      db.exec("PRAGMA busy_timeout = 5000");
+      if (options.maxPageCount !== undefined) {
+        db.exec(`PRAGMA max_page_count = ${Math.trunc(options.maxPageCount)}`);
+      }
+      migrate(db, path);
+      this.#statements = {
+        insert: db.prepare(SQL.insert),
+        byId: db.prepare(SQL.byId),
+        byKey: db.prepare(SQL.byKey),
+        update: db.prepare(SQL.update),
+        page: db.prepare(SQL.page),
+        pageByStatus: db.prepare(SQL.pageByStatus),
+      };
+    } catch (error) {
+      try {
+        db?.close();
+      } catch { /* already failing */ }
+      if (error instanceof StoreOpenError) throw error;
+      throw new StoreOpenError(path, (error as Error).message);
+    }
+    this.#db = db;
+  }
+
+  create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
+    const key = options.idempotencyKey;
+    return this.#write((): CreateResult => {
+      if (key !== undefined) {
+        const existing = this.#row(this.#statements.byKey, key);
+        if (existing) {
+          const order = toOrder(existing);
+          if (!sameNewOrder(order, input)) {
+            throw new IdempotencyConflictError(key, order.id);
+          }
+          return { order, created: false };
+        }
+      }
+      const now = this.#now();
+      const timeline: TimelineEntry[] = [{
+        at: now,
+        type: "status",
+        status: "pending",
+      }];
+      const order: Order = {
+        id: this.#newId(),
+        customer_id: input.customer_id,
+        restaurant_id: input.restaurant_id,
+        items: [...input.items],
+        status: "pending",
+        created_at: now,
+        updated_at: now,
+        attempts: 0,
+        failure_reason: null,
+        cancel_requested: false,
+        timeline,
+      };
+      this.#statements.insert.run(
+        order.id,
+        order.customer_id,
+        order.restaurant_id,
+        JSON.stringify(order.items),
+        now,
+        now,
+        JSON.stringify(timeline),
+        key ?? null,
+      );
+      return { order, created: true };
+    });
+  }
+
+  get(id: string): Promise<Order | undefined> {
+    return this.#read(() => {
+      const row = this.#row(this.#statements.byId, id);
+      return row && toOrder(row);
+    });
+  }
+
+  getByIdempotencyKey(key: string): Promise<Order | undefined> {
+    return this.#read(() => {
+      const row = this.#row(this.#statements.byKey, key);
+      return row && toOrder(row);
+    });
+  }
+
+  list(options: ListOptions): Promise<ListPage> {
+    return this.#read(() => {
+      const after = options.after ?? "";
+      // One row more than asked tells whether another page follows.
+      const rows = (options.status === undefined
+        ? this.#statements.page.all(after, options.limit + 1)
+        : this.#statements.pageByStatus.all(
+          options.status,
+          after,
+          options.limit + 1,
+        )) as unknown as Row[];
+      const hasMore = rows.length > options.limit;
+      return { orders: rows.slice(0, options.limit).map(toOrder), hasMore };
+    });
+  }
+
+  transition(id: string, change: Transition): Promise<Order> {
+    return this.#write(() => {
+      const row = this.#row(this.#statements.byId, id);
+      if (!row) throw new OrderNotFoundError(id);
+      const order = toOrder(row);
+      const refusal = refuseTransition(id, {
+        status: order.status,
+        cancelRequested: order.cancel_requested,
+      }, change);
+      if (refusal) throw refusal;
+      const now = Math.max(this.#now(), order.created_at);
+      for (const entry of change.append ?? []) {
+        order.timeline.push({ ...entry, at: now } as TimelineEntry);
+      }
+      if (change.to !== undefined && change.to !== order.status) {
+        order.timeline.push({ at: now, type: "status", status: change.to });
+        order.status = change.to;
+      }
+      if (change.incrementAttempts) order.attempts++;
+      if (change.set?.attempts !== undefined) {
+        order.attempts = change.set.attempts;
+      }
+      if (change.set?.failure_reason !== undefined) {
+        order.failure_reason = change.set.failure_reason;
+      }
+      if (change.set?.cancel_requested !== undefined) {
+        order.cancel_requested = change.set.cancel_requested;
+      }
+      order.updated_at = now;
+      this.#statements.update.run(
+        order.status,
+        now,
+        order.attempts,
+        order.failure_reason,
+        order.cancel_requested ? 1 : 0,
+        JSON.stringify(order.timeline),
+        id,
+      );
+      return order;
+    });
+  }
+
+  /** The number of transactions committed so far (each holds a batch). */
+  get commitCount(): number {
+    return this.#commits;
+  }
+
+  /** Commits what is queued, then closes the database. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    clearTimeout(this.#flushTimer);
+    this.#flush();
+    this.#closed = true;
+    this.#db.close();
+    return Promise.resolve();
+  }
+
+  #row(statement: StatementSync, value: string): Row | undefined {
+    return statement.get(value) as Row | undefined;
+  }
+
+  #read<T>(query: () => T): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new StoreUnavailableError("the store is closed"));
+    }
+    try {
+      return Promise.resolve(query());
+    } catch (error) {
+      return Promise.reject(
+        new StoreUnavailableError((error as Error).message),
+      );
+    }
+  }
+
+  /** Queues a write for the next group commit; resolves once committed. */
+  #write<T>(apply: () => T): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new StoreUnavailableError("the store is closed"));
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    this.#pending.push({
+      apply,
+      resolve: resolve as (value: unknown) => void,
+      reject,
+    });
+    // A timer, not a microtask: it lets the event loop take in the other
+    // requests that arrived meanwhile, so they share this commit.
+    this.#flushTimer ??= setTimeout(() => this.#flush(), 0);
+    return promise;
+  }
+
+  #flush(): void {
+    this.#flushTimer = undefined;
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0) return;
+    const outcomes: Array<
+      { ok: true; value: unknown } | { ok: false; error: unknown }
+    > = [];
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      for (const write of batch) {
+        try {
+          outcomes.push({ ok: true, value: write.apply() });
+        } catch (error) {
+          // Domain refusals happen before any SQL of that write runs, so
+          // the batch can go on; an SQLite error aborts the whole batch.
+          if (error instanceof Error && error.name in DOMAIN_ERRORS) {
+            outcomes.push({ ok: false, error });
+          } else throw error;
+        }
+      }
+      this.#db.exec("COMMIT");
+      this.#commits++;
+    } catch (error) {
+      try {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      } catch { /* the rollback failing changes nothing for the callers */ }
+      const unavailable = new StoreUnavailableError((error as Error).message);
+      for (const write of batch) write.reject(unavailable);
+      return;
+    }
+    batch.forEach((write, index) => {
+      const outcome = outcomes[index]!;
+      if (outcome.ok) write.resolve(outcome.value);
+      else write.reject(outcome.error);
+    });
+  }
+}
+
+const DOMAIN_ERRORS: Record<string, true> = {
+  IdempotencyConflictError: true,
+  InvalidTransitionError: true,
+  OrderNotFoundError: true,
+};
+
+function migrate(db: DatabaseSync, path: string): void {
+  const { user_version: version } = db.prepare("PRAGMA user_version").get() as {
+    user_version: number;
+  };
+  if (version > SCHEMA_VERSION) {
+    throw new StoreOpenError(
+      path,
+      `its schema version ${version} is newer than this release understands (${SCHEMA_VERSION}); upgrade order-service`,
+    );
+  }
+  if (version === SCHEMA_VERSION) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const statement of SQL.migrate) db.exec(statement);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
+}

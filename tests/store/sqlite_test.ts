@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { StoreUnavailableError } from "../../lib/errors.ts";
+import {
+  SCHEMA_VERSION,
+  SqliteStore,
+  StoreOpenError,
+} from "../../lib/store/sqlite.ts";
+import { DatabaseSync } from "node:sqlite";
+import { storeContract } from "./contract.ts";
+
+async function tempDatabase(): Promise<
+  { path: string; cleanup: () => Promise<void> }
+> {
+  const directory = await Deno.makeTempDir({ prefix: "order-service-sqlite-" });
+  return {
+    path: `${directory}/orders.db`,
+    cleanup: () => Deno.remove(directory, { recursive: true }),
+  };
+}
+
+storeContract("sqlite", async () => {
+  const { path, cleanup } = await tempDatabase();
+  const store = new SqliteStore(path);
+  return {
+    store,
+    dispose: async () => {
+      await store.close();
+      await cleanup();
+    },
+  };
+});
+
+const order = { customer_id: "c_1", restaurant_id: "r_1", items: ["soup"] };
+
+Deno.test("SqliteStore keeps acknowledged orders, timelines and idempotency keys across a reopen", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    const first = new SqliteStore(path);
+    const { order: created } = await first.create(order, {
+      idempotencyKey: "key-1",
+    });
+    await first.transition(created.id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+      incrementAttempts: true,
+    });
+    await first.close();
+    const second = new SqliteStore(path);
+    const reopened = await second.get(created.id);
+    assert.equal(reopened?.status, "processing");
+    assert.equal(reopened?.attempts, 1);
+    assert.equal(reopened?.timeline.length, 2);
+    const replay = await second.create(order, { idempotencyKey: "key-1" });
+    assert.equal(replay.created, false);
+    assert.equal(replay.order.id, created.id);
+    await second.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("SqliteStore records its schema version and refuses a newer one", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    await new SqliteStore(path).close();
+    const db = new DatabaseSync(path);
+    assert.deepEqual({ ...db.prepare("PRAGMA user_version").get() }, {
+      user_version: SCHEMA_VERSION,
+    });
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    assert.throws(() => new SqliteStore(path), (error) => {
+      assert.ok(error instanceof StoreOpenError);
+      assert.match(error.message, /newer/);
+      return true;
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("SqliteStore refuses a bad path and a file that is not a database", async () => {
+  assert.throws(
+    () => new SqliteStore("/nonexistent-dir/orders.db"),
+    StoreOpenError,
+  );
+  const { path, cleanup } = await tempDatabase();
+  try {
+    await Deno.writeTextFile(path, "not a database ".repeat(200));
+    assert.throws(() => new SqliteStore(path), (error) => {
+      assert.ok(error instanceof StoreOpenError);
+      assert.match(error.message, /not a database/);
+      return true;
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("a full disk fails the writes of that batch with StoreUnavailableError, and the store goes on", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    const store = new SqliteStore(path, { maxPageCount: 8 });
+    const big = {
+      ...order,
+      items: Array.from({ length: 100 }, () => "x".repeat(200)),
+    };
+    let failure: unknown;
+    const acknowledged: string[] = [];
+    for (let index = 0; index < 200 && !failure; index++) {
+      try {
+        acknowledged.push((await store.create(big)).order.id);
+      } catch (error) {
+        failure = error;
+      }
+    }
+    assert.ok(failure instanceof StoreUnavailableError, String(failure));
+    // Everything acknowledged before is intact; reads still work.
+    for (const id of acknowledged) assert.equal((await store.get(id))?.id, id);
+    assert.equal(
+      (await store.list({ limit: 1000 })).orders.length,
+      acknowledged.length,
+    );
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("SqliteStore commits concurrent writes together (group commit) and answers each", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    const store = new SqliteStore(path);
+    const results = await Promise.all(
+      Array.from({ length: 300 }, () => store.create(order)),
+    );
+    assert.equal(new Set(results.map((result) => result.order.id)).size, 300);
+    assert.ok(
+      store.commitCount <= 3,
+      `${store.commitCount} commits for 300 writes`,
+    );
+    await store.close();
+    const reopened = new SqliteStore(path);
+    assert.equal((await reopened.list({ limit: 1000 })).orders.length, 300);
+    await reopened.close();
+  } finally {
+    await cleanup();
+  }
+});
