@@ -20,7 +20,11 @@ import {
   LOG_CATEGORY,
 } from "./lib/logging.ts";
 import { drain } from "./lib/shutdown.ts";
-import { MemoryStore } from "./lib/store/memory.ts";
+import { lastIdAt } from "./lib/order_id.ts";
+import { feedPending, requeueInterrupted } from "./lib/recovery.ts";
+import { openStore } from "./lib/store/open.ts";
+import { StoreOpenError } from "./lib/store/sqlite.ts";
+import type { OrderStore } from "./lib/store/store.ts";
 import { createSystem } from "./lib/system.ts";
 
 let config: Config;
@@ -62,13 +66,43 @@ if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
   );
 }
 
+const startedAt = Date.now();
+let store: OrderStore;
+try {
+  store = openStore(config.store, {
+    maxOrders: config.maxOrders,
+    synchronous: config.sqliteSynchronous,
+  });
+} catch (error) {
+  if (!(error instanceof StoreOpenError)) throw error;
+  lifecycle.error("Cannot start: {reason}", { reason: error.message });
+  await closeLogging();
+  console.error(`order-service: ${error.message}`);
+  Deno.exit(2);
+}
+// Before any worker runs: orders a previous process left mid-processing.
+const interrupted = await requeueInterrupted(store);
+if (interrupted > 0) {
+  lifecycle.warning("Recovered interrupted orders", { interrupted });
+}
+
 const system = createSystem({
   ...config,
-  store: new MemoryStore({ maxOrders: config.maxOrders }),
+  store,
   logger,
   bodyLimits: { timeoutMs: config.bodyTimeoutMs },
 });
 system.pool.start();
+// In the background, as the queue has room: every order left pending.
+feedPending({
+  store,
+  requeue: (id) => system.service.requeue(id),
+  until: lastIdAt(startedAt),
+  onFed: () => system.stats.recordRecovered(),
+}).then(
+  (fed) => fed > 0 && lifecycle.info("Recovery queued earlier orders", { fed }),
+  (error) => logger.error("Recovery stopped: {error}", { error }),
+);
 
 const server = Deno.serve({
   port: config.port,

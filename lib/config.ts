@@ -22,7 +22,9 @@ export interface Config {
   shutdownTimeoutMs: number;
   maxOrders: number;
   logLevel: typeof LOG_LEVELS[number];
-  store: "memory";
+  /** `memory`, or `sqlite:PATH`. */
+  store: string;
+  sqliteSynchronous: "full" | "normal";
   maxInFlight: number;
   bodyTimeoutMs: number;
   /** Accepted bearer tokens; empty: no authentication. */
@@ -169,9 +171,20 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     key: "store",
     env: "STORE",
     defaultValue: "memory",
-    accepts: "memory",
-    description: "where orders are kept",
-    parse: oneOf(["memory"] as const),
+    accepts: "memory or sqlite:PATH",
+    description:
+      "where orders are kept: in memory, or durably in a SQLite file",
+    parse: (raw: string) =>
+      raw === "memory" || /^sqlite:.+/.test(raw) ? raw : undefined,
+  },
+  {
+    key: "sqliteSynchronous",
+    env: "SQLITE_SYNCHRONOUS",
+    defaultValue: "full",
+    accepts: "full or normal",
+    description:
+      "SQLite store: full survives power loss; normal survives a process crash only",
+    parse: oneOf(["full", "normal"] as const),
   },
   {
     key: "maxInFlight",

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { monotonicFactory } from "ulid";
+import { encodeTime, monotonicFactory } from "ulid";
 
 /**
  * Creates an id generator. Ids are unique and sort by creation time: within
@@ -39,4 +39,13 @@ function pooledRandom(): () => number {
     }
     return pool[next++]! / 256;
   };
+}
+
+/**
+ * The greatest id that can have been made before or at `epochMs`: every id
+ * made later sorts after it. Recovery uses it to tell the orders a previous
+ * process left from the ones this process is taking now.
+ */
+export function lastIdAt(epochMs: number): string {
+  return `ORD-${encodeTime(epochMs, 10)}${"Z".repeat(16)}`;
 }

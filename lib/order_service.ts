@@ -6,6 +6,7 @@
  */
 
 import type { Channel } from "./channel.ts";
+import { delay } from "./delay.ts";
 import {
   IdempotencyConflictError,
   InvalidTransitionError,
@@ -144,6 +145,23 @@ export class OrderService {
     } finally {
       this.#reserved--;
     }
+  }
+
+  /**
+   * Queues an order a previous process left `pending` (recovery), waiting
+   * until the queue has room that no request has reserved. Resolves `false`
+   * without queuing once the service is draining.
+   */
+  async requeue(id: string): Promise<boolean> {
+    while (this.#accepting) {
+      if (this.#queue.size + this.#reserved < this.#queue.capacity) {
+        return this.#queue.trySend(id);
+      }
+      // The channel has no "room available" signal; recovery is a bounded
+      // background task, so a short poll is cheap enough.
+      await delay(5);
+    }
+    return false;
   }
 
   /**

@@ -12,9 +12,11 @@ export interface OrderSummary {
   completed: number;
   failed: number;
   cancelled: number;
+  /** Orders a previous process left unfinished that this one took on. */
+  recovered: number;
   /** Orders that finished while the service was draining. */
   drained: number;
-  /** Accepted orders that never finished. */
+  /** Orders accepted or recovered that this process did not finish. */
   abandoned: number;
 }
 
@@ -28,11 +30,17 @@ export class OrderStats {
   #failed = 0;
   #cancelled = 0;
   #drained = 0;
+  #recovered = 0;
   #draining = false;
 
   /** Counts an order the service acknowledged with 201. */
   recordAccepted(): void {
     this.#accepted++;
+  }
+
+  /** Counts an order recovered from a previous process and queued. */
+  recordRecovered(): void {
+    this.#recovered++;
   }
 
   /** Counts an order that reached a terminal status. */
@@ -59,8 +67,9 @@ export class OrderStats {
       completed: this.#completed,
       failed: this.#failed,
       cancelled: this.#cancelled,
+      recovered: this.#recovered,
       drained: this.#drained,
-      abandoned: this.#accepted - finished,
+      abandoned: this.#accepted + this.#recovered - finished,
     };
   }
 }

@@ -16,6 +16,7 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     maxOrders: 1000000,
     logLevel: "info",
     store: "memory",
+    sqliteSynchronous: "full",
     maxInFlight: 1024,
     bodyTimeoutMs: 10000,
     apiKeys: [],
@@ -46,7 +47,9 @@ Deno.test("parseConfig() names the setting and what it accepts when a value is i
     [[], { WORKERS: "0" }, /WORKERS.*integer from 1/],
     [[], { FAILURE_RATE: "1.5" }, /FAILURE_RATE.*0 to 1/],
     [[], { LOG_LEVEL: "loud" }, /LOG_LEVEL.*debug, info, warning, error/],
-    [[], { STORE: "redis" }, /STORE.*memory/],
+    [[], { STORE: "redis" }, /STORE.*memory or sqlite:PATH/],
+    [[], { STORE: "sqlite:" }, /STORE/],
+    [[], { SQLITE_SYNCHRONOUS: "off" }, /SQLITE_SYNCHRONOUS.*full or normal/],
     [["--max-attempts=-1"], {}, /--max-attempts/],
     [["--no-such-flag"], {}, /no-such-flag/],
   ];

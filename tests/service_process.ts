@@ -23,7 +23,14 @@ export async function startService(
   env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN],
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      MAIN,
+    ],
     env: { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdin: "null",
     stdout: "piped",
@@ -69,7 +76,14 @@ export async function runToExit(
   env: Record<string, string>,
 ): Promise<{ code: number; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN],
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      MAIN,
+    ],
     env: { PORT: "0", HOST: "127.0.0.1", ...env },
     stdin: "null",
     stdout: "piped",

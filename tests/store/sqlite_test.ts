@@ -148,3 +148,44 @@ Deno.test("SqliteStore commits concurrent writes together (group commit) and ans
     await cleanup();
   }
 });
+
+Deno.test("POST /orders answers 503 without acknowledging when the SQLite write fails, and the service keeps running", async () => {
+  const { path, cleanup } = await tempDatabase();
+  const { testSystem, drainSystem } = await import("../helpers.ts");
+  const system = testSystem({
+    store: new SqliteStore(path, { maxPageCount: 8 }),
+    queueCapacity: 10_000,
+  });
+  try {
+    const big = JSON.stringify({
+      ...order,
+      items: Array.from({ length: 100 }, () => "x".repeat(200)),
+    });
+    const statuses: number[] = [];
+    let problemType = "";
+    while (!statuses.includes(503) && statuses.length < 200) {
+      const response = await system.app.request("/orders", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: big,
+      });
+      statuses.push(response.status);
+      const body = await response.json();
+      if (response.status === 503) problemType = body.type;
+    }
+    assert.equal(statuses.at(-1), 503);
+    assert.match(problemType, /store-unavailable/);
+    const acknowledged = statuses.filter((status) => status === 201).length;
+    assert.equal(
+      (await system.store.list({ limit: 1000 })).orders.length,
+      acknowledged,
+    );
+    const health = await system.app.request("/health");
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  } finally {
+    await drainSystem(system);
+    await system.store.close();
+    await cleanup();
+  }
+});
