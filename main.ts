@@ -91,6 +91,8 @@ const system = createSystem({
   store,
   logger,
   bodyLimits: { timeoutMs: config.bodyTimeoutMs },
+  defaultMetrics: config.metrics,
+  heartbeatMs: config.sseHeartbeatMs,
 });
 system.pool.start();
 // In the background, as the queue has room: every order left pending.

@@ -31,6 +31,10 @@ export interface Config {
   apiKeys: string[];
   /** A file of more keys, one per line (read by `main.ts`). */
   apiKeysFile: string | undefined;
+  /** Origins allowed by CORS; empty: CORS off. */
+  corsOrigins: string[];
+  metrics: boolean;
+  sseHeartbeatMs: number;
 }
 
 /** The configuration as it may be logged: keys replaced by their count. */
@@ -219,6 +223,41 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     secret: true,
   },
   {
+    key: "corsOrigins",
+    env: "CORS_ORIGINS",
+    defaultValue: [],
+    accepts: "comma-separated origins such as https://ops.example.com",
+    description:
+      "browser origins allowed to call the API (default: none, CORS off)",
+    parse: (raw: string) => {
+      const origins = raw.split(",").map((origin) => origin.trim()).filter((
+        origin,
+      ) => origin !== "");
+      return origins.every((origin) =>
+          /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(origin)
+        )
+        ? origins
+        : undefined;
+    },
+  },
+  {
+    key: "metrics",
+    env: "METRICS",
+    defaultValue: true,
+    accepts: "on or off",
+    description: "Prometheus metrics at /metrics",
+    parse: (raw: string) =>
+      raw === "on" ? true : raw === "off" ? false : undefined,
+  },
+  {
+    key: "sseHeartbeatMs",
+    env: "SSE_HEARTBEAT_MS",
+    defaultValue: 15_000,
+    accepts: "an integer from 10 to 600000",
+    description: "how often an idle event stream sends a heartbeat comment",
+    parse: integer(10, 600_000),
+  },
+  {
     key: "apiKeysFile",
     env: "API_KEYS_FILE",
     defaultValue: undefined,
@@ -258,7 +297,10 @@ export function helpText(): string {
   for (const setting of SETTINGS) {
     lines.push(
       `  --${flagName(setting.env)}, ${setting.env} (default ${
-        setting.defaultValue === undefined || setting.defaultValue.length === 0
+        typeof setting.defaultValue === "boolean"
+          ? (setting.defaultValue ? "on" : "off")
+          : setting.defaultValue === undefined ||
+              setting.defaultValue.length === 0
           ? "none"
           : setting.defaultValue
       })`,

@@ -5,6 +5,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
+import type { OrderEventHub } from "./events.ts";
 import type { OrderService } from "./order_service.ts";
 import type { OrderStats, OrderSummary } from "./stats.ts";
 import type { OrderStore } from "./store/store.ts";
@@ -17,6 +18,7 @@ export interface DrainOptions {
   server: { shutdown(): Promise<void> };
   store: OrderStore;
   stats: OrderStats;
+  hub: OrderEventHub;
   logger: Logger;
   /** How long to wait for accepted orders before aborting them. */
   timeoutMs: number;
@@ -30,7 +32,8 @@ export interface DrainOptions {
  * the store. Returns the summary, which is also logged last.
  */
 export async function drain(options: DrainOptions): Promise<OrderSummary> {
-  const { service, pool, server, store, stats, logger, timeoutMs } = options;
+  const { service, pool, server, store, stats, logger, timeoutMs, hub } =
+    options;
   stats.startDrain();
   logger.info("Draining: no longer accepting orders");
   await service.stopAccepting();
@@ -54,6 +57,8 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
   }
   logger.info("Workers stopped");
 
+  // Event streams would hold the server open: end them first.
+  hub.close();
   await server.shutdown();
   logger.info("HTTP server closed");
   await store.close();

@@ -8,7 +8,10 @@
 
 import type { Logger } from "@logtape/logtape";
 import { Channel } from "./channel.ts";
+import { OrderEventHub } from "./events.ts";
 import { createApp } from "./http/app.ts";
+import { ServiceMetrics } from "./metrics.ts";
+import { ObservedStore } from "./store/observed.ts";
 import type { BodyLimits } from "./http/json_body.ts";
 import { exponentialBackoff, OrderProcessor } from "./order_processor.ts";
 import { OrderService } from "./order_service.ts";
@@ -36,11 +39,22 @@ export interface SystemOptions {
   maxInFlight?: number;
   /** API keys; empty or absent leaves the API open. */
   apiKeys?: readonly string[];
+  /** Prometheus metrics at /metrics (default on). */
+  metrics?: boolean;
+  /** Also the runtime's process metrics (main turns this on). */
+  defaultMetrics?: boolean;
+  /** Origins allowed by CORS; none by default. */
+  corsOrigins?: readonly string[];
+  /** Event streams' heartbeat interval (default 15 s). */
+  heartbeatMs?: number;
 }
 
 /** The assembled service. */
 export interface System {
+  /** The store, wrapped so that every change is published to `hub`. */
   store: OrderStore;
+  hub: OrderEventHub;
+  metrics: ServiceMetrics | undefined;
   queue: Channel<string>;
   stats: OrderStats;
   processor: OrderProcessor;
@@ -65,7 +79,9 @@ export interface System {
  * ```
  */
 export function createSystem(options: SystemOptions): System {
-  const { store, logger } = options;
+  const { logger } = options;
+  const hub = new OrderEventHub();
+  const store = new ObservedStore(options.store, hub);
   const queue = new Channel<string>({ capacity: options.queueCapacity });
   const stats = new OrderStats();
   const processor = new OrderProcessor({
@@ -95,7 +111,21 @@ export function createSystem(options: SystemOptions): System {
     onReceiveError: (error) =>
       logger.error("A worker stopped: the queue failed", { error }),
   });
+  const metrics = options.metrics === false ? undefined : new ServiceMetrics({
+    gauges: {
+      queueDepth: () => queue.size,
+      queueCapacity: () => queue.capacity,
+      workersBusy: () => pool.busy,
+      workersTotal: () => pool.concurrency,
+    },
+    defaultMetrics: options.defaultMetrics ?? false,
+  });
+  if (metrics) hub.addListener((event) => metrics.observeOrderEvent(event));
   const app = createApp({
+    hub,
+    metrics,
+    corsOrigins: options.corsOrigins,
+    heartbeatMs: options.heartbeatMs,
     store,
     service,
     logger: logger.getChild("http"),
@@ -103,5 +133,5 @@ export function createSystem(options: SystemOptions): System {
     maxInFlight: options.maxInFlight,
     apiKeys: options.apiKeys,
   });
-  return { store, queue, stats, processor, service, pool, app };
+  return { store, hub, metrics, queue, stats, processor, service, pool, app };
 }

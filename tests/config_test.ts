@@ -21,6 +21,9 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     bodyTimeoutMs: 10000,
     apiKeys: [],
     apiKeysFile: undefined,
+    corsOrigins: [],
+    metrics: true,
+    sseHeartbeatMs: 15000,
   });
 });
 

@@ -7,6 +7,12 @@
 
 import type { Logger } from "@logtape/logtape";
 import { Hono, type MiddlewareHandler } from "hono";
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import type { OrderEventHub } from "../events.ts";
+import type { ServiceMetrics } from "../metrics.ts";
+import { eventRoutes } from "./events.ts";
 import type { OrderService } from "../order_service.ts";
 import type { OrderStore } from "../store/store.ts";
 import { apiKeyAuth } from "./auth.ts";
@@ -14,7 +20,7 @@ import { healthRoutes } from "./health.ts";
 import { inFlightLimit } from "./in_flight.ts";
 import type { BodyLimits } from "./json_body.ts";
 import { ordersRoutes } from "./orders.ts";
-import { problemFor, problemResponse } from "./problem.ts";
+import { problem, problemFor } from "./problem.ts";
 
 /** What the application needs. */
 export interface AppOptions {
@@ -27,6 +33,14 @@ export interface AppOptions {
   maxInFlight?: number | undefined;
   /** When non-empty, every endpoint but /health and /ready needs one. */
   apiKeys?: readonly string[] | undefined;
+  /** Where live order events come from. */
+  hub: OrderEventHub;
+  /** Serves `/metrics` and counts requests when given. */
+  metrics?: ServiceMetrics | undefined;
+  /** Origins allowed to call the API from a browser; none by default. */
+  corsOrigins?: readonly string[] | undefined;
+  /** Event streams' heartbeat interval (default 15 s). */
+  heartbeatMs?: number | undefined;
 }
 
 /**
@@ -43,13 +57,63 @@ export interface AppOptions {
 export function createApp(options: AppOptions) {
   const { logger } = options;
   const base = new Hono();
+  // A client's X-Request-Id (if short and safe) or a new UUID; echoed on
+  // the response, quoted in problem bodies and in request log lines.
+  base.use(requestId({ limitLength: 128 }));
   // Per-request lines only at debug level, decided once: when not wanted
   // the middleware is not there at all.
   if (logger.isEnabledFor("debug")) base.use(requestLogging(logger));
+  base.use(secureHeaders({
+    // The API serves JSON; only /docs serves a page, with its own policy.
+    contentSecurityPolicy: {
+      defaultSrc: ["'none'"],
+      frameAncestors: ["'none'"],
+    },
+    crossOriginEmbedderPolicy: false,
+  }));
+  if (options.corsOrigins?.length) {
+    base.use(cors({
+      origin: [...options.corsOrigins],
+      allowHeaders: [
+        "Content-Type",
+        "Authorization",
+        "Idempotency-Key",
+        "X-Request-Id",
+        "Last-Event-ID",
+      ],
+      exposeHeaders: [
+        "Location",
+        "Link",
+        "Retry-After",
+        "X-Request-Id",
+        "Idempotent-Replayed",
+      ],
+      maxAge: 600,
+    }));
+  }
+  if (options.metrics) base.use(options.metrics.httpMiddleware());
   base.use(inFlightLimit(options.maxInFlight ?? 1024));
   if (options.apiKeys?.length) base.use(apiKeyAuth(options.apiKeys));
+  if (options.metrics) {
+    const metrics = options.metrics;
+    base.get(
+      "/metrics",
+      async (c) =>
+        c.body(await metrics.render(), 200, {
+          "content-type": metrics.contentType,
+        }),
+    );
+  }
   const app = base
     .route("/orders", ordersRoutes(options))
+    .route(
+      "/",
+      eventRoutes({
+        hub: options.hub,
+        store: options.store,
+        heartbeatMs: options.heartbeatMs,
+      }),
+    )
     .route("/", healthRoutes({ isAccepting: () => options.service.accepting }));
 
   const allowed = allowedMethods(app.routes);
@@ -57,39 +121,37 @@ export function createApp(options: AppOptions) {
   app.notFound((c) => {
     const methods = allowed(c.req.path);
     if (methods.length > 0) {
-      return problemResponse({
+      return problem(c, {
         type: "about:blank",
         title: "Method Not Allowed",
         status: 405,
         detail: `${c.req.method} is not allowed on ${c.req.path}; use ${
           methods.join(", ")
         }`,
-        instance: c.req.path,
       }, { allow: methods.join(", ") });
     }
-    return problemResponse({
+    return problem(c, {
       type: "about:blank",
       title: "Not Found",
       status: 404,
       detail: `No resource at ${c.req.path}`,
-      instance: c.req.path,
     });
   });
 
   app.onError((error, c) => {
-    const response = problemFor(error, c.req.path);
+    const response = problemFor(error, c);
     if (response) return response;
     logger.error("Unhandled error on {method} {path}: {error}", {
+      requestId: c.get("requestId"),
       method: c.req.method,
       path: c.req.path,
       error,
     });
-    return problemResponse({
+    return problem(c, {
       type: "about:blank",
       title: "Internal Server Error",
       status: 500,
       detail: "The server failed to handle the request",
-      instance: c.req.path,
     });
   });
 
@@ -101,6 +163,7 @@ function requestLogging(logger: Logger): MiddlewareHandler {
     const startedAt = performance.now();
     await next();
     logger.debug("{method} {path} {status}", {
+      requestId: c.get("requestId"),
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,

@@ -7,7 +7,7 @@
 
 import type { Context, MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
-import { problemResponse, problemType } from "./problem.ts";
+import { problem, problemType } from "./problem.ts";
 
 /** Paths that answer without a key, so probes need no secret. */
 export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set([
@@ -17,12 +17,11 @@ export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set([
 
 function unauthorized(detail: string) {
   return (c: Context) =>
-    problemResponse({
+    problem(c, {
       type: problemType("unauthorized"),
       title: "Unauthorized",
       status: 401,
       detail,
-      instance: c.req.path,
     }, { "www-authenticate": 'Bearer realm="order-service"' });
 }
 

@@ -5,7 +5,7 @@
  */
 
 import { Hono } from "hono";
-import { problemResponse, problemType } from "./problem.ts";
+import { problem, problemType } from "./problem.ts";
 
 /** Creates the `/health` and `/ready` routes. */
 export function healthRoutes(options: { isAccepting: () => boolean }) {
@@ -15,12 +15,11 @@ export function healthRoutes(options: { isAccepting: () => boolean }) {
     // Readiness: load balancers stop sending orders once this turns 503.
     .get("/ready", (c) => {
       if (options.isAccepting()) return c.json({ status: "ready" }, 200);
-      return problemResponse({
+      return problem(c, {
         type: problemType("draining"),
         title: "Service Unavailable",
         status: 503,
         detail: "The service is draining and accepts no new orders",
-        instance: c.req.path,
       }, { "retry-after": "5" });
     });
 }

@@ -6,7 +6,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import { UNAUTHENTICATED_PATHS } from "./auth.ts";
-import { problemResponse, problemType } from "./problem.ts";
+import { problem, problemType } from "./problem.ts";
 
 /**
  * Answers 503 (with `Retry-After`) once `max` requests are in progress, so
@@ -23,13 +23,12 @@ export function inFlightLimit(max: number): MiddlewareHandler {
   return async (c, next) => {
     if (UNAUTHENTICATED_PATHS.has(c.req.path)) return await next();
     if (inFlight >= max) {
-      return problemResponse({
+      return problem(c, {
         type: problemType("too-many-requests-in-flight"),
         title: "Service Unavailable",
         status: 503,
         detail:
           `The service is handling its maximum of ${max} requests; retry shortly`,
-        instance: c.req.path,
       }, { "retry-after": "1" });
     }
     inFlight++;

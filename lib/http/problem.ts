@@ -5,7 +5,9 @@
  * @module
  */
 
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type {} from "hono/request-id"; // types c.get("requestId")
 import {
   IdempotencyConflictError,
   InvalidTransitionError,
@@ -78,13 +80,36 @@ export function problemResponse(
 }
 
 /**
+ * A problem response for the request in `c`: `instance` is the request's
+ * path, and `request_id` its `X-Request-Id`, so a client can quote it.
+ */
+export function problem(
+  c: Context,
+  fields: {
+    type: string;
+    title: string;
+    status: number;
+    detail: string;
+    [extension: string]: unknown;
+  },
+  headers: Record<string, string> = {},
+): Response {
+  const requestId = c.get("requestId");
+  return problemResponse({
+    ...fields,
+    instance: c.req.path,
+    ...(requestId ? { request_id: requestId } : {}),
+  }, headers);
+}
+
+/**
  * Maps any error to its problem response. This is the only place where
  * domain errors meet HTTP status codes. `undefined` means an unexpected
  * error, which the caller logs and answers with 500.
  */
 export function problemFor(
   error: unknown,
-  instance: string,
+  c: Context,
 ): Response | undefined {
   const respond = (
     status: number,
@@ -96,17 +121,13 @@ export function problemFor(
       extra?: Record<string, unknown>;
     } = {},
   ) =>
-    problemResponse(
-      {
-        type: options.type ?? "about:blank",
-        title,
-        status,
-        detail,
-        instance,
-        ...options.extra,
-      },
-      options.headers,
-    );
+    problem(c, {
+      type: options.type ?? "about:blank",
+      title,
+      status,
+      detail,
+      ...options.extra,
+    }, options.headers);
 
   if (error instanceof HttpProblem) {
     return respond(error.status, error.title, error.message, {

@@ -1,0 +1,200 @@
+/**
+ * Live order events: a hub that numbers every order change, keeps a bounded
+ * ring of recent ones for reconnecting clients, and fans them out to
+ * subscribers that can never slow the publisher down.
+ *
+ * @module
+ */
+
+import type { Order, TimelineEntry } from "./order.ts";
+
+/** One change to one order. */
+export interface OrderEvent {
+  /** Increases by one per event over the life of the process. */
+  id: number;
+  /** What happened: the timeline entry's type (`status`, `step_finished` …), or `created`. */
+  name: string;
+  /** The order after the change. */
+  order: Order;
+}
+
+/** Options for {@linkcode OrderEventHub}. */
+export interface OrderEventHubOptions {
+  /** Recent events kept for `Last-Event-ID` replay (default 1000). */
+  historySize?: number;
+  /** Events a subscriber may fall behind before it is dropped (default 256). */
+  subscriberBuffer?: number;
+}
+
+/** What {@linkcode Subscription.next} yields besides events. */
+export type SubscriptionEnd =
+  /** The hub closed (shutdown). */
+  | "closed"
+  /** The subscriber fell more than its buffer behind and was dropped. */
+  | "overflow";
+
+/** A subscriber's view of the hub. */
+export interface Subscription {
+  /** The next event, waiting for one; or why the subscription ended. */
+  next(): Promise<OrderEvent | SubscriptionEnd>;
+  /** Stops receiving; safe to call twice. */
+  close(): void;
+}
+
+interface Subscriber {
+  filter: ((event: OrderEvent) => boolean) | undefined;
+  onEnd: ((reason: SubscriptionEnd) => void) | undefined;
+  buffer: OrderEvent[];
+  waiting: ((value: OrderEvent | SubscriptionEnd) => void) | undefined;
+  ended: SubscriptionEnd | undefined;
+}
+
+/**
+ * The event hub. `publish` is synchronous and never waits for a subscriber:
+ * a subscriber whose buffer is full is ended with `"overflow"` instead, so
+ * a slow client can never stall the workers or the server.
+ *
+ * @example
+ * ```ts
+ * import { OrderEventHub } from "./events.ts";
+ * const hub = new OrderEventHub();
+ * const subscription = hub.subscribe();
+ * // hub.publishChange(order, newEntries) from the store wrapper …
+ * subscription.close();
+ * ```
+ */
+export class OrderEventHub {
+  readonly #historySize: number;
+  readonly #subscriberBuffer: number;
+  #history: OrderEvent[] = [];
+  #nextId = 1;
+  #subscribers = new Set<Subscriber>();
+  #listeners: Array<(event: OrderEvent) => void> = [];
+  #closed = false;
+
+  /** Creates an empty hub. */
+  constructor(options: OrderEventHubOptions = {}) {
+    this.#historySize = options.historySize ?? 1000;
+    this.#subscriberBuffer = options.subscriberBuffer ?? 256;
+  }
+
+  /** The id the next event will get. */
+  get nextId(): number {
+    return this.#nextId;
+  }
+
+  /** The number of live subscriptions. */
+  get subscriberCount(): number {
+    return this.#subscribers.size;
+  }
+
+  /**
+   * Calls `listener` synchronously for every event (metrics). It must be
+   * quick and must not throw.
+   */
+  addListener(listener: (event: OrderEvent) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Publishes one event per new timeline entry of `order` (or `created`). */
+  publishChange(
+    order: Order,
+    entries: readonly TimelineEntry[] | "created",
+  ): void {
+    if (this.#closed) return;
+    const names = entries === "created"
+      ? ["created"]
+      : entries.map((entry) => entry.type);
+    for (const name of names) {
+      this.#publish({ id: this.#nextId++, name, order });
+    }
+  }
+
+  /**
+   * Subscribes to events matching `filter`. With `afterId`, first replays
+   * the kept events after it; `replayed` is `false` when `afterId` is older
+   * than the history kept (the caller should say so and start from now).
+   */
+  subscribe(
+    options: {
+      filter?: (event: OrderEvent) => boolean;
+      afterId?: number | undefined;
+      /** Told when the subscription ends, e.g. to disconnect a dropped client at once. */
+      onEnd?: (reason: SubscriptionEnd) => void;
+    } = {},
+  ): Subscription & { replayed: boolean } {
+    const subscriber: Subscriber = {
+      filter: options.filter,
+      onEnd: options.onEnd,
+      buffer: [],
+      waiting: undefined,
+      ended: this.#closed ? "closed" : undefined,
+    };
+    let replayed = true;
+    if (options.afterId !== undefined) {
+      const oldest = this.#history[0]?.id ?? this.#nextId;
+      // Events after afterId are all still kept only if afterId + 1 ≥ oldest,
+      // and afterId must be one this process could have sent.
+      replayed = options.afterId + 1 >= oldest &&
+        options.afterId < this.#nextId;
+      if (replayed) {
+        for (const event of this.#history) {
+          if (
+            event.id > options.afterId &&
+            (!subscriber.filter || subscriber.filter(event))
+          ) {
+            subscriber.buffer.push(event);
+          }
+        }
+      }
+    }
+    if (!this.#closed) this.#subscribers.add(subscriber);
+    return {
+      replayed,
+      next: () => {
+        const event = subscriber.buffer.shift();
+        if (event) return Promise.resolve(event);
+        if (subscriber.ended) return Promise.resolve(subscriber.ended);
+        return new Promise((resolve) => subscriber.waiting = resolve);
+      },
+      close: () => this.#end(subscriber, "closed"),
+    };
+  }
+
+  /** Ends every subscription (shutdown); later publishes are dropped. */
+  close(): void {
+    this.#closed = true;
+    for (const subscriber of [...this.#subscribers]) {
+      this.#end(subscriber, "closed");
+    }
+  }
+
+  #publish(event: OrderEvent): void {
+    for (const listener of this.#listeners) listener(event);
+    this.#history.push(event);
+    if (this.#history.length > this.#historySize) this.#history.shift();
+    for (const subscriber of this.#subscribers) {
+      if (subscriber.filter && !subscriber.filter(event)) continue;
+      if (subscriber.waiting) {
+        const wake = subscriber.waiting;
+        subscriber.waiting = undefined;
+        wake(event);
+      } else if (subscriber.buffer.length >= this.#subscriberBuffer) {
+        // Never wait for a slow consumer: drop it.
+        subscriber.buffer.length = 0;
+        this.#end(subscriber, "overflow");
+      } else subscriber.buffer.push(event);
+    }
+  }
+
+  #end(subscriber: Subscriber, reason: SubscriptionEnd): void {
+    if (!this.#subscribers.delete(subscriber) && subscriber.ended) return;
+    subscriber.ended ??= reason;
+    subscriber.onEnd?.(subscriber.ended);
+    if (subscriber.waiting) {
+      const wake = subscriber.waiting;
+      subscriber.waiting = undefined;
+      wake(subscriber.ended);
+    }
+  }
+}

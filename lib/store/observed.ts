@@ -1,0 +1,68 @@
+/**
+ * A store wrapper that publishes every committed change as an order event.
+ *
+ * @module
+ */
+
+import type { OrderEventHub } from "../events.ts";
+import type { NewOrder, Order } from "../order.ts";
+import type {
+  CreateOptions,
+  CreateResult,
+  ListOptions,
+  ListPage,
+  OrderStore,
+  Transition,
+} from "./store.ts";
+
+/**
+ * Wraps any {@linkcode OrderStore}: reads pass through; each successful
+ * create and transition is published to the hub after the inner store has
+ * committed it, so a listener never sees a change that could still be
+ * lost. Every backend gets events without knowing about them.
+ */
+export class ObservedStore implements OrderStore {
+  readonly #inner: OrderStore;
+  readonly #hub: OrderEventHub;
+
+  /** Wraps `inner`, publishing to `hub`. */
+  constructor(inner: OrderStore, hub: OrderEventHub) {
+    this.#inner = inner;
+    this.#hub = hub;
+  }
+
+  async create(
+    input: NewOrder,
+    options?: CreateOptions,
+  ): Promise<CreateResult> {
+    const result = await this.#inner.create(input, options);
+    if (result.created) this.#hub.publishChange(result.order, "created");
+    return result;
+  }
+
+  async transition(id: string, change: Transition): Promise<Order> {
+    const order = await this.#inner.transition(id, change);
+    const last = order.timeline.at(-1);
+    const statusAdded = change.to !== undefined && last?.type === "status" &&
+      last.status === change.to;
+    const added = (change.append?.length ?? 0) + (statusAdded ? 1 : 0);
+    if (added > 0) this.#hub.publishChange(order, order.timeline.slice(-added));
+    return order;
+  }
+
+  get(id: string): Promise<Order | undefined> {
+    return this.#inner.get(id);
+  }
+
+  getByIdempotencyKey(key: string): Promise<Order | undefined> {
+    return this.#inner.getByIdempotencyKey(key);
+  }
+
+  list(options: ListOptions): Promise<ListPage> {
+    return this.#inner.list(options);
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { OrderEventHub } from "../lib/events.ts";
+import type { Order } from "../lib/order.ts";
+
+function order(id: string, status: Order["status"] = "pending"): Order {
+  return {
+    id,
+    customer_id: "c",
+    restaurant_id: "r",
+    items: ["x"],
+    status,
+    created_at: 0,
+    updated_at: 0,
+    attempts: 0,
+    failure_reason: null,
+    cancel_requested: false,
+    timeline: [],
+  };
+}
+
+Deno.test("OrderEventHub numbers events and delivers them in order to every subscriber", async () => {
+  const hub = new OrderEventHub();
+  const first = hub.subscribe();
+  const second = hub.subscribe();
+  hub.publishChange(order("A"), "created");
+  hub.publishChange(order("A", "processing"), [{
+    at: 1,
+    type: "status",
+    status: "processing",
+  }]);
+  for (const subscription of [first, second]) {
+    const events = [await subscription.next(), await subscription.next()];
+    assert.deepEqual(
+      events.map((event) =>
+        typeof event === "string" ? event : [event.id, event.name]
+      ),
+      [
+        [1, "created"],
+        [2, "status"],
+      ],
+    );
+  }
+  hub.close();
+  assert.equal(await first.next(), "closed");
+});
+
+Deno.test("OrderEventHub filters per subscription", async () => {
+  const hub = new OrderEventHub();
+  const onlyB = hub.subscribe({ filter: (event) => event.order.id === "B" });
+  hub.publishChange(order("A"), "created");
+  hub.publishChange(order("B"), "created");
+  const event = await onlyB.next();
+  assert.ok(typeof event !== "string" && event.order.id === "B");
+  onlyB.close();
+  assert.equal(hub.subscriberCount, 0);
+});
+
+Deno.test("OrderEventHub replays kept events after a Last-Event-ID, and says when it cannot", async () => {
+  const hub = new OrderEventHub({ historySize: 3 });
+  for (const id of ["A", "B", "C", "D", "E"]) {
+    hub.publishChange(order(id), "created"); // ids 1–5
+  }
+  const resumed = hub.subscribe({ afterId: 3 });
+  assert.equal(resumed.replayed, true);
+  const replayed = [await resumed.next(), await resumed.next()];
+  assert.deepEqual(
+    replayed.map((event) => typeof event === "string" ? event : event.id),
+    [4, 5],
+  );
+  const tooOld = hub.subscribe({ afterId: 1 }); // event 2 is gone
+  assert.equal(tooOld.replayed, false);
+  const fromAnotherLife = hub.subscribe({ afterId: 99 });
+  assert.equal(fromAnotherLife.replayed, false);
+  hub.close();
+});
+
+Deno.test("a subscriber that falls behind its buffer is dropped; the publisher never waits", async () => {
+  const hub = new OrderEventHub({ subscriberBuffer: 5 });
+  const slow = hub.subscribe();
+  const fast = hub.subscribe();
+  const received: number[] = [];
+  const reading = (async () => {
+    while (true) {
+      const event = await fast.next();
+      if (typeof event === "string") return;
+      received.push(event.id);
+    }
+  })();
+  for (let index = 0; index < 20; index++) {
+    hub.publishChange(order(`O${index}`), "created");
+    await Promise.resolve(); // the fast reader keeps up
+  }
+  assert.equal(await slow.next(), "overflow");
+  hub.close();
+  await reading;
+  assert.equal(received.length, 20);
+});
