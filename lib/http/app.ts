@@ -60,6 +60,14 @@ export function createApp(options: AppOptions) {
   // A client's X-Request-Id (if short and safe) or a new UUID; echoed on
   // the response, quoted in problem bodies and in request log lines.
   base.use(requestId({ limitLength: 128 }));
+  base.use(async (c, next) => {
+    await next();
+    // requestId() sets the header only on responses built with c.json() and
+    // friends; error and problem responses are built separately.
+    if (!c.res.headers.has("x-request-id")) {
+      c.res.headers.set("x-request-id", c.get("requestId"));
+    }
+  });
   // Per-request lines only at debug level, decided once: when not wanted
   // the middleware is not there at all.
   if (logger.isEnabledFor("debug")) base.use(requestLogging(logger));
