@@ -12,7 +12,9 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { OrderEventHub } from "../events.ts";
 import type { ServiceMetrics } from "../metrics.ts";
+import { DOCS_CSP, docsRoutes } from "./docs.ts";
 import { eventRoutes } from "./events.ts";
+import { openApiDocument } from "./openapi.ts";
 import type { OrderService } from "../order_service.ts";
 import type { OrderStore } from "../store/store.ts";
 import { apiKeyAuth } from "./auth.ts";
@@ -21,6 +23,9 @@ import { inFlightLimit } from "./in_flight.ts";
 import type { BodyLimits } from "./json_body.ts";
 import { ordersRoutes } from "./orders.ts";
 import { problem, problemFor } from "./problem.ts";
+
+/** The service's version, as the API description states it. */
+export const SERVICE_VERSION = "0.1.0";
 
 /** What the application needs. */
 export interface AppOptions {
@@ -71,14 +76,17 @@ export function createApp(options: AppOptions) {
   // Per-request lines only at debug level, decided once: when not wanted
   // the middleware is not there at all.
   if (logger.isEnabledFor("debug")) base.use(requestLogging(logger));
-  base.use(secureHeaders({
-    // The API serves JSON; only /docs serves a page, with its own policy.
-    contentSecurityPolicy: {
-      defaultSrc: ["'none'"],
-      frameAncestors: ["'none'"],
-    },
-    crossOriginEmbedderPolicy: false,
-  }));
+  base.use(secureHeaders({ crossOriginEmbedderPolicy: false }));
+  base.use(async (c, next) => {
+    await next();
+    // The API serves data, never pages, except the reference at /docs.
+    c.res.headers.set(
+      "content-security-policy",
+      c.req.path.startsWith("/docs")
+        ? DOCS_CSP
+        : "default-src 'none'; frame-ancestors 'none'",
+    );
+  });
   if (options.corsOrigins?.length) {
     base.use(cors({
       origin: [...options.corsOrigins],
@@ -122,7 +130,18 @@ export function createApp(options: AppOptions) {
         heartbeatMs: options.heartbeatMs,
       }),
     )
-    .route("/", healthRoutes({ isAccepting: () => options.service.accepting }));
+    .route("/", healthRoutes({ isAccepting: () => options.service.accepting }))
+    .route(
+      "/",
+      docsRoutes({
+        document: () =>
+          openApiDocument({
+            apiKeys: Boolean(options.apiKeys?.length),
+            metrics: Boolean(options.metrics),
+            version: SERVICE_VERSION,
+          }),
+      }),
+    );
 
   const allowed = allowedMethods(app.routes);
 

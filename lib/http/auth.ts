@@ -15,6 +15,16 @@ export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set([
   "/ready",
 ]);
 
+/**
+ * Whether `path` is open without a key: the probes, and the API
+ * description (a browser cannot send a bearer token to load a page, and the
+ * description holds no secret).
+ */
+export function isOpenPath(path: string): boolean {
+  return UNAUTHENTICATED_PATHS.has(path) || path === "/openapi.json" ||
+    path === "/docs" || path.startsWith("/docs/assets/");
+}
+
 function unauthorized(detail: string) {
   return (c: Context) =>
     problem(c, {
@@ -50,8 +60,7 @@ export function apiKeyAuth(keys: readonly string[]): MiddlewareHandler {
     },
     invalidToken: { message: unauthorized("The API key is not valid") },
   });
-  return (c, next) =>
-    UNAUTHENTICATED_PATHS.has(c.req.path) ? next() : auth(c, next);
+  return (c, next) => isOpenPath(c.req.path) ? next() : auth(c, next);
 }
 
 /** Reads API keys from a file: one per line; blank lines and `#` comments are skipped. */

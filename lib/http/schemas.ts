@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { ORDER_STATUSES } from "../order.ts";
+import { ORDER_STATUSES, STEPS } from "../order.ts";
 
 const identifier = (name: string) =>
   z.string({ error: `${name} must be a string` })
@@ -59,3 +59,81 @@ export const idempotencyKeySchema = z.string()
     /^[\x21-\x7e]{1,255}$/,
     "Idempotency-Key must be 1 to 255 visible ASCII characters",
   );
+
+// Response schemas: the OpenAPI document is generated from these, and the
+// tests parse real responses with them, so the document cannot drift from
+// what the service sends.
+
+const timestamp = z.string().describe("RFC 3339 time, UTC");
+
+/** One entry of an order's timeline. */
+export const timelineEntrySchema = z.discriminatedUnion("type", [
+  z.object({
+    at: timestamp,
+    type: z.literal("status"),
+    status: z.enum(ORDER_STATUSES),
+  }),
+  z.object({
+    at: timestamp,
+    type: z.literal("step_finished"),
+    step: z.enum(STEPS),
+    attempt: z.number().int(),
+  }),
+  z.object({
+    at: timestamp,
+    type: z.literal("attempt_failed"),
+    attempt: z.number().int(),
+    reason: z.string(),
+  }),
+  z.object({ at: timestamp, type: z.literal("cancel_requested") }),
+  z.object({
+    at: timestamp,
+    type: z.literal("interrupted"),
+    attempt: z.number().int(),
+  }),
+]);
+
+/** An order as every endpoint returns it. */
+export const orderSchema = z.strictObject({
+  id: z.string().regex(/^ORD-[0-9A-HJKMNP-TV-Z]{26}$/).describe(
+    "ORD- and a ULID: unique, sorts by creation time",
+  ),
+  customer_id: z.string(),
+  restaurant_id: z.string(),
+  items: z.array(z.string()),
+  status: z.enum(ORDER_STATUSES),
+  created_at: timestamp,
+  updated_at: timestamp,
+  attempts: z.number().int().describe("Processing attempts started"),
+  failure_reason: z.string().nullable().describe(
+    "Why the order failed; null unless failed",
+  ),
+  cancel_requested: z.boolean(),
+  timeline: z.array(timelineEntrySchema),
+});
+
+/** The answer of `POST /orders/{id}/cancel`. */
+export const cancelledOrderSchema = orderSchema.extend({
+  cancellation: z.enum(["done", "at_next_step_boundary"]),
+});
+
+/** RFC 9457 problem details, as every error is answered. */
+export const problemSchema = z.looseObject({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  instance: z.string(),
+  request_id: z.string().optional(),
+  errors: z.array(
+    z.object({ field: z.string(), pointer: z.string(), message: z.string() }),
+  )
+    .optional()
+    .describe("Validation errors: each bad field and why"),
+});
+
+/** `GET /health`. */
+export const healthSchema = z.object({ status: z.literal("ok") });
+
+/** `GET /ready` while accepting orders. */
+export const readySchema = z.object({ status: z.literal("ready") });
