@@ -10,8 +10,12 @@ import { createSystem } from "../lib/system.ts";
 const BODY =
   '{"customer_id":"c_12345","restaurant_id":"r_456","items":["veggie_burger","fries"]}';
 
-function makeSystem(latencyScale: number) {
+function makeSystem(
+  latencyScale: number,
+  features: { metrics?: boolean; events?: boolean } = {},
+) {
   const system = createSystem({
+    ...features,
     store: new MemoryStore({ maxOrders: 50_000_000 }),
     logger: getLogger(["order-service-bench"]),
     workers: 5,
@@ -50,6 +54,27 @@ Deno.bench(
     await response.text();
   },
 );
+
+// What order events and metrics cost: the same path with each turned off.
+const noMetrics = makeSystem(0, { metrics: false });
+noMetrics.pool.start();
+Deno.bench(
+  "POST /orders (with processing, METRICS off)",
+  { group: "app" },
+  async () => {
+    const response = await noMetrics.app.fetch(postRequest());
+    await response.text();
+  },
+);
+
+const noEvents = makeSystem(0, { metrics: false, events: false });
+noEvents.pool.start();
+Deno.bench("POST /orders (with processing, METRICS and events off)", {
+  group: "app",
+}, async () => {
+  const response = await noEvents.app.fetch(postRequest());
+  await response.text();
+});
 
 const { order } = await acceptOnly.store.create(JSON.parse(BODY));
 Deno.bench("GET /orders/{id}", { group: "app" }, async () => {

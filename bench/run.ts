@@ -237,6 +237,40 @@ async function compareHttp(
   return rows;
 }
 
+/** What metrics cost: POST /orders with them against METRICS=off, alternated. */
+async function metricsCost(): Promise<Row> {
+  const ratios: number[] = [];
+  const withRates: number[] = [];
+  const withoutRates: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const rates: Record<string, number> = {};
+    for (const metrics of ["on", "off"]) {
+      const service = await startService({ ...SERVICE_ENV, METRICS: metrics });
+      await wrk(`${service.url}/orders`, "post_order.lua", WARM_UP_SECONDS);
+      rates[metrics] =
+        (await wrk(`${service.url}/orders`, "post_order.lua", SECONDS))
+          .requestsPerSecond;
+      await stopService(service);
+    }
+    withRates.push(rates.on!);
+    withoutRates.push(rates.off!);
+    ratios.push(rates.on! / rates.off!);
+    console.error(
+      `metrics round ${round + 1}: on ${format(rates.on!)} req/s, off ${
+        format(rates.off!)
+      } req/s`,
+    );
+  }
+  return {
+    figure: "POST /orders with metrics on (cost of metrics)",
+    value: format(median(withRates)),
+    baseline: `${format(median(withoutRates))} (METRICS=off)`,
+    ratio: median(ratios),
+    target: "",
+    met: undefined,
+  };
+}
+
 /** POST /orders on the SQLite store as a ratio to the memory store, alternated. */
 async function sqliteVersusMemory(): Promise<Row> {
   const ratios: number[] = [];
@@ -437,6 +471,7 @@ rows.push(
   ...await compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.7, getIds),
 );
 rows.push(await sqliteVersusMemory());
+rows.push(await metricsCost());
 rows.push(await pipeline());
 rows.push(await settleTime());
 rows.push(...await memory());

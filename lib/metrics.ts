@@ -54,6 +54,13 @@ export class ServiceMetrics {
   readonly #stepSeconds: client.Histogram<"step">;
   readonly #httpRequests: client.Counter<"method" | "route" | "status">;
   readonly #httpSeconds: client.Histogram<"method" | "route">;
+  // Label children by their values: prom-client hashes the labels on every
+  // call otherwise, a visible cost per request.
+  readonly #httpCounters = new Map<string, client.Counter.Internal>();
+  readonly #httpTimers = new Map<
+    string,
+    client.Histogram.Internal<"method" | "route">
+  >();
 
   /** Creates and registers every metric. */
   constructor(options: ServiceMetricsOptions) {
@@ -158,11 +165,20 @@ export class ServiceMetrics {
         ? "unmatched"
         : c.req.routePath;
       const method = c.req.method;
-      this.#httpRequests.inc({ method, route, status: String(c.res.status) });
-      this.#httpSeconds.observe(
-        { method, route },
-        (performance.now() - startedAt) / 1000,
-      );
+      const status = String(c.res.status);
+      const key = `${method} ${route}`;
+      let timer = this.#httpTimers.get(key);
+      if (!timer) {
+        timer = this.#httpSeconds.labels(method, route);
+        this.#httpTimers.set(key, timer);
+      }
+      let counter = this.#httpCounters.get(`${key} ${status}`);
+      if (!counter) {
+        counter = this.#httpRequests.labels(method, route, status);
+        this.#httpCounters.set(`${key} ${status}`, counter);
+      }
+      counter.inc();
+      timer.observe((performance.now() - startedAt) / 1000);
     };
   }
 

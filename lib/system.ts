@@ -41,6 +41,11 @@ export interface SystemOptions {
   apiKeys?: readonly string[];
   /** Prometheus metrics at /metrics (default on). */
   metrics?: boolean;
+  /**
+   * Publish order events (default on). Off only to measure what events
+   * cost: live streams then stay silent and order metrics stay at zero.
+   */
+  events?: boolean;
   /** Also the runtime's process metrics (main turns this on). */
   defaultMetrics?: boolean;
   /** Origins allowed by CORS; none by default. */
@@ -81,7 +86,9 @@ export interface System {
 export function createSystem(options: SystemOptions): System {
   const { logger } = options;
   const hub = new OrderEventHub();
-  const store = new ObservedStore(options.store, hub);
+  const store = options.events === false
+    ? options.store
+    : new ObservedStore(options.store, hub);
   const queue = new Channel<string>({ capacity: options.queueCapacity });
   const stats = new OrderStats();
   const processor = new OrderProcessor({

@@ -7,6 +7,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
+import { Deadlines } from "../deadlines.ts";
 import { findDuplicateKey } from "./duplicate_keys.ts";
 import { type FieldError, HttpProblem, problemType } from "./problem.ts";
 
@@ -23,6 +24,10 @@ export interface BodyLimits {
   /** The longest a client may take to send the whole body. */
   timeoutMs: number;
 }
+
+// One timer for every body being read (a shared, stateless utility: it
+// holds only the deadlines of requests in progress).
+const BODY_DEADLINES = new Deadlines(50);
 
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 
@@ -42,12 +47,12 @@ export async function readBodyText(
 ): Promise<string> {
   const { maxBytes, timeoutMs } = limits;
   const expired = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancel: (() => void) | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    cancel = BODY_DEADLINES.add(timeoutMs, () => {
       expired.abort();
       reject(tooSlow(timeoutMs));
-    }, timeoutMs);
+    });
   });
   try {
     return await Promise.race([
@@ -55,7 +60,7 @@ export async function readBodyText(
       deadline,
     ]);
   } finally {
-    clearTimeout(timer);
+    cancel?.();
   }
 }
 

@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+import { Deadlines } from "../lib/deadlines.ts";
+
+Deno.test("Deadlines fires an expired deadline once and leaves no timer when idle", async () => {
+  const deadlines = new Deadlines(5);
+  const fired = Promise.withResolvers<void>();
+  let count = 0;
+  deadlines.add(10, () => {
+    count++;
+    fired.resolve();
+  });
+  await fired.promise;
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(count, 1);
+  assert.equal(deadlines.size, 0);
+  // The sanitizer fails this test if the interval were still running.
+});
+
+Deno.test("Deadlines does not fire a cancelled deadline", async () => {
+  const deadlines = new Deadlines(5);
+  let fired = false;
+  const cancel = deadlines.add(10, () => fired = true);
+  const keep = deadlines.add(1000, () => {});
+  cancel();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(fired, false);
+  keep();
+  assert.equal(deadlines.size, 0);
+});
