@@ -6,6 +6,7 @@
  */
 
 import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { HTTPException } from "hono/http-exception";
 import type {} from "hono/request-id"; // types c.get("requestId")
 import {
@@ -95,11 +96,17 @@ export function problem(
   headers: Record<string, string> = {},
 ): Response {
   const requestId = c.get("requestId");
-  return problemResponse({
-    ...fields,
-    instance: c.req.path,
-    ...(requestId ? { request_id: requestId } : {}),
-  }, headers);
+  // Built through the context, so headers middleware prepared (request id,
+  // security headers) are part of the response from the start.
+  return c.body(
+    JSON.stringify({
+      ...fields,
+      instance: c.req.path,
+      ...(requestId ? { request_id: requestId } : {}),
+    }),
+    fields.status as ContentfulStatusCode,
+    { "content-type": PROBLEM_CONTENT_TYPE, ...headers },
+  );
 }
 
 /**
@@ -187,7 +194,14 @@ export function problemFor(
   }
   if (error instanceof HTTPException) {
     // Middleware that builds its own answer (bearer auth) carries it here.
-    if (error.res) return error.getResponse();
+    if (error.res) {
+      const res = error.getResponse();
+      return c.body(
+        res.body ?? "",
+        res.status as ContentfulStatusCode,
+        Object.fromEntries(res.headers),
+      );
+    }
     return respond(error.status, error.message || "Error", error.message);
   }
   return undefined;

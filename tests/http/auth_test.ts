@@ -35,6 +35,8 @@ Deno.test("with API keys, a missing, malformed or wrong key answers 401 problem+
       const response = await system.app.request(postOrder(authorization));
       assert.equal(response.status, 401, `authorization ${authorization}`);
       assert.match(response.headers.get("www-authenticate") ?? "", /^Bearer/);
+      assert.ok(response.headers.get("x-request-id"));
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff");
       assert.equal(
         response.headers.get("content-type"),
         "application/problem+json",

@@ -247,11 +247,14 @@ Deno.test("every response carries security headers; CORS is off unless origins a
       headers: { origin: "https://ops.example.com" },
     });
     assert.equal(response.headers.get("x-content-type-options"), "nosniff");
-    assert.equal(response.headers.get("x-frame-options"), "SAMEORIGIN");
+    const page = await closed.app.request("/docs");
+    assert.equal(page.headers.get("x-frame-options"), "DENY");
+    assert.equal(page.headers.get("referrer-policy"), "no-referrer");
     assert.match(
-      response.headers.get("content-security-policy") ?? "",
-      /default-src 'none'/,
+      page.headers.get("content-security-policy") ?? "",
+      /default-src 'self'/,
     );
+    await page.body?.cancel();
     assert.equal(response.headers.get("access-control-allow-origin"), null);
     await response.body?.cancel();
     const allowed = await open.app.request("/health", {
@@ -262,6 +265,11 @@ Deno.test("every response carries security headers; CORS is off unless origins a
       "https://ops.example.com",
     );
     await allowed.body?.cancel();
+    // Problem responses, built on another path, carry them too.
+    const missing = await closed.app.request("/nowhere");
+    assert.equal(missing.headers.get("x-content-type-options"), "nosniff");
+    assert.match(missing.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+    await missing.body?.cancel();
     const other = await open.app.request("/health", {
       headers: { origin: "https://evil.example" },
     });
