@@ -66,7 +66,10 @@ interface Subscriber {
 export class OrderEventHub {
   readonly #historySize: number;
   readonly #subscriberBuffer: number;
+  // A ring: the newest event is at #history[(#historyStart + length - 1) % size].
+  // (Array.shift() on a full history moved 1000 slots per event.)
   #history: OrderEvent[] = [];
+  #historyStart = 0;
   #nextId = 1;
   #subscribers = new Set<Subscriber>();
   #listeners: Array<(event: OrderEvent) => void> = [];
@@ -132,13 +135,13 @@ export class OrderEventHub {
     };
     let replayed = true;
     if (options.afterId !== undefined) {
-      const oldest = this.#history[0]?.id ?? this.#nextId;
+      const oldest = this.#history[this.#historyStart]?.id ?? this.#nextId;
       // Events after afterId are all still kept only if afterId + 1 ≥ oldest,
       // and afterId must be one this process could have sent.
       replayed = options.afterId + 1 >= oldest &&
         options.afterId < this.#nextId;
       if (replayed) {
-        for (const event of this.#history) {
+        for (const event of this.#kept()) {
           if (
             event.id > options.afterId &&
             (!subscriber.filter || subscriber.filter(event))
@@ -171,8 +174,11 @@ export class OrderEventHub {
 
   #publish(event: OrderEvent): void {
     for (const listener of this.#listeners) listener(event);
-    this.#history.push(event);
-    if (this.#history.length > this.#historySize) this.#history.shift();
+    if (this.#history.length < this.#historySize) this.#history.push(event);
+    else {
+      this.#history[this.#historyStart] = event;
+      this.#historyStart = (this.#historyStart + 1) % this.#historySize;
+    }
     for (const subscriber of this.#subscribers) {
       if (subscriber.filter && !subscriber.filter(event)) continue;
       if (subscriber.waiting) {
@@ -184,6 +190,14 @@ export class OrderEventHub {
         subscriber.buffer.length = 0;
         this.#end(subscriber, "overflow");
       } else subscriber.buffer.push(event);
+    }
+  }
+
+  /** The kept events, oldest first. */
+  *#kept(): Iterable<OrderEvent> {
+    const count = this.#history.length;
+    for (let offset = 0; offset < count; offset++) {
+      yield this.#history[(this.#historyStart + offset) % count]!;
     }
   }
 

@@ -95,3 +95,24 @@ Deno.test("a subscriber that falls behind its buffer is dropped; the publisher n
   await reading;
   assert.equal(received.length, 20);
 });
+
+Deno.test("OrderEventHub keeps only the newest events, in order, as its ring wraps", async () => {
+  const hub = new OrderEventHub({ historySize: 4 });
+  for (let index = 0; index < 11; index++) {
+    hub.publishChange(order(`O${index}`), "created"); // ids 1–11
+  }
+  const resumed = hub.subscribe({ afterId: 7 });
+  assert.equal(resumed.replayed, true);
+  const ids = [];
+  for (let index = 0; index < 4; index++) {
+    const event = await resumed.next();
+    ids.push(typeof event === "string" ? event : event.id);
+  }
+  assert.deepEqual(ids, [8, 9, 10, 11]);
+  assert.equal(
+    hub.subscribe({ afterId: 6 }).replayed,
+    false,
+    "event 7 is gone",
+  );
+  hub.close();
+});
