@@ -10,8 +10,18 @@ import { chromium } from "playwright-core";
 import { startService } from "./service_process.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+// Without a browser this test cannot run. CI sets REQUIRE_BROWSER=1 (and
+// installs Debian's chromium) so there it fails instead of being skipped.
+const skip = !hasChromium && Deno.env.get("REQUIRE_BROWSER") !== "1";
+if (skip) {
+  console.warn(
+    `Skipping the /docs browser test: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`,
+  );
+}
 
 Deno.test({
+  ignore: skip,
   name:
     "the /docs page renders in headless Chromium and loads nothing from another host",
   // playwright-core owns the browser process, its pipes and its timers and
