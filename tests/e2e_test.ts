@@ -188,3 +188,30 @@ Deno.test("a bad API key or an unreadable API_KEYS_FILE stops start-up with code
     assert.ok(!stderr.includes('"short"'));
   }
 });
+
+Deno.test("SIGTERM ends open event streams, so shutdown is not held up by them", async () => {
+  const service = await startService({ LATENCY_SCALE: "0" });
+  const stream = await fetch(`${service.url}/events`);
+  assert.equal(stream.status, 200);
+  const reading = stream.text(); // resolves when the server ends the stream
+  const { id } = await postOrder(service.url) as { id: string };
+  assert.ok(id);
+  service.kill("SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const exited = await Promise.race([
+    service.status.then(() => true),
+    new Promise<false>((resolve) =>
+      timer = setTimeout(() => resolve(false), 10_000)
+    ),
+  ]);
+  clearTimeout(timer);
+  if (!exited) {
+    service.kill("SIGKILL");
+    await service.status;
+    await reading.catch(() => {});
+    assert.fail("shutdown waited for the open event stream");
+  }
+  assert.equal((await service.status).code, 0);
+  const text = await reading;
+  assert.match(text, /event: created/);
+});
