@@ -58,13 +58,13 @@ Deno.test({
         /order-service/,
       );
       // Expanding an operation shows its documented responses.
-      await page.locator("#operations-default-createOrder .opblock-summary")
+      await page.locator("#operations-orders-createOrder .opblock-summary")
         .click();
       await page.waitForSelector(
-        "#operations-default-createOrder .responses-table",
+        "#operations-orders-createOrder .responses-table",
       );
       const responses = await page.locator(
-        "#operations-default-createOrder .response-col_status",
+        "#operations-orders-createOrder .response-col_status",
       ).allInnerTexts();
       for (const status of ["201", "415", "422", "503"]) {
         assert.ok(

@@ -86,6 +86,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/orders": {
       post: {
         operationId: "createOrder",
+        tags: ["orders"],
         summary: "Create an order",
         description:
           "Stores the order as `pending` and queues it. With an `Idempotency-Key`, a repeat with the same body answers 200 with the original order; with another body, 422.",
@@ -101,7 +102,19 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             pattern: "^[\\x21-\\x7e]+$",
           },
         }],
-        requestBody: { required: true, content: json(ref("NewOrder")) },
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: ref("NewOrder"),
+              example: {
+                customer_id: "c_12345",
+                restaurant_id: "r_456",
+                items: ["veggie_burger", "fries"],
+              },
+            },
+          },
+        },
         responses: {
           "201": {
             description: "Created",
@@ -136,6 +149,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
       },
       get: {
         operationId: "listOrders",
+        tags: ["orders"],
         summary: "List orders, oldest first",
         ...secured,
         parameters: [
@@ -181,6 +195,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/orders/{id}": {
       get: {
         operationId: "getOrder",
+        tags: ["orders"],
         summary: "Read one order",
         ...secured,
         parameters: [orderId],
@@ -194,6 +209,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/orders/{id}/cancel": {
       post: {
         operationId: "cancelOrder",
+        tags: ["orders"],
         summary: "Cancel an order",
         description:
           "A pending order is cancelled at once (200); a processing one at its next step boundary (202).",
@@ -217,6 +233,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/orders/{id}/events": {
       get: {
         operationId: "orderEvents",
+        tags: ["events"],
         summary: "Follow one order (Server-Sent Events)",
         description:
           "The first event (`order`) is the current state; then one event per change (`status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`) with the order as data. Ends after a terminal status. Heartbeat comments keep idle connections open.",
@@ -232,6 +249,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/events": {
       get: {
         operationId: "allEvents",
+        tags: ["events"],
         summary: "Follow every order change (Server-Sent Events)",
         description:
           "Every change to every order. Send `Last-Event-ID` to resume without a gap; if it is too old, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
@@ -248,6 +266,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/health": {
       get: {
         operationId: "health",
+        tags: ["operations"],
         summary: "Liveness",
         ...open,
         responses: {
@@ -261,6 +280,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/ready": {
       get: {
         operationId: "ready",
+        tags: ["operations"],
         summary: "Readiness",
         ...open,
         responses: {
@@ -275,6 +295,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/openapi.json": {
       get: {
         operationId: "openApi",
+        tags: ["operations"],
         summary: "This document",
         ...secured,
         responses: {
@@ -288,6 +309,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/docs": {
       get: {
         operationId: "docs",
+        tags: ["operations"],
         summary:
           "Interactive API reference (Swagger UI, served by the service itself)",
         ...secured,
@@ -302,6 +324,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     "/docs/assets/{file}": {
       get: {
         operationId: "docsAsset",
+        tags: ["operations"],
         summary: "The reference page's scripts and styles",
         ...secured,
         parameters: [{
@@ -321,6 +344,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     paths["/metrics"] = {
       get: {
         operationId: "metrics",
+        tags: ["operations"],
         summary: "Prometheus metrics",
         ...secured,
         responses: {
@@ -340,6 +364,14 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
       description:
         "A concurrent order-processing service for food-delivery orders. Every error is RFC 9457 application/problem+json.",
     },
+    tags: [
+      { name: "orders", description: "Create, read, list and cancel orders" },
+      { name: "events", description: "Live order events (Server-Sent Events)" },
+      {
+        name: "operations",
+        description: "Health, metrics and this description",
+      },
+    ],
     paths,
     components: {
       schemas: {
