@@ -4,14 +4,10 @@
  * @module
  */
 
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { OrderNotFoundError } from "../errors.ts";
-import type {
-  OrderEventHub,
-  Subscription,
-  SubscriptionEnd,
-} from "../events.ts";
+import type { OrderEvent, OrderEventHub, Subscription } from "../events.ts";
 import { isTerminal, toOrderJson } from "../order.ts";
 import type { OrderStore } from "../store/store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
@@ -49,20 +45,75 @@ async function nextOrHeartbeat(
   }
 }
 
-/** Drops the connection at once when the hub drops a slow subscriber. */
-function disconnectOnOverflow(stream: () => SSEStreamingApi | undefined) {
-  return (reason: SubscriptionEnd) => {
-    if (reason !== "overflow") return;
-    // A write may be stuck on a client that stopped reading: abort the
-    // writer rather than wait for it.
-    // Hono keeps the writer private; aborting it is the only way to end a
-    // response whose client does not read.
-    const writer = (stream() as unknown as
-      | { writer?: WritableStreamDefaultWriter }
-      | undefined)
-      ?.writer;
-    writer?.abort(new Error("Subscriber fell behind")).catch(() => {});
+/**
+ * Subscribes to the hub and answers with an event stream fed by `body`.
+ * The subscription ends with the stream (client gone, body done, shutdown),
+ * and a subscriber the hub drops for falling behind is disconnected at once.
+ * Subscribing happens now, before `respond`, so that a caller can read state
+ * after subscribing without missing a change in between.
+ */
+function openStream(
+  hub: OrderEventHub,
+  options: Omit<Parameters<OrderEventHub["subscribe"]>[0] & object, "onEnd">,
+) {
+  let current: SSEStreamingApi | undefined;
+  const subscription = hub.subscribe({
+    ...options,
+    onEnd: (reason) => {
+      if (reason !== "overflow") return;
+      // A write may be stuck on a client that stopped reading: abort the
+      // writer rather than wait for it. Hono keeps the writer private;
+      // aborting it is the only way to end such a response.
+      const writer = (current as unknown as
+        | { writer?: WritableStreamDefaultWriter }
+        | undefined)
+        ?.writer;
+      writer?.abort(new Error("Subscriber fell behind")).catch(() => {});
+    },
+  });
+  return {
+    subscription,
+    respond: (c: Context, body: (stream: SSEStreamingApi) => Promise<void>) =>
+      streamSSE(c, async (stream) => {
+        current = stream;
+        stream.onAbort(() => subscription.close());
+        try {
+          await body(stream);
+        } finally {
+          subscription.close();
+        }
+      }),
   };
+}
+
+/**
+ * Writes each event of `subscription` to `stream` (with heartbeats while
+ * idle) until the subscription ends or `isLast` says the stream is done.
+ */
+async function forwardEvents(
+  stream: SSEStreamingApi,
+  subscription: Subscription,
+  heartbeatMs: number,
+  options: {
+    skip?: (event: OrderEvent) => boolean;
+    isLast?: (event: OrderEvent) => boolean;
+  } = {},
+): Promise<void> {
+  while (true) {
+    const next = await nextOrHeartbeat(
+      stream,
+      subscription.next(),
+      heartbeatMs,
+    );
+    if (typeof next === "string") return;
+    if (options.skip?.(next)) continue;
+    await stream.writeSSE({
+      event: next.name,
+      id: String(next.id),
+      data: JSON.stringify(toOrderJson(next.order)),
+    });
+    if (options.isLast?.(next)) return;
+  }
 }
 
 /** Creates `GET /orders/:id/events` and `GET /events`. */
@@ -88,46 +139,28 @@ export function eventRoutes(options: EventRoutesOptions) {
     .get("/orders/:id/events", async (c) => {
       const id = c.req.param("id");
       checkCapacity();
-      let current: SSEStreamingApi | undefined;
       // Subscribe before reading the order: no change can slip between.
-      const subscription = hub.subscribe({
+      const { subscription, respond } = openStream(hub, {
         filter: (event) => event.order.id === id,
-        onEnd: disconnectOnOverflow(() => current),
       });
       const order = await store.get(id);
       if (!order) {
         subscription.close();
         throw new OrderNotFoundError(id);
       }
-      return streamSSE(c, async (stream) => {
-        current = stream;
-        stream.onAbort(() => subscription.close());
-        try {
-          await stream.writeSSE({
-            event: "order",
-            id: String(hub.nextId - 1),
-            data: JSON.stringify(toOrderJson(order)),
-          });
-          if (isTerminal(order.status)) return;
-          while (true) {
-            const next = await nextOrHeartbeat(
-              stream,
-              subscription.next(),
-              heartbeatMs,
-            );
-            if (typeof next === "string") return;
-            // Changes already in the snapshot were published before it was read.
-            if (next.order.timeline.length <= order.timeline.length) continue;
-            await stream.writeSSE({
-              event: next.name,
-              id: String(next.id),
-              data: JSON.stringify(toOrderJson(next.order)),
-            });
-            if (next.name === "status" && isTerminal(next.order.status)) return;
-          }
-        } finally {
-          subscription.close();
-        }
+      return respond(c, async (stream) => {
+        await stream.writeSSE({
+          event: "order",
+          id: String(hub.nextId - 1),
+          data: JSON.stringify(toOrderJson(order)),
+        });
+        if (isTerminal(order.status)) return;
+        await forwardEvents(stream, subscription, heartbeatMs, {
+          // Changes already in the snapshot were published before it was read.
+          skip: (event) => event.order.timeline.length <= order.timeline.length,
+          isLast: (event) =>
+            event.name === "status" && isTerminal(event.order.status),
+        });
       });
     })
     .get("/events", (c) => {
@@ -136,41 +169,19 @@ export function eventRoutes(options: EventRoutesOptions) {
       const afterId = header !== undefined && /^\d{1,15}$/.test(header)
         ? Number(header)
         : undefined;
-      let current: SSEStreamingApi | undefined;
-      const subscription = hub.subscribe({
-        afterId,
-        onEnd: disconnectOnOverflow(() => current),
-      });
-      return streamSSE(c, async (stream) => {
-        current = stream;
-        stream.onAbort(() => subscription.close());
-        try {
-          if (header !== undefined && !subscription.replayed) {
-            await stream.writeSSE({
-              event: "reset",
-              data: JSON.stringify({
-                reason:
-                  "Last-Event-ID is older than the events kept, or unknown; continuing from now",
-                next_event_id: hub.nextId,
-              }),
-            });
-          }
-          while (true) {
-            const next = await nextOrHeartbeat(
-              stream,
-              subscription.next(),
-              heartbeatMs,
-            );
-            if (typeof next === "string") return;
-            await stream.writeSSE({
-              event: next.name,
-              id: String(next.id),
-              data: JSON.stringify(toOrderJson(next.order)),
-            });
-          }
-        } finally {
-          subscription.close();
+      const { subscription, respond } = openStream(hub, { afterId });
+      return respond(c, async (stream) => {
+        if (header !== undefined && !subscription.replayed) {
+          await stream.writeSSE({
+            event: "reset",
+            data: JSON.stringify({
+              reason:
+                "Last-Event-ID is older than the events kept, or unknown; continuing from now",
+              next_event_id: hub.nextId,
+            }),
+          });
         }
+        await forwardEvents(stream, subscription, heartbeatMs);
       });
     });
 }

@@ -32,17 +32,6 @@ export interface FieldError {
   message: string;
 }
 
-/** The body of a problem response (RFC 9457). */
-export interface ProblemDetails {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  instance?: string;
-  errors?: FieldError[];
-  [extension: string]: unknown;
-}
-
 /**
  * A problem found at the HTTP boundary (bad body, bad query, bad header).
  * Thrown by request parsing; turned into a response by {@linkcode problemFor}.
@@ -67,17 +56,6 @@ export class HttpProblem extends Error {
 /** A problem type URI for a condition specific to this service. */
 export function problemType(slug: string): string {
   return `urn:order-service:problem:${slug}`;
-}
-
-/** Builds a problem+json response. */
-export function problemResponse(
-  problem: ProblemDetails,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(JSON.stringify(problem), {
-    status: problem.status,
-    headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers },
-  });
 }
 
 /**
