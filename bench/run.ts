@@ -237,76 +237,83 @@ async function compareHttp(
   return rows;
 }
 
-/** What metrics cost: POST /orders with them against METRICS=off, alternated. */
-async function metricsCost(): Promise<Row> {
+/**
+ * POST /orders throughput of two service configurations, alternated for
+ * ROUNDS rounds: the medians of each and of the per-round ratio `a / b`.
+ */
+async function comparePost(
+  name: string,
+  a: { label: string; env: (directory: string) => Record<string, string> },
+  b: { label: string; env: (directory: string) => Record<string, string> },
+): Promise<{ a: number; b: number; ratio: number }> {
   const ratios: number[] = [];
-  const withRates: number[] = [];
-  const withoutRates: number[] = [];
+  const aRates: number[] = [];
+  const bRates: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    const rates: Record<string, number> = {};
-    for (const metrics of ["on", "off"]) {
-      const service = await startService({ ...SERVICE_ENV, METRICS: metrics });
+    const directory = await Deno.makeTempDir({
+      prefix: "order-service-bench-",
+    });
+    const rates: number[] = [];
+    for (const side of [a, b]) {
+      const service = await startService({
+        ...SERVICE_ENV,
+        ...side.env(directory),
+      });
       await wrk(`${service.url}/orders`, "post_order.lua", WARM_UP_SECONDS);
-      rates[metrics] =
+      rates.push(
         (await wrk(`${service.url}/orders`, "post_order.lua", SECONDS))
-          .requestsPerSecond;
+          .requestsPerSecond,
+      );
       await stopService(service);
     }
-    withRates.push(rates.on!);
-    withoutRates.push(rates.off!);
-    ratios.push(rates.on! / rates.off!);
+    await Deno.remove(directory, { recursive: true });
+    aRates.push(rates[0]!);
+    bRates.push(rates[1]!);
+    ratios.push(rates[0]! / rates[1]!);
     console.error(
-      `metrics round ${round + 1}: on ${format(rates.on!)} req/s, off ${
-        format(rates.off!)
-      } req/s`,
+      `${name} round ${round + 1}: ${a.label} ${
+        format(rates[0]!)
+      } req/s, ${b.label} ${format(rates[1]!)} req/s`,
     );
   }
+  return { a: median(aRates), b: median(bRates), ratio: median(ratios) };
+}
+
+/** What metrics cost: POST /orders with them against METRICS=off. */
+async function metricsCost(): Promise<Row> {
+  const result = await comparePost(
+    "metrics",
+    { label: "on", env: () => ({ METRICS: "on" }) },
+    { label: "off", env: () => ({ METRICS: "off" }) },
+  );
   return {
     figure: "POST /orders with metrics on (cost of metrics)",
-    value: format(median(withRates)),
-    baseline: `${format(median(withoutRates))} (METRICS=off)`,
-    ratio: median(ratios),
+    value: format(result.a),
+    baseline: `${format(result.b)} (METRICS=off)`,
+    ratio: result.ratio,
     target: "",
     met: undefined,
   };
 }
 
-/** POST /orders on the SQLite store as a ratio to the memory store, alternated. */
+/** POST /orders on the SQLite store as a ratio to the memory store. */
 async function sqliteVersusMemory(): Promise<Row> {
-  const ratios: number[] = [];
-  const sqliteRates: number[] = [];
-  const memoryRates: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const directory = await Deno.makeTempDir({
-      prefix: "order-service-bench-",
-    });
-    const rates: Record<string, number> = {};
-    for (const store of [`sqlite:${directory}/orders.db`, "memory"]) {
-      const service = await startService({ ...SERVICE_ENV, STORE: store });
-      await wrk(`${service.url}/orders`, "post_order.lua", WARM_UP_SECONDS);
-      const run = await wrk(`${service.url}/orders`, "post_order.lua", SECONDS);
-      await stopService(service);
-      rates[store === "memory" ? "memory" : "sqlite"] = run.requestsPerSecond;
-    }
-    await Deno.remove(directory, { recursive: true });
-    sqliteRates.push(rates.sqlite!);
-    memoryRates.push(rates.memory!);
-    ratios.push(rates.sqlite! / rates.memory!);
-    console.error(
-      `SQLite round ${round + 1}: ${format(rates.sqlite!)} req/s, memory ${
-        format(rates.memory!)
-      } req/s`,
-    );
-  }
-  const ratio = median(ratios);
+  const result = await comparePost(
+    "SQLite",
+    {
+      label: "sqlite",
+      env: (directory) => ({ STORE: `sqlite:${directory}/orders.db` }),
+    },
+    { label: "memory", env: () => ({ STORE: "memory" }) },
+  );
   return {
     figure:
       "POST /orders with the SQLite store (synchronous=full, group commit)",
-    value: format(median(sqliteRates)),
-    baseline: `${format(median(memoryRates))} (memory store)`,
-    ratio,
+    value: format(result.a),
+    baseline: `${format(result.b)} (memory store)`,
+    ratio: result.ratio,
     target: "≥ 0.5× memory store",
-    met: ratio >= 0.5,
+    met: result.ratio >= 0.5,
   };
 }
 

@@ -2,6 +2,24 @@
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
+/** `main.ts` as the tasks run it, on a free loopback port by default. */
+function serviceCommand(env: Record<string, string>): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      MAIN,
+    ],
+    env: { PORT: "0", HOST: "127.0.0.1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
 /** A running service process. */
 export interface ServiceProcess {
   /** The port it listens on (chosen by the OS). */
@@ -22,20 +40,7 @@ export interface ServiceProcess {
 export async function startService(
   env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-      MAIN,
-    ],
-    env: { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = serviceCommand({ LOG_LEVEL: "info", ...env }).spawn();
   const records: Array<Record<string, unknown>> = [];
   const listening = Promise.withResolvers<number>();
   const reading = (async () => {
@@ -75,19 +80,6 @@ export async function startService(
 export async function runToExit(
   env: Record<string, string>,
 ): Promise<{ code: number; stderr: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-      MAIN,
-    ],
-    env: { PORT: "0", HOST: "127.0.0.1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const output = await serviceCommand(env).output();
   return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
 }
