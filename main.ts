@@ -18,13 +18,13 @@ import {
   configureLogging,
   LIFECYCLE_CATEGORY,
   LOG_CATEGORY,
-} from "./lib/logging.ts";
+} from "./lib/observe/logging.ts";
 import { drain } from "./lib/shutdown.ts";
-import { lastIdAt } from "./lib/order_id.ts";
-import { feedPending, requeueInterrupted } from "./lib/recovery.ts";
+import { lastIdAt } from "./lib/orders/order_id.ts";
+import { feedPending, requeueInterrupted } from "./lib/orders/recovery.ts";
 import { openStore } from "./lib/store/open.ts";
 import { StoreOpenError } from "./lib/store/sqlite.ts";
-import type { OrderStore } from "./lib/store/store.ts";
+import type { OrderStore } from "./lib/orders/order_store.ts";
 import { createSystem } from "./lib/system.ts";
 
 let config: Config;

@@ -4,9 +4,9 @@
  * `POST /orders`.
  */
 
-import { Channel } from "../lib/channel.ts";
-import { toOrderJson } from "../lib/order.ts";
-import { createOrderIdFactory } from "../lib/order_id.ts";
+import { Channel } from "../lib/async/channel.ts";
+import { toOrderJson } from "../lib/orders/order.ts";
+import { createOrderIdFactory } from "../lib/orders/order_id.ts";
 import { newOrderSchema } from "../lib/http/schemas.ts";
 import { MemoryStore } from "../lib/store/memory.ts";
 

@@ -9,7 +9,7 @@
  * works; its figures mean nothing.
  */
 
-import { startService } from "../tests/service_process.ts";
+import { startService } from "../tests/e2e/service_process.ts";
 
 const quick = Deno.args.includes("--quick");
 const SECONDS = quick ? 1 : 10;

@@ -5,11 +5,11 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import type { OrderEventHub } from "./events.ts";
-import type { OrderService } from "./order_service.ts";
-import type { OrderStats, OrderSummary } from "./stats.ts";
-import type { OrderStore } from "./store/store.ts";
-import type { WorkerPool } from "./worker_pool.ts";
+import type { OrderEventHub } from "./observe/events.ts";
+import type { OrderService } from "./orders/order_service.ts";
+import type { OrderStats, OrderSummary } from "./orders/stats.ts";
+import type { OrderStore } from "./orders/order_store.ts";
+import type { WorkerPool } from "./async/worker_pool.ts";
 
 /** What the drain needs. */
 export interface DrainOptions {

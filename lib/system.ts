@@ -7,18 +7,21 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { Channel } from "./channel.ts";
-import { OrderEventHub } from "./events.ts";
+import { Channel } from "./async/channel.ts";
+import { OrderEventHub } from "./observe/events.ts";
 import { createApp } from "./http/app.ts";
-import { ServiceMetrics } from "./metrics.ts";
+import { ServiceMetrics } from "./observe/metrics.ts";
 import { ObservedStore } from "./store/observed.ts";
 import type { BodyLimits } from "./http/json_body.ts";
-import { exponentialBackoff, OrderProcessor } from "./order_processor.ts";
-import { OrderService } from "./order_service.ts";
-import { OrderStats } from "./stats.ts";
-import { createSimulatedSteps, type StepRunner } from "./steps.ts";
-import type { OrderStore } from "./store/store.ts";
-import { WorkerPool } from "./worker_pool.ts";
+import {
+  exponentialBackoff,
+  OrderProcessor,
+} from "./orders/order_processor.ts";
+import { OrderService } from "./orders/order_service.ts";
+import { OrderStats } from "./orders/stats.ts";
+import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
+import type { OrderStore } from "./orders/order_store.ts";
+import { WorkerPool } from "./async/worker_pool.ts";
 
 /** What {@linkcode createSystem} needs. */
 export interface SystemOptions {

@@ -1,14 +1,14 @@
 /** Shared test fixtures. */
 
 import { getLogger } from "@logtape/logtape";
-import type { NewOrder, Order, OrderStatus } from "../lib/order.ts";
+import type { NewOrder, Order, OrderStatus } from "../lib/orders/order.ts";
 import { MemoryStore } from "../lib/store/memory.ts";
 import {
   createSystem,
   type System,
   type SystemOptions,
 } from "../lib/system.ts";
-import type { OrderStore } from "../lib/store/store.ts";
+import type { OrderStore } from "../lib/orders/order_store.ts";
 
 /** The reference service's example order. */
 export const EXAMPLE_ORDER: NewOrder = {

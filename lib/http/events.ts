@@ -6,10 +6,14 @@
 
 import { type Context, Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
-import { OrderNotFoundError } from "../errors.ts";
-import type { OrderEvent, OrderEventHub, Subscription } from "../events.ts";
-import { isTerminal, toOrderJson } from "../order.ts";
-import type { OrderStore } from "../store/store.ts";
+import { OrderNotFoundError } from "../orders/errors.ts";
+import type {
+  OrderEvent,
+  OrderEventHub,
+  Subscription,
+} from "../observe/events.ts";
+import { isTerminal, toOrderJson } from "../orders/order.ts";
+import type { OrderStore } from "../orders/order_store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 
 /** What the event routes need. */

@@ -7,7 +7,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { Deadlines } from "../deadlines.ts";
+import { Deadlines } from "../async/deadlines.ts";
 import { findDuplicateKey } from "./duplicate_keys.ts";
 import { type FieldError, HttpProblem, problemType } from "./problem.ts";
 

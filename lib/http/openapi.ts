@@ -8,7 +8,7 @@
  */
 
 import { z } from "zod";
-import { ORDER_STATUSES } from "../order.ts";
+import { ORDER_STATUSES } from "../orders/order.ts";
 import {
   cancelledOrderSchema,
   healthSchema,

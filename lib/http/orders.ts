@@ -6,10 +6,10 @@
 
 import { Hono } from "hono";
 import { validator } from "hono/validator";
-import { OrderNotFoundError } from "../errors.ts";
-import { toOrderJson } from "../order.ts";
-import type { OrderService } from "../order_service.ts";
-import type { OrderStore } from "../store/store.ts";
+import { OrderNotFoundError } from "../orders/errors.ts";
+import { toOrderJson } from "../orders/order.ts";
+import type { OrderService } from "../orders/order_service.ts";
+import type { OrderStore } from "../orders/order_store.ts";
 import { type BodyLimits, fieldErrors, jsonBody } from "./json_body.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import {

@@ -17,7 +17,7 @@ import {
   ServiceDrainingError,
   StoreFullError,
   StoreUnavailableError,
-} from "../errors.ts";
+} from "../orders/errors.ts";
 
 /** The media type of every error response. */
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";

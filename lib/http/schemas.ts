@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { ORDER_STATUSES, STEPS } from "../order.ts";
+import { ORDER_STATUSES, STEPS } from "../orders/order.ts";
 
 const identifier = (name: string) =>
   z.string({ error: `${name} must be a string` })

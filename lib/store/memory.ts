@@ -8,7 +8,7 @@ import {
   IdempotencyConflictError,
   OrderNotFoundError,
   StoreFullError,
-} from "../errors.ts";
+} from "../orders/errors.ts";
 import {
   isTerminal,
   type NewOrder,
@@ -18,8 +18,8 @@ import {
   sameNewOrder,
   STEPS,
   type TimelineEntry,
-} from "../order.ts";
-import { createOrderIdFactory } from "../order_id.ts";
+} from "../orders/order.ts";
+import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
@@ -27,8 +27,8 @@ import type {
   ListPage,
   OrderStore,
   Transition,
-} from "./store.ts";
-import { refuseTransition } from "./transition.ts";
+} from "../orders/order_store.ts";
+import { refuseTransition } from "../orders/transition.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {

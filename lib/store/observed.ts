@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { OrderEventHub } from "../events.ts";
-import type { NewOrder, Order } from "../order.ts";
+import type { OrderEventHub } from "../observe/events.ts";
+import type { NewOrder, Order } from "../orders/order.ts";
 import type {
   CreateOptions,
   CreateResult,
@@ -13,7 +13,7 @@ import type {
   ListPage,
   OrderStore,
   Transition,
-} from "./store.ts";
+} from "../orders/order_store.ts";
 
 /**
  * Wraps any {@linkcode OrderStore}: reads pass through; each successful

@@ -6,7 +6,7 @@
 
 import { MemoryStore } from "./memory.ts";
 import { SqliteStore, type SqliteSynchronous } from "./sqlite.ts";
-import type { OrderStore } from "./store.ts";
+import type { OrderStore } from "../orders/order_store.ts";
 
 /** Options for {@linkcode openStore}. */
 export interface OpenStoreOptions {

@@ -10,15 +10,15 @@ import {
   IdempotencyConflictError,
   OrderNotFoundError,
   StoreUnavailableError,
-} from "../errors.ts";
+} from "../orders/errors.ts";
 import {
   type NewOrder,
   type Order,
   type OrderStatus,
   sameNewOrder,
   type TimelineEntry,
-} from "../order.ts";
-import { createOrderIdFactory } from "../order_id.ts";
+} from "../orders/order.ts";
+import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
@@ -26,8 +26,8 @@ import type {
   ListPage,
   OrderStore,
   Transition,
-} from "./store.ts";
-import { refuseTransition } from "./transition.ts";
+} from "../orders/order_store.ts";
+import { refuseTransition } from "../orders/transition.ts";
 
 /** The schema version this release writes (`PRAGMA user_version`). */
 export const SCHEMA_VERSION = 1;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { System } from "../../lib/system.ts";
-import type { StepRunner } from "../../lib/steps.ts";
+import type { StepRunner } from "../../lib/orders/steps.ts";
 import { drainSystem, EXAMPLE_ORDER, testSystem } from "../helpers.ts";
 
 interface SseEvent {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MemoryStore } from "../../lib/store/memory.ts";
 import type { System } from "../../lib/system.ts";
-import type { StepRunner } from "../../lib/steps.ts";
+import type { StepRunner } from "../../lib/orders/steps.ts";
 import {
   drainSystem,
   EXAMPLE_ORDER,

@@ -9,9 +9,9 @@ import {
   IdempotencyConflictError,
   InvalidTransitionError,
   OrderNotFoundError,
-} from "../../lib/errors.ts";
-import type { NewOrder } from "../../lib/order.ts";
-import type { OrderStore } from "../../lib/store/store.ts";
+} from "../../lib/orders/errors.ts";
+import type { NewOrder } from "../../lib/orders/order.ts";
+import type { OrderStore } from "../../lib/orders/order_store.ts";
 
 /** Makes a fresh, empty store and a function that disposes of it. */
 export type StoreFactory = () => Promise<

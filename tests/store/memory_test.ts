@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { StoreFullError } from "../../lib/errors.ts";
+import { StoreFullError } from "../../lib/orders/errors.ts";
 import { MemoryStore } from "../../lib/store/memory.ts";
 import { storeContract } from "./contract.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { StoreUnavailableError } from "../../lib/errors.ts";
+import { StoreUnavailableError } from "../../lib/orders/errors.ts";
 import {
   SCHEMA_VERSION,
   SqliteStore,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { delay } from "../lib/delay.ts";
+import { delay } from "../../lib/async/delay.ts";
 
 Deno.test("delay() resolves after its time", async () => {
   const startedAt = performance.now();

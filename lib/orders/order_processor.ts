@@ -5,13 +5,13 @@
  * @module
  */
 
-import { delay } from "./delay.ts";
+import { delay } from "../async/delay.ts";
 import type { Logger } from "@logtape/logtape";
 import { InvalidTransitionError } from "./errors.ts";
 import { finishedSteps, type Order, type OrderStatus, STEPS } from "./order.ts";
 import type { OrderStats } from "./stats.ts";
 import type { StepRunner } from "./steps.ts";
-import type { OrderStore } from "./store/store.ts";
+import type { OrderStore } from "./order_store.ts";
 
 /** Options for {@linkcode OrderProcessor}. */
 export interface OrderProcessorOptions {

@@ -1,6 +1,6 @@
 /** A small closed-loop load generator for end-to-end tests. */
 
-import { EXAMPLE_ORDER } from "./helpers.ts";
+import { EXAMPLE_ORDER } from "../helpers.ts";
 
 /** What the clients saw. */
 export interface LoadResult {

@@ -7,7 +7,7 @@
 import type { MiddlewareHandler } from "hono";
 import client from "prom-client";
 import type { OrderEvent } from "./events.ts";
-import { isTerminal, type TimelineEntry } from "./order.ts";
+import { isTerminal, type TimelineEntry } from "../orders/order.ts";
 
 /** Live values the gauges read when scraped. */
 export interface GaugeSources {

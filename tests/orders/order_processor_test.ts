@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { InvalidTransitionError } from "../lib/errors.ts";
-import type { Step } from "../lib/order.ts";
-import { StepFailedError, type StepRunner } from "../lib/steps.ts";
+import { InvalidTransitionError } from "../../lib/orders/errors.ts";
+import type { Step } from "../../lib/orders/order.ts";
+import { StepFailedError, type StepRunner } from "../../lib/orders/steps.ts";
 import {
   drainSystem,
   EXAMPLE_ORDER,
   testSystem,
   waitForStatus,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 /** A step runner that counts runs per step and fails as told. */
 function countingSteps(failFirst: Partial<Record<Step, number>> = {}) {
@@ -134,7 +134,9 @@ Deno.test("an order that fails MAX_ATTEMPTS times ends failed with its reason, a
 });
 
 Deno.test("exponential backoff doubles per attempt, with jitter between 0.5× and 1.5×", async () => {
-  const { exponentialBackoff } = await import("../lib/order_processor.ts");
+  const { exponentialBackoff } = await import(
+    "../../lib/orders/order_processor.ts"
+  );
   assert.equal(exponentialBackoff(100, () => 0)(2), 50);
   assert.equal(exponentialBackoff(100, () => 0.5)(3), 200);
   assert.equal(exponentialBackoff(100, () => 0.999)(4) < 600, true);

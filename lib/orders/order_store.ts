@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { NewOrder, Order, OrderStatus, TimelineEntry } from "../order.ts";
+import type { NewOrder, Order, OrderStatus, TimelineEntry } from "./order.ts";
 
 /** Options for {@linkcode OrderStore.create}. */
 export interface CreateOptions {

@@ -1,6 +1,6 @@
 /** Starts the real service as a child process, for end-to-end tests. */
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 /** `main.ts` as the tasks run it, on a free loopback port by default. */
 function serviceCommand(env: Record<string, string>): Deno.Command {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { Channel } from "../lib/channel.ts";
-import { WorkerPool } from "../lib/worker_pool.ts";
+import { Channel } from "../../lib/async/channel.ts";
+import { WorkerPool } from "../../lib/async/worker_pool.ts";
 
 function poolOver<T>(
   channel: Channel<T>,

@@ -5,19 +5,19 @@
  * @module
  */
 
-import type { Channel } from "./channel.ts";
-import { delay } from "./delay.ts";
+import type { Channel } from "../async/channel.ts";
+import { delay } from "../async/delay.ts";
 import {
   IdempotencyConflictError,
   InvalidTransitionError,
   QueueFullError,
   ServiceDrainingError,
 } from "./errors.ts";
-import { KeyedMutex } from "./mutex.ts";
+import { KeyedMutex } from "../async/mutex.ts";
 import { type NewOrder, type Order, sameNewOrder } from "./order.ts";
 import type { OrderProcessor } from "./order_processor.ts";
 import type { OrderStats } from "./stats.ts";
-import type { CreateResult, OrderStore } from "./store/store.ts";
+import type { CreateResult, OrderStore } from "./order_store.ts";
 
 /** Options for {@linkcode OrderService}. */
 export interface OrderServiceOptions {

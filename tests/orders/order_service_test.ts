@@ -5,10 +5,10 @@ import {
   OrderNotFoundError,
   QueueFullError,
   ServiceDrainingError,
-} from "../lib/errors.ts";
-import { MemoryStore } from "../lib/store/memory.ts";
-import type { OrderStore } from "../lib/store/store.ts";
-import { drainSystem, EXAMPLE_ORDER, testSystem } from "./helpers.ts";
+} from "../../lib/orders/errors.ts";
+import { MemoryStore } from "../../lib/store/memory.ts";
+import type { OrderStore } from "../../lib/orders/order_store.ts";
+import { drainSystem, EXAMPLE_ORDER, testSystem } from "../helpers.ts";
 
 Deno.test("OrderService refuses an order at once when the queue is full, and stores nothing", async () => {
   const system = testSystem({ queueCapacity: 2 }); // workers not started

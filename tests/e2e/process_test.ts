@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { EXAMPLE_ORDER } from "./helpers.ts";
+import { EXAMPLE_ORDER } from "../helpers.ts";
 import { runToExit, startService } from "./service_process.ts";
 
 async function postOrder(

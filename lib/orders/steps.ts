@@ -5,7 +5,7 @@
  * @module
  */
 
-import { delay } from "./delay.ts";
+import { delay } from "../async/delay.ts";
 import type { Order, Step } from "./order.ts";
 
 /** A step failed; the order may be retried. */

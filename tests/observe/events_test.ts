@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { OrderEventHub } from "../lib/events.ts";
-import type { Order } from "../lib/order.ts";
+import { OrderEventHub } from "../../lib/observe/events.ts";
+import type { Order } from "../../lib/orders/order.ts";
 
 function order(id: string, status: Order["status"] = "pending"): Order {
   return {

@@ -4,9 +4,9 @@
  * @module
  */
 
-import { InvalidTransitionError } from "../errors.ts";
-import { canTransition, type OrderStatus } from "../order.ts";
-import type { Transition } from "./store.ts";
+import { InvalidTransitionError } from "./errors.ts";
+import { canTransition, type OrderStatus } from "./order.ts";
+import type { Transition } from "./order_store.ts";
 
 /**
  * Why `change` may not be applied to an order in this state, or

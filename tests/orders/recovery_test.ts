@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import type { Step } from "../lib/order.ts";
-import { lastIdAt } from "../lib/order_id.ts";
-import { feedPending, requeueInterrupted } from "../lib/recovery.ts";
-import type { StepRunner } from "../lib/steps.ts";
-import { MemoryStore } from "../lib/store/memory.ts";
-import { drainSystem, EXAMPLE_ORDER, testSystem } from "./helpers.ts";
+import type { Step } from "../../lib/orders/order.ts";
+import { lastIdAt } from "../../lib/orders/order_id.ts";
+import { feedPending, requeueInterrupted } from "../../lib/orders/recovery.ts";
+import type { StepRunner } from "../../lib/orders/steps.ts";
+import { MemoryStore } from "../../lib/store/memory.ts";
+import { drainSystem, EXAMPLE_ORDER, testSystem } from "../helpers.ts";
 
 Deno.test("requeueInterrupted() makes processing orders pending again, noting the interruption", async () => {
   const store = new MemoryStore();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { KeyedMutex, Mutex } from "../lib/mutex.ts";
+import { KeyedMutex, Mutex } from "../../lib/async/mutex.ts";
 
 Deno.test("Mutex admits one holder at a time, in the order they asked", async () => {
   const mutex = new Mutex();

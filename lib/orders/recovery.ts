@@ -7,7 +7,7 @@
 import { InvalidTransitionError } from "./errors.ts";
 import type { OrderStatus } from "./order.ts";
 import type { Order } from "./order.ts";
-import type { OrderStore } from "./store/store.ts";
+import type { OrderStore } from "./order_store.ts";
 
 const PAGE_SIZE = 100;
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Order, TimelineEntry } from "./order.ts";
+import type { Order, TimelineEntry } from "../orders/order.ts";
 
 /** One change to one order. */
 export interface OrderEvent {

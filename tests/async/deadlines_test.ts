@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Deadlines } from "../lib/deadlines.ts";
+import { Deadlines } from "../../lib/async/deadlines.ts";
 
 Deno.test("Deadlines fires an expired deadline once and leaves no timer when idle", async () => {
   const deadlines = new Deadlines(5);

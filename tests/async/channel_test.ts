@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Channel, ChannelClosedError } from "../lib/channel.ts";
+import { Channel, ChannelClosedError } from "../../lib/async/channel.ts";
 
 /** Resolves after every queued microtask and one macrotask have run. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
