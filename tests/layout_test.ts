@@ -128,7 +128,8 @@ Deno.test("no module of lib/ imports itself through a loop", () => {
 });
 
 Deno.test("the layout checks see a forbidden import, a loop and a multi-line import", () => {
-  const source = `import {\n  a,\n} from "../http/app.ts";\n * import { b } from "../http/x.ts";\nconst c = await import("./c.ts");`;
+  const source =
+    `import {\n  a,\n} from "../http/app.ts";\n * import { b } from "../http/x.ts";\nconst c = await import("./c.ts");`;
   assert.deepEqual(importsOf(source), ["../http/app.ts", "./c.ts"]);
   const graph: ImportGraph = new Map([
     ["orders/order.ts", ["http/app.ts", "async/delay.ts"]],
