@@ -14,6 +14,7 @@ import {
   validateApiKeys,
 } from "./lib/config.ts";
 import { parseApiKeysFile } from "./lib/http/auth.ts";
+import { ResilientServer } from "./lib/http/server.ts";
 import {
   configureLogging,
   LIFECYCLE_CATEGORY,
@@ -106,16 +107,18 @@ feedPending({
   (error) => logger.error("Recovery stopped: {error}", { error }),
 );
 
-const server = Deno.serve({
+const server = new ResilientServer(system.app.fetch, {
   port: config.port,
   hostname: config.host,
+  idleTimeoutMs: config.idleTimeoutMs,
+  logger: lifecycle,
   onListen: ({ hostname, port }) =>
     lifecycle.info("Listening", {
       url: `http://${hostname}:${port}`,
       hostname,
       port,
     }),
-}, system.app.fetch);
+});
 
 let draining = false;
 async function onSignal(signal: Deno.Signal): Promise<void> {

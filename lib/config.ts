@@ -27,6 +27,8 @@ export interface Config {
   sqliteSynchronous: "full" | "normal";
   maxInFlight: number;
   bodyTimeoutMs: number;
+  /** How long a connection with no request in progress may stay open. */
+  idleTimeoutMs: number;
   /** Accepted bearer tokens; empty: no authentication. */
   apiKeys: string[];
   /** A file of more keys, one per line (read by `main.ts`). */
@@ -205,6 +207,15 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     accepts: "an integer from 1 to 600000",
     description: "how long a client may take to send a request body (then 408)",
     parse: integer(1, 600_000),
+  },
+  {
+    key: "idleTimeoutMs",
+    env: "IDLE_TIMEOUT_MS",
+    defaultValue: 30_000,
+    accepts: "an integer from 100 to 3600000",
+    description:
+      "longest life of a connection with no request in progress (idle keep-alive, or still sending headers)",
+    parse: integer(100, 3_600_000),
   },
   {
     key: "apiKeys",

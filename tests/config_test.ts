@@ -19,6 +19,7 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     sqliteSynchronous: "full",
     maxInFlight: 1024,
     bodyTimeoutMs: 10000,
+    idleTimeoutMs: 30000,
     apiKeys: [],
     apiKeysFile: undefined,
     corsOrigins: [],

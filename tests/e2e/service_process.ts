@@ -2,17 +2,38 @@
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
-/** `main.ts` as the tasks run it, on a free loopback port by default. */
-function serviceCommand(env: Record<string, string>): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-      MAIN,
-    ],
+/** How the child process is started, besides its environment. */
+export interface ProcessOptions {
+  /** A lower open-file limit (`ulimit -n`) for the child only. */
+  openFileLimit?: number;
+}
+
+/**
+ * `main.ts` as the tasks run it, on a free loopback port by default; under
+ * a lower `ulimit -n` when asked, set by a shell that then becomes deno.
+ */
+function serviceCommand(
+  env: Record<string, string>,
+  options: ProcessOptions = {},
+): Deno.Command {
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "--allow-read",
+    "--allow-write",
+    MAIN,
+  ];
+  const [command, ...args] = options.openFileLimit === undefined ? deno : [
+    "bash",
+    "-c",
+    `ulimit -n ${options.openFileLimit} && exec "$@"`,
+    "bash",
+    ...deno,
+  ];
+  return new Deno.Command(command!, {
+    args,
     env: { PORT: "0", HOST: "127.0.0.1", ...env },
     stdin: "null",
     stdout: "piped",
@@ -39,8 +60,9 @@ export interface ServiceProcess {
 /** Starts `main.ts` on a free loopback port with extra environment. */
 export async function startService(
   env: Record<string, string> = {},
+  options: ProcessOptions = {},
 ): Promise<ServiceProcess> {
-  const child = serviceCommand({ LOG_LEVEL: "info", ...env }).spawn();
+  const child = serviceCommand({ LOG_LEVEL: "info", ...env }, options).spawn();
   const records: Array<Record<string, unknown>> = [];
   const listening = Promise.withResolvers<number>();
   const reading = (async () => {

@@ -1,0 +1,238 @@
+/**
+ * The HTTP listener, kept alive: `Deno.serve` with the two things it lacks,
+ * a bound on how long a connection may sit without a request, and recovery
+ * from running out of file descriptors.
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import { connectionRemotePorts } from "./connections.ts";
+
+/** What {@linkcode ResilientServer} needs. */
+export interface ResilientServerOptions {
+  hostname: string;
+  /** 0 picks a free port; the listener keeps it across restarts. */
+  port: number;
+  /**
+   * How long a connection may go without starting a request. Checked every
+   * `idleTimeoutMs`: a connection that sent no request since the check
+   * before is closed, unless a request is in progress on it. 0 turns the
+   * check off.
+   */
+  idleTimeoutMs: number;
+  logger: Logger;
+  /** Called once, when the first listener is bound. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /** Waits between attempts to listen again after a failure (default: 50 ms doubling to 1 s). */
+  retryDelayMs?: (attempt: number) => number;
+  /**
+   * The remote ports of the connections held on a port (default: read from
+   * `/proc`); `undefined` when unknown, which closes idle connections at
+   * every check.
+   */
+  remotePorts?: (localPort: number) => number[] | undefined;
+}
+
+type Handler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+type Listener = Deno.HttpServer<Deno.NetAddr>;
+
+/**
+ * Serves `handler` on one port for as long as it is not shut down.
+ *
+ * Why this exists: `Deno.serve` has no idle or header timeout, so a client
+ * that opens connections and sends nothing holds them for ever; and when
+ * `accept()` fails with "Too many open files" its accept loop ends, the
+ * listener closes and `finished` rejects (an unhandled rejection ends the
+ * process). Connections the dead listener had accepted are still served.
+ *
+ * Here a failed listener is replaced as soon as a descriptor is free again;
+ * until then new connections are refused. And every `idleTimeoutMs` the
+ * connections on the port are compared with the remote ports that started a
+ * request since the check before: if any connection is stale, a fresh
+ * listener is bound beside the current one (`SO_REUSEPORT`, so the port is
+ * never closed) and every older listener is shut down gracefully — requests
+ * in progress finish, connections without one are closed, and busy clients
+ * reconnect to the new listener. With no stale connection nothing changes,
+ * so a steadily busy server is never disturbed.
+ *
+ * @example
+ * ```ts
+ * import { getLogger } from "@logtape/logtape";
+ * import { ResilientServer } from "./server.ts";
+ * const server = new ResilientServer(() => new Response("ok"), {
+ *   hostname: "127.0.0.1", port: 0, idleTimeoutMs: 30_000,
+ *   logger: getLogger(["order-service"]),
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export class ResilientServer {
+  #handler: Handler;
+  #options: ResilientServerOptions;
+  #port: number;
+  #current: Listener | undefined;
+  /** Listeners that still hold connections: rotated out, or whose accept loop failed. */
+  #older = new Set<Listener>();
+  #shuttingDown = new Set<Promise<void>>();
+  #closing = false;
+  #listened = false;
+  #failures = 0;
+  #failureEpisodes = 0;
+  #rotations = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #checkTimer: ReturnType<typeof setInterval> | undefined;
+  /** Remote ports that started a request since the last check, and before it. */
+  #seen = new Set<number>();
+  #seenBefore = new Set<number>();
+
+  /** Binds the first listener; throws when that fails (a bad address, a port in use). */
+  constructor(handler: Handler, options: ResilientServerOptions) {
+    this.#handler = (request, info) => {
+      this.#seen.add(info.remoteAddr.port);
+      return handler(request, info);
+    };
+    this.#options = options;
+    this.#port = options.port;
+    this.#listen();
+    // Replacing a listener needs two on one port for a moment; only Linux
+    // lets Deno.serve share a port (reusePort).
+    if (options.idleTimeoutMs > 0 && Deno.build.os === "linux") {
+      this.#checkTimer = setInterval(
+        () => this.#closeStale(),
+        options.idleTimeoutMs,
+      );
+    }
+  }
+
+  /** The bound port. */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Times the listener failed and had to be replaced, since start. */
+  get failures(): number {
+    return this.#failureEpisodes;
+  }
+
+  /** Times stale connections were closed by replacing the listener. */
+  get rotations(): number {
+    return this.#rotations;
+  }
+
+  /**
+   * Stops listening, lets requests in progress finish and closes every
+   * connection, on every listener still open.
+   */
+  async shutdown(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#checkTimer);
+    clearTimeout(this.#retryTimer);
+    const listeners = [...this.#older];
+    if (this.#current) listeners.push(this.#current);
+    this.#current = undefined;
+    this.#older.clear();
+    await Promise.all([
+      ...this.#shuttingDown,
+      ...listeners.map((listener) => listener.shutdown()),
+    ]);
+  }
+
+  /** Binds a new listener and makes it the current one. */
+  #listen(): void {
+    const listener = Deno.serve({
+      hostname: this.#options.hostname,
+      port: this.#port,
+      reusePort: Deno.build.os === "linux",
+      onListen: () => {},
+    }, this.#handler);
+    this.#port = listener.addr.port;
+    this.#current = listener;
+    listener.finished.then(
+      () => this.#older.delete(listener),
+      (error) => {
+        // The accept loop ended (EMFILE). Its connections are still served,
+        // and closed when it is shut down at the next rotation.
+        if (this.#current !== listener) return;
+        this.#current = undefined;
+        this.#older.add(listener);
+        this.#scheduleRetry(error);
+      },
+    );
+    if (!this.#listened) {
+      this.#listened = true;
+      this.#options.onListen?.(listener.addr);
+    } else if (this.#failures > 0) {
+      this.#options.logger.warning("Accepting connections again", {
+        failures: this.#failures,
+      });
+      this.#failures = 0;
+    }
+  }
+
+  /** Binds a new listener after a failure, or schedules another try. */
+  #relisten(): void {
+    if (this.#closing || this.#current !== undefined) return;
+    try {
+      this.#listen();
+    } catch (error) {
+      this.#scheduleRetry(error);
+    }
+  }
+
+  #scheduleRetry(error: unknown): void {
+    if (this.#closing) return;
+    if (this.#failures === 0) {
+      this.#failureEpisodes++;
+      this.#options.logger.warning(
+        "Cannot accept connections: {error}; refusing new ones until a descriptor is free",
+        { error: String(error) },
+      );
+    }
+    this.#failures++;
+    const delay = this.#options.retryDelayMs?.(this.#failures) ??
+      Math.min(1000, 50 * 2 ** (this.#failures - 1));
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#relisten(), delay);
+  }
+
+  /** Whether some connection on the port started no request for a whole period. */
+  #hasStale(): boolean {
+    const seen = new Set([...this.#seenBefore, ...this.#seen]);
+    this.#seenBefore = this.#seen;
+    this.#seen = new Set();
+    const held = (this.#options.remotePorts ?? connectionRemotePorts)(
+      this.#port,
+    );
+    // Unknown (no descriptor free to read /proc): assume the worst.
+    if (held === undefined) return true;
+    return held.some((port) => !seen.has(port));
+  }
+
+  #closeStale(): void {
+    if (this.#closing || !this.#hasStale()) return;
+    const previous = this.#current;
+    if (previous !== undefined) {
+      // The successor is bound before the predecessor lets go of the port,
+      // so no connection attempt meets a closed port. If it cannot be bound
+      // (no descriptor free), the current listener stays for now.
+      try {
+        this.#listen();
+      } catch {
+        return;
+      }
+      this.#older.add(previous);
+    }
+    this.#rotations++;
+    for (const listener of this.#older) {
+      this.#older.delete(listener);
+      const done = listener.shutdown().catch(() => {});
+      this.#shuttingDown.add(done);
+      void done.then(() => this.#shuttingDown.delete(done));
+    }
+  }
+}

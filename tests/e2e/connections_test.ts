@@ -1,0 +1,159 @@
+/**
+ * Connections a client holds: running out of file descriptors, idle
+ * connections and headers sent a byte at a time. Checked on the real
+ * process, with a low `ulimit -n` where it matters.
+ */
+
+import assert from "node:assert/strict";
+import { EXAMPLE_ORDER } from "../helpers.ts";
+import { startService } from "./service_process.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function postOrder(url: string, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(EXAMPLE_ORDER),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+/** Resolves with the milliseconds until the peer closes or resets `conn`. */
+async function timeUntilClosed(conn: Deno.Conn, maxMs: number) {
+  const startedAt = performance.now();
+  const buffer = new Uint8Array(4096);
+  const deadline = setTimeout(() => conn.close(), maxMs);
+  try {
+    while (await conn.read(buffer) !== null) { /* a response; keep reading */ }
+  } catch { /* reset by the peer, or closed by the deadline */ }
+  clearTimeout(deadline);
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+  return performance.now() - startedAt;
+}
+
+Deno.test("running out of file descriptors neither kills the service nor stops it for good", async () => {
+  const service = await startService(
+    { LATENCY_SCALE: "0", IDLE_TIMEOUT_MS: "600000" },
+    { openFileLimit: 96 },
+  );
+  const held: Deno.Conn[] = [];
+  let refused = 0;
+  // More idle connections than the service has descriptors for.
+  for (let i = 0; i < 200; i++) {
+    try {
+      held.push(
+        await Deno.connect({ hostname: "127.0.0.1", port: service.port }),
+      );
+    } catch {
+      refused++;
+    }
+  }
+  assert.ok(refused > 0, "the service's descriptor limit was reached");
+
+  // At the limit a new request is refused or closed: it never hangs.
+  const duringLimit = await postOrder(service.url, AbortSignal.timeout(5000))
+    .then((response) => response.body?.cancel().then(() => "answered"))
+    .catch((error: Error) => error.name);
+  assert.notEqual(duringLimit, "TimeoutError", "a request at the limit hung");
+
+  const exited = await Promise.race([
+    service.status.then(() => true),
+    sleep(300).then(() => false),
+  ]);
+  assert.equal(exited, false, "the process is still running at the limit");
+
+  for (const conn of held) conn.close();
+  // Service resumes by itself once descriptors are free again.
+  let status = 0;
+  for (let tries = 0; tries < 50 && status !== 201; tries++) {
+    status = await postOrder(service.url)
+      .then(async (response) => {
+        await response.body?.cancel();
+        return response.status;
+      })
+      .catch(() => 0);
+    if (status !== 201) await sleep(100);
+  }
+  assert.equal(status, 201, "POST /orders works again after the limit");
+  assert.ok(
+    service.records.some((record) =>
+      record.message?.toString().startsWith("Cannot accept connections")
+    ),
+    "the failure to accept is logged",
+  );
+  service.kill("SIGTERM");
+  assert.equal((await service.status).code, 0);
+});
+
+Deno.test("connections that send nothing, trickle their headers or sit idle after a response are closed after IDLE_TIMEOUT_MS", async () => {
+  const idleTimeoutMs = 300;
+  const service = await startService({
+    IDLE_TIMEOUT_MS: String(idleTimeoutMs),
+  });
+  const connect = () =>
+    Deno.connect({ hostname: "127.0.0.1", port: service.port });
+  const silent = await connect();
+  const keptAlive = await connect();
+  await keptAlive.write(
+    new TextEncoder().encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+  );
+  const trickling = await connect();
+  const header = new TextEncoder().encode(
+    "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(200),
+  );
+  const trickle = (async () => {
+    for (const byte of header) {
+      try {
+        await trickling.write(Uint8Array.of(byte));
+      } catch {
+        return; // closed by the service
+      }
+      await sleep(20);
+    }
+  })();
+  const maxMs = 5000;
+  const [silentMs, keptAliveMs, tricklingMs] = await Promise.all([
+    timeUntilClosed(silent, maxMs),
+    timeUntilClosed(keptAlive, maxMs),
+    timeUntilClosed(trickling, maxMs),
+  ]);
+  await trickle;
+  // A connection lives until the next listener rotation: at most one
+  // IDLE_TIMEOUT_MS, plus the time a graceful close takes.
+  for (
+    const [name, ms] of [
+      ["silent", silentMs],
+      ["idle after a response", keptAliveMs],
+      ["trickling headers", tricklingMs],
+    ] as const
+  ) {
+    assert.ok(ms < idleTimeoutMs * 4, `${name} closed after ${ms} ms`);
+  }
+  service.kill("SIGTERM");
+  assert.equal((await service.status).code, 0);
+});
+
+Deno.test("a request in progress is not cut when idle connections are closed", async () => {
+  const service = await startService({
+    IDLE_TIMEOUT_MS: "200",
+    LATENCY_SCALE: "0",
+  });
+  const stream = await fetch(`${service.url}/events`);
+  const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+  await sleep(700); // several rotations while the stream is open
+  const created = await postOrder(service.url);
+  const order = await created.json();
+  let received = "";
+  while (!received.includes(order.id)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    received += value;
+  }
+  assert.ok(received.includes(order.id), "the open stream saw the new order");
+  await reader.cancel();
+  service.kill("SIGTERM");
+  assert.equal((await service.status).code, 0);
+});
