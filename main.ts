@@ -25,6 +25,7 @@ import { lastIdAt } from "./lib/orders/order_id.ts";
 import { feedPending, requeueInterrupted } from "./lib/orders/recovery.ts";
 import { openStore } from "./lib/store/open.ts";
 import { StoreOpenError } from "./lib/store/sqlite.ts";
+import { StoreUnavailableError } from "./lib/orders/errors.ts";
 import type { OrderStore } from "./lib/orders/order_store.ts";
 import { createSystem } from "./lib/system.ts";
 
@@ -69,20 +70,29 @@ if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
 
 const startedAt = Date.now();
 let store: OrderStore;
+let interrupted: number;
 try {
   store = openStore(config.store, {
     maxOrders: config.maxOrders,
     synchronous: config.sqliteSynchronous,
   });
+  // Before any worker runs: orders a previous process left mid-processing.
+  interrupted = await requeueInterrupted(store);
 } catch (error) {
-  if (!(error instanceof StoreOpenError)) throw error;
-  lifecycle.error("Cannot start: {reason}", { reason: error.message });
+  // A store that cannot be opened, or refuses the recovery's writes (a full
+  // disk): nothing can be promised, so stop with the documented code.
+  if (
+    !(error instanceof StoreOpenError) &&
+    !(error instanceof StoreUnavailableError)
+  ) throw error;
+  const reason = error instanceof StoreUnavailableError
+    ? `the store "${config.store}" refused the recovery's writes: ${error.message}`
+    : error.message;
+  lifecycle.error("Cannot start: {reason}", { reason });
   await closeLogging();
-  console.error(`order-service: ${error.message}`);
+  console.error(`order-service: ${reason}`);
   Deno.exit(2);
 }
-// Before any worker runs: orders a previous process left mid-processing.
-const interrupted = await requeueInterrupted(store);
 if (interrupted > 0) {
   lifecycle.warning("Recovered interrupted orders", { interrupted });
 }

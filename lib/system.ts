@@ -19,6 +19,7 @@ import {
 } from "./orders/order_processor.ts";
 import { OrderService } from "./orders/order_service.ts";
 import { OrderStats } from "./orders/stats.ts";
+import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
 import type { OrderStore } from "./orders/order_store.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
@@ -34,6 +35,8 @@ export interface SystemOptions {
   maxAttempts: number;
   /** Replaces the simulated steps (tests inject their own). */
   runStep?: StepRunner;
+  /** Replaces the wait before a refused store write is tried again. */
+  storeRetryMs?: (attempt: number) => number;
   /** Replaces the retry backoff (default: 1 s × latencyScale, doubling). */
   backoffMs?: (attempt: number) => number;
   /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
@@ -65,6 +68,8 @@ export interface System {
   metrics: ServiceMetrics | undefined;
   queue: Channel<string>;
   stats: OrderStats;
+  /** Whether the store takes writes; `/ready` answers 503 while it does not. */
+  storeHealth: StoreHealth;
   processor: OrderProcessor;
   service: OrderService;
   pool: WorkerPool<string>;
@@ -94,9 +99,12 @@ export function createSystem(options: SystemOptions): System {
     : new ObservedStore(options.store, hub);
   const queue = new Channel<string>({ capacity: options.queueCapacity });
   const stats = new OrderStats();
+  const storeHealth = new StoreHealth();
   const processor = new OrderProcessor({
     store,
     stats,
+    storeHealth,
+    storeRetryMs: options.storeRetryMs,
     logger: logger.getChild("worker"),
     runStep: options.runStep ?? createSimulatedSteps({
       latencyScale: options.latencyScale,
@@ -106,7 +114,13 @@ export function createSystem(options: SystemOptions): System {
     backoffMs: options.backoffMs ??
       exponentialBackoff(1000 * options.latencyScale),
   });
-  const service = new OrderService({ store, queue, stats, processor });
+  const service = new OrderService({
+    store,
+    queue,
+    stats,
+    processor,
+    storeHealth,
+  });
   const pool = new WorkerPool<string>({
     receive: (receiveOptions) => queue.receive(receiveOptions),
     process: async (id, signal) => {
@@ -138,10 +152,22 @@ export function createSystem(options: SystemOptions): System {
     heartbeatMs: options.heartbeatMs,
     store,
     service,
+    storeHealth,
     logger: logger.getChild("http"),
     bodyLimits: options.bodyLimits,
     maxInFlight: options.maxInFlight,
     apiKeys: options.apiKeys,
   });
-  return { store, hub, metrics, queue, stats, processor, service, pool, app };
+  return {
+    store,
+    hub,
+    metrics,
+    queue,
+    stats,
+    storeHealth,
+    processor,
+    service,
+    pool,
+    app,
+  };
 }

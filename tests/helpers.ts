@@ -2,6 +2,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { NewOrder, Order, OrderStatus } from "../lib/orders/order.ts";
+import { StoreUnavailableError } from "../lib/orders/errors.ts";
 import { MemoryStore } from "../lib/store/memory.ts";
 import {
   createSystem,
@@ -57,5 +58,44 @@ export async function waitForStatus(
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/**
+ * A store that refuses every write with `StoreUnavailableError` while
+ * `refusing` is true, as a full disk does; reads still work. Counts the
+ * refusals.
+ */
+export function refusingStore(inner: OrderStore = new MemoryStore()) {
+  const control = { refusing: false, refused: 0 };
+  const refuse = () => {
+    control.refused++;
+    return Promise.reject(
+      new StoreUnavailableError("database or disk is full"),
+    );
+  };
+  const store: OrderStore = {
+    create: (input, options) =>
+      control.refusing ? refuse() : inner.create(input, options),
+    transition: (id, change) =>
+      control.refusing ? refuse() : inner.transition(id, change),
+    get: (id) => inner.get(id),
+    getByIdempotencyKey: (key) => inner.getByIdempotencyKey(key),
+    list: (options) => inner.list(options),
+    close: () => inner.close(),
+  };
+  return { store, control };
+}
+
+/** Waits until `condition()` holds, failing after `timeoutMs`. */
+export async function waitUntil(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
   }
 }

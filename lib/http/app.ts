@@ -16,6 +16,7 @@ import { eventRoutes } from "./events.ts";
 import { openApiDocument } from "./openapi.ts";
 import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
+import type { StoreHealth } from "../orders/store_health.ts";
 import { apiKeyAuth } from "./auth.ts";
 import { healthRoutes } from "./health.ts";
 import { inFlightLimit } from "./in_flight.ts";
@@ -30,6 +31,8 @@ export const SERVICE_VERSION = "0.1.0";
 export interface AppOptions {
   store: OrderStore;
   service: OrderService;
+  /** `/ready` answers 503 while the store refuses writes. */
+  storeHealth?: StoreHealth | undefined;
   logger: Logger;
   /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
   bodyLimits?: Partial<BodyLimits> | undefined;
@@ -126,7 +129,13 @@ export function createApp(options: AppOptions) {
         heartbeatMs: options.heartbeatMs,
       }),
     )
-    .route("/", healthRoutes({ isAccepting: () => options.service.accepting }))
+    .route(
+      "/",
+      healthRoutes({
+        isAccepting: () => options.service.accepting,
+        isStoreWritable: () => options.storeHealth?.writable ?? true,
+      }),
+    )
     .route(
       "/",
       docsRoutes({

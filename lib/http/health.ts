@@ -8,12 +8,23 @@ import { Hono } from "hono";
 import { problem, problemType } from "./problem.ts";
 
 /** Creates the `/health` and `/ready` routes. */
-export function healthRoutes(options: { isAccepting: () => boolean }) {
+export function healthRoutes(
+  options: { isAccepting: () => boolean; isStoreWritable: () => boolean },
+) {
   return new Hono()
     // Liveness: the process runs and its event loop answers.
     .get("/health", (c) => c.json({ status: "ok" }, 200))
     // Readiness: load balancers stop sending orders once this turns 503.
     .get("/ready", (c) => {
+      if (!options.isStoreWritable()) {
+        return problem(c, {
+          type: problemType("store-unavailable"),
+          title: "Service Unavailable",
+          status: 503,
+          detail:
+            "The order store is refusing writes; accepted orders wait and are retried",
+        }, { "retry-after": "5" });
+      }
       if (options.isAccepting()) return c.json({ status: "ready" }, 200);
       return problem(c, {
         type: problemType("draining"),

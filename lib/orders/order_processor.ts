@@ -7,11 +7,12 @@
 
 import { delay } from "../async/delay.ts";
 import type { Logger } from "@logtape/logtape";
-import { InvalidTransitionError } from "./errors.ts";
+import { InvalidTransitionError, StoreUnavailableError } from "./errors.ts";
 import { finishedSteps, type Order, type OrderStatus, STEPS } from "./order.ts";
 import type { OrderStats } from "./stats.ts";
 import type { StepRunner } from "./steps.ts";
 import type { OrderStore } from "./order_store.ts";
+import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode OrderProcessor}. */
 export interface OrderProcessorOptions {
@@ -23,6 +24,13 @@ export interface OrderProcessorOptions {
   maxAttempts: number;
   /** The wait before retry number `attempt` (2, 3 …), in milliseconds. */
   backoffMs: (attempt: number) => number;
+  /** Told of every refused and every committed write. */
+  storeHealth?: StoreHealth | undefined;
+  /**
+   * The wait before trying a refused store write again, for the `attempt`th
+   * time (default: 10 ms doubling to 1 s, with jitter).
+   */
+  storeRetryMs?: ((attempt: number) => number) | undefined;
 }
 
 /** How processing one order ended. */
@@ -82,15 +90,17 @@ export class OrderProcessor {
     const { store } = this.#options;
     let order: Order;
     try {
-      order = await store.transition(id, {
-        action: "start",
-        from: ["pending"],
-        to: "processing",
-        incrementAttempts: true,
-      });
+      order = await this.#write(id, shutdown, () =>
+        store.transition(id, {
+          action: "start",
+          from: ["pending"],
+          to: "processing",
+          incrementAttempts: true,
+        }));
     } catch (error) {
       // Cancelled (or evicted) while it waited in the queue.
       if (error instanceof InvalidTransitionError) return "skipped";
+      if (shutdown.aborted) return "abandoned";
       throw error;
     }
     const controller = new AbortController();
@@ -99,8 +109,54 @@ export class OrderProcessor {
     if (shutdown.aborted) controller.abort(shutdown.reason);
     try {
       return await this.#attempts(order, controller.signal, shutdown);
+    } catch (error) {
+      // Shutdown ended a wait for the store to take a write.
+      if (shutdown.aborted) return "abandoned";
+      throw error;
     } finally {
       this.#running.delete(id);
+    }
+  }
+
+  /**
+   * Runs a store call until the store takes it. A refused write
+   * (`StoreUnavailableError`: a full disk, a lost database) changed nothing,
+   * so trying it again is safe; giving up would strand an acknowledged
+   * order `pending` or `processing` until a restart. Only shutdown ends the
+   * waiting, by rejecting with its reason.
+   */
+  async #write<T>(
+    id: string,
+    shutdown: AbortSignal,
+    call: () => Promise<T>,
+    options: { read?: boolean } = {},
+  ): Promise<T> {
+    const { storeHealth, logger } = this.#options;
+    for (let attempt = 1;; attempt++) {
+      try {
+        const result = await call();
+        // A read that works says nothing of writes.
+        if (!options.read) storeHealth?.recordWritten();
+        if (attempt > 1) {
+          logger.info("The store took order {orderId}'s write again", {
+            orderId: id,
+            tries: attempt,
+          });
+        }
+        return result;
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        storeHealth?.recordRefused();
+        if (attempt === 1) {
+          logger.warn(
+            "The store refused order {orderId}'s write; retrying until it takes it: {reason}",
+            { orderId: id, reason: error.message },
+          );
+        }
+        const waitMs = this.#options.storeRetryMs?.(attempt) ??
+          Math.min(1000, 10 * 2 ** (attempt - 1)) * (0.5 + Math.random());
+        await delay(waitMs, { signal: shutdown });
+      }
     }
   }
 
@@ -130,28 +186,39 @@ export class OrderProcessor {
           // Conditional on no cancel request: a cancel that arrived while
           // the step ran wins, and the order goes to "cancelled" below.
           // The last step's record and the completion are one transition.
-          order = await store.transition(order.id, {
-            action: last ? "complete" : "record a step of",
-            from: ["processing"],
-            cancelRequested: false,
-            append: [{ type: "step_finished", step, attempt: order.attempts }],
-            ...(last ? { to: "completed" as const } : {}),
-          });
+          const attempt = order.attempts;
+          order = await this.#write(
+            order.id,
+            shutdown,
+            () =>
+              store.transition(order.id, {
+                action: last ? "complete" : "record a step of",
+                from: ["processing"],
+                cancelRequested: false,
+                append: [{ type: "step_finished", step, attempt }],
+                ...(last ? { to: "completed" as const } : {}),
+              }),
+          );
           if (last) {
             this.#options.stats.recordFinished("completed");
             return "completed";
           }
         }
         // Every step had finished before (a recovered order).
-        return await this.#finish(order.id, "completed", null);
+        return await this.#finish(order.id, "completed", null, shutdown);
       } catch (error) {
         if (shutdown.aborted) return "abandoned";
-        const current = await store.get(order.id);
+        const current = await this.#write(
+          order.id,
+          shutdown,
+          () => store.get(order.id),
+          { read: true },
+        );
         if (!current || current.status !== "processing") {
           return current?.status ?? "skipped";
         }
         if (current.cancel_requested) {
-          return await this.#finish(order.id, "cancelled", null);
+          return await this.#finish(order.id, "cancelled", null, shutdown);
         }
         const reason = error instanceof Error ? error.message : String(error);
         logger.warn("Order {orderId} attempt {attempt} failed: {reason}", {
@@ -160,7 +227,7 @@ export class OrderProcessor {
           reason,
         });
         if (current.attempts >= maxAttempts) {
-          return await this.#finish(order.id, "failed", reason);
+          return await this.#finish(order.id, "failed", reason, shutdown);
         }
         try {
           await delay(backoffMs(current.attempts + 1), { signal });
@@ -169,16 +236,21 @@ export class OrderProcessor {
           // Cancelled during the backoff: the next loop's first transition
           // fails on cancel_requested and lands in the branch above.
         }
-        order = await store.transition(order.id, {
-          action: "retry",
-          from: ["processing"],
-          set: { attempts: current.attempts + 1 },
-          append: [{
-            type: "attempt_failed",
-            attempt: current.attempts,
-            reason,
-          }],
-        });
+        order = await this.#write(
+          order.id,
+          shutdown,
+          () =>
+            store.transition(order.id, {
+              action: "retry",
+              from: ["processing"],
+              set: { attempts: current.attempts + 1 },
+              append: [{
+                type: "attempt_failed",
+                attempt: current.attempts,
+                reason,
+              }],
+            }),
+        );
       }
     }
   }
@@ -187,22 +259,24 @@ export class OrderProcessor {
     id: string,
     status: "completed" | "failed" | "cancelled",
     reason: string | null,
+    shutdown: AbortSignal,
   ): Promise<ProcessOutcome> {
     try {
-      await this.#options.store.transition(id, {
-        action: status === "cancelled" ? "cancel" : `mark ${status}`,
-        from: ["processing"],
-        // Completing or failing requires that no cancel is pending: the
-        // client who asked to cancel was told it would happen.
-        ...(status === "cancelled" ? {} : { cancelRequested: false }),
-        to: status,
-        set: { failure_reason: reason },
-      });
+      await this.#write(id, shutdown, () =>
+        this.#options.store.transition(id, {
+          action: status === "cancelled" ? "cancel" : `mark ${status}`,
+          from: ["processing"],
+          // Completing or failing requires that no cancel is pending: the
+          // client who asked to cancel was told it would happen.
+          ...(status === "cancelled" ? {} : { cancelRequested: false }),
+          to: status,
+          set: { failure_reason: reason },
+        }));
     } catch (error) {
       if (!(error instanceof InvalidTransitionError)) throw error;
       if (error.actual === "processing") {
         // A cancel request won the race with this transition.
-        return await this.#finish(id, "cancelled", null);
+        return await this.#finish(id, "cancelled", null, shutdown);
       }
       return error.actual;
     }

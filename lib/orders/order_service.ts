@@ -12,12 +12,14 @@ import {
   InvalidTransitionError,
   QueueFullError,
   ServiceDrainingError,
+  StoreUnavailableError,
 } from "./errors.ts";
 import { KeyedMutex } from "../async/mutex.ts";
 import { type NewOrder, type Order, sameNewOrder } from "./order.ts";
 import type { OrderProcessor } from "./order_processor.ts";
 import type { OrderStats } from "./stats.ts";
 import type { CreateResult, OrderStore } from "./order_store.ts";
+import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode OrderService}. */
 export interface OrderServiceOptions {
@@ -29,6 +31,8 @@ export interface OrderServiceOptions {
   processor: Pick<OrderProcessor, "abortRunning">;
   /** The `Retry-After` hint when the queue is full, in seconds. */
   retryAfterSeconds?: number;
+  /** Told when the store refuses or takes a new order. */
+  storeHealth?: StoreHealth | undefined;
 }
 
 /** What {@linkcode OrderService.cancel} did. */
@@ -48,6 +52,7 @@ export class OrderService {
   readonly #stats: OrderStats;
   readonly #processor: Pick<OrderProcessor, "abortRunning">;
   readonly #retryAfterSeconds: number;
+  readonly #storeHealth: StoreHealth | undefined;
   readonly #keyLocks = new KeyedMutex();
   #accepting = true;
   // Queue slots promised to requests whose order is being stored. Counting
@@ -69,6 +74,7 @@ export class OrderService {
     this.#stats = options.stats;
     this.#processor = options.processor;
     this.#retryAfterSeconds = options.retryAfterSeconds ?? 1;
+    this.#storeHealth = options.storeHealth;
   }
 
   /** Whether new orders are accepted (false once draining). */
@@ -130,7 +136,16 @@ export class OrderService {
     }
     this.#reserved++;
     try {
-      const result = await this.#store.create(input, { idempotencyKey });
+      let result: CreateResult;
+      try {
+        result = await this.#store.create(input, { idempotencyKey });
+      } catch (error) {
+        if (error instanceof StoreUnavailableError) {
+          this.#storeHealth?.recordRefused();
+        }
+        throw error;
+      }
+      this.#storeHealth?.recordWritten();
       if (result.created) {
         // Cannot fail: the slot was reserved and only workers have taken
         // from the queue since, and stopAccepting() waits for us to close it.

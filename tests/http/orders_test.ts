@@ -5,6 +5,7 @@ import type { StepRunner } from "../../lib/orders/steps.ts";
 import {
   drainSystem,
   EXAMPLE_ORDER,
+  refusingStore,
   testSystem,
   waitForStatus,
 } from "../helpers.ts";
@@ -452,6 +453,30 @@ withSystem(
     assert.equal((await system.app.request("/health")).status, 200);
   },
 );
+
+Deno.test("GET /ready answers 503 while the store refuses writes, and 200 once it takes them again", async () => {
+  const { store, control } = refusingStore();
+  const system = testSystem({ store });
+  try {
+    control.refusing = true;
+    const refused = await assertProblem(
+      await post(system, JSON.stringify(EXAMPLE_ORDER)),
+      503,
+    );
+    assert.match(String(refused.type), /store-unavailable/);
+    const ready = await assertProblem(await system.app.request("/ready"), 503);
+    assert.match(String(ready.type), /store-unavailable/);
+    control.refusing = false;
+    const created = await post(system, JSON.stringify(EXAMPLE_ORDER));
+    assert.equal(created.status, 201);
+    await created.body?.cancel();
+    const again = await system.app.request("/ready");
+    assert.equal(again.status, 200);
+    await again.body?.cancel();
+  } finally {
+    await drainSystem(system);
+  }
+});
 
 withSystem(
   "an unknown route answers 404 and a wrong method 405 with Allow, both problem+json",

@@ -5,8 +5,10 @@ import { StepFailedError, type StepRunner } from "../../lib/orders/steps.ts";
 import {
   drainSystem,
   EXAMPLE_ORDER,
+  refusingStore,
   testSystem,
   waitForStatus,
+  waitUntil,
 } from "../helpers.ts";
 
 /** A step runner that counts runs per step and fails as told. */
@@ -219,4 +221,59 @@ Deno.test("a shutdown abort leaves the running order unfinished and counted as a
   await system.pool.abort(new Error("timeout"));
   assert.equal((await system.store.get(order.id))?.status, "processing");
   assert.equal(system.stats.summary().abandoned, 2);
+});
+
+Deno.test("a store write refused while processing is retried until the store takes it, and the order still finishes", async () => {
+  const { store, control } = refusingStore();
+  const gate = Promise.withResolvers<void>();
+  const system = testSystem({
+    store,
+    storeRetryMs: () => 1,
+    // The first step waits for the test, so the disk fills mid-processing.
+    runStep: (step) =>
+      step === "restaurant_confirmation" ? gate.promise : Promise.resolve(),
+  });
+  system.pool.start();
+  const { order } = await system.service.create(EXAMPLE_ORDER);
+  await waitForStatus(system.store, order.id, ["processing"]);
+  control.refusing = true;
+  gate.resolve();
+  await waitUntil(() => control.refused >= 5, "the store refused 5 writes");
+  assert.equal(system.storeHealth.writable, false);
+  assert.equal((await system.store.get(order.id))?.status, "processing");
+  control.refusing = false;
+  const done = await waitForStatus(system.store, order.id, ["completed"]);
+  assert.equal(
+    done.timeline.filter((entry) => entry.type === "step_finished").length,
+    3,
+    "each step recorded once, however often its write was refused",
+  );
+  assert.equal(system.storeHealth.writable, true);
+  await drainSystem(system);
+});
+
+Deno.test("an order whose start is refused by the store is started once the store takes writes again", async () => {
+  const { store, control } = refusingStore();
+  const system = testSystem({ store, storeRetryMs: () => 1 });
+  const { order } = await system.service.create(EXAMPLE_ORDER);
+  control.refusing = true;
+  system.pool.start();
+  await waitUntil(() => control.refused >= 3, "the store refused 3 writes");
+  assert.equal((await system.store.get(order.id))?.status, "pending");
+  control.refusing = false;
+  await waitForStatus(system.store, order.id, ["completed"]);
+  await drainSystem(system);
+});
+
+Deno.test("shutdown ends the wait for a refusing store, leaving the order abandoned, not failed", async () => {
+  const { store, control } = refusingStore();
+  const system = testSystem({ store, storeRetryMs: () => 5 });
+  const { order } = await system.service.create(EXAMPLE_ORDER);
+  control.refusing = true;
+  system.pool.start();
+  await waitUntil(() => control.refused >= 2, "the store refused 2 writes");
+  await system.service.stopAccepting();
+  await system.pool.abort(new Error("Shutdown timeout"));
+  assert.equal((await system.store.get(order.id))?.status, "pending");
+  assert.equal(system.stats.summary().abandoned, 1);
 });
