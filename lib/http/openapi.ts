@@ -89,7 +89,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         tags: ["orders"],
         summary: "Create an order",
         description:
-          "Stores the order as `pending` and queues it. With an `Idempotency-Key`, a repeat with the same body answers 200 with the original order; with another body, 422.",
+          "Stores the order as `pending` and queues it. With an `Idempotency-Key`, a repeat with the same body answers 200 with the order that key created, as it is now; with another body, 422.",
         ...secured,
         parameters: [{
           name: "Idempotency-Key",
@@ -127,7 +127,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             content: json(ref("Order")),
           },
           "200": {
-            description: "An Idempotency-Key replay: the original order",
+            description: "An Idempotency-Key replay: the order that key created, in its current state",
             headers: {
               "Idempotent-Replayed": {
                 schema: { type: "string", enum: ["true"] },

@@ -8,10 +8,32 @@
 import { z } from "zod";
 import { ORDER_STATUSES, STEPS } from "../orders/order.ts";
 
+/**
+ * Refuses what a store could not keep exactly as sent: SQLite cuts a text
+ * at NUL and replaces a lone surrogate with U+FFFD, so a client's retry of
+ * the same body would no longer match its order. Control characters have
+ * no place in an id or an item name either.
+ */
+const storable = (schema: z.ZodString, name: string) =>
+  schema
+    .refine(
+      (value) => value.isWellFormed(),
+      `${name} must be well-formed Unicode (no lone surrogates)`,
+    )
+    .refine(
+      (value) => !CONTROL_CHARACTER.test(value),
+      `${name} must not contain control characters (U+0000–U+001F, U+007F–U+009F)`,
+    );
+
+const CONTROL_CHARACTER = /\p{Cc}/u;
+
 const identifier = (name: string) =>
-  z.string({ error: `${name} must be a string` })
-    .max(64, `${name} must be at most 64 characters`)
-    .regex(/\S/, `${name} must not be empty or blank`);
+  storable(
+    z.string({ error: `${name} must be a string` })
+      .max(64, `${name} must be at most 64 characters`)
+      .regex(/\S/, `${name} must not be empty or blank`),
+    name,
+  );
 
 /**
  * The body of `POST /orders`. Strict: a client cannot set `id`, `status`,
@@ -21,9 +43,12 @@ export const newOrderSchema = z.strictObject({
   customer_id: identifier("customer_id"),
   restaurant_id: identifier("restaurant_id"),
   items: z.array(
-    z.string({ error: "each item must be a string" })
-      .min(1, "an item must not be empty")
-      .max(200, "an item must be at most 200 characters"),
+    storable(
+      z.string({ error: "each item must be a string" })
+        .min(1, "an item must not be empty")
+        .max(200, "an item must be at most 200 characters"),
+      "an item",
+    ),
     { error: "items must be an array of strings" },
   )
     .min(1, "items must hold at least one item")

@@ -167,6 +167,51 @@ withSystem("POST /orders answers 422 naming each bad field", async (system) => {
 });
 
 withSystem(
+  "POST /orders refuses strings a store could not keep as sent: control characters and lone surrogates, naming the field",
+  async (system) => {
+    const cases: Array<[Record<string, unknown>, string, RegExp]> = [
+      [{ ...EXAMPLE_ORDER, customer_id: "a\u0000b" }, "customer_id", /control/],
+      [
+        { ...EXAMPLE_ORDER, restaurant_id: "r\u001b[31m" },
+        "restaurant_id",
+        /control/,
+      ],
+      [{ ...EXAMPLE_ORDER, items: ["ok", "x\u0085y"] }, "items.1", /control/],
+      [
+        { ...EXAMPLE_ORDER, customer_id: "\ud800x" },
+        "customer_id",
+        /well-formed/,
+      ],
+      [{ ...EXAMPLE_ORDER, items: ["x\udfff"] }, "items.0", /well-formed/],
+    ];
+    for (const [body, field, message] of cases) {
+      const problem = await assertProblem(
+        await post(system, JSON.stringify(body)),
+        422,
+      );
+      const errors = problem.errors as Array<
+        { field: string; message: string }
+      >;
+      assert.equal(errors[0]?.field, field);
+      assert.match(errors[0]!.message, message);
+    }
+    assert.equal((await system.store.list({ limit: 10 })).orders.length, 0);
+    const awkward = {
+      customer_id: "🍔\u2028c",
+      restaurant_id: "Cafe\u0301",
+      items: ["\u202Eevil", "tab-free\u00A0item"],
+    };
+    const accepted = await post(system, JSON.stringify(awkward));
+    assert.equal(accepted.status, 201);
+    const order = await accepted.json();
+    assert.deepEqual(
+      [order.customer_id, order.restaurant_id, order.items],
+      [awkward.customer_id, awkward.restaurant_id, awkward.items],
+    );
+  },
+);
+
+withSystem(
   "POST /orders enforces the limits on ids and items",
   async (system) => {
     const cases = [
@@ -231,7 +276,7 @@ withSystem("HEAD works wherever GET does", async (system) => {
 });
 
 withSystem(
-  "Idempotency-Key: a repeat answers 200 with the original order; another body answers 422",
+  "Idempotency-Key: a repeat answers 200 with the order that key created; another body answers 422",
   async (system) => {
     const headers = { ...JSON_HEADERS, "idempotency-key": "abc-123" };
     const first = await post(system, JSON.stringify(EXAMPLE_ORDER), headers);
@@ -248,6 +293,24 @@ withSystem(
     );
     await assertProblem(other, 422);
     assert.equal((await system.store.list({ limit: 10 })).orders.length, 1);
+  },
+);
+
+withSystem(
+  "Idempotency-Key: a replay answers the order as it is now, with Location, not a copy of the first answer",
+  async (system) => {
+    const headers = { ...JSON_HEADERS, "idempotency-key": "progress-1" };
+    const first = await post(system, JSON.stringify(EXAMPLE_ORDER), headers);
+    const original = await first.json();
+    assert.equal(original.status, "pending");
+    system.pool.start();
+    await waitForStatus(system.store, original.id, ["completed"]);
+    const again = await post(system, JSON.stringify(EXAMPLE_ORDER), headers);
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get("location"), `/orders/${original.id}`);
+    const replayed = await again.json();
+    assert.equal(replayed.id, original.id);
+    assert.equal(replayed.status, "completed");
   },
 );
 

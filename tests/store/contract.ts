@@ -58,6 +58,33 @@ export function storeContract(name: string, factory: StoreFactory): void {
     assert.deepEqual(await store.get(order.id), order);
   });
 
+  test("awkward but valid strings come back exactly as sent, and a retry with the same key and body matches", async (store) => {
+    const awkward: NewOrder = {
+      customer_id: "🍔 c\u2028line\u2029para",
+      restaurant_id: "Cafe\u0301 \u202Eright-to-left \uFEFF",
+      items: [
+        "𝒳 astral",
+        "e\u0301\u0327 combining",
+        "日本語の弁当",
+        "quote\" back\\slash '; DROP TABLE orders; --",
+        "a\u00A0b\u200Dc",
+        "\u{10FFFF} last code point",
+      ],
+    };
+    const { order } = await store.create(awkward, { idempotencyKey: "k-1" });
+    const read = await store.get(order.id);
+    assert.equal(read?.customer_id, awkward.customer_id);
+    assert.equal(read?.restaurant_id, awkward.restaurant_id);
+    assert.deepEqual(read?.items, awkward.items);
+    const listed = (await store.list({ limit: 10 })).orders[0];
+    assert.deepEqual(listed?.items, awkward.items);
+    const retried = await store.create(structuredClone(awkward), {
+      idempotencyKey: "k-1",
+    });
+    assert.equal(retried.created, false);
+    assert.equal(retried.order.id, order.id);
+  });
+
   test("get() answers undefined for an unknown id", async (store) => {
     assert.equal(await store.get("ORD-00000000000000000000000000"), undefined);
   });
