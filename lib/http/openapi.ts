@@ -127,7 +127,8 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             content: json(ref("Order")),
           },
           "200": {
-            description: "An Idempotency-Key replay: the order that key created, in its current state",
+            description:
+              "An Idempotency-Key replay: the order that key created, in its current state",
             headers: {
               "Idempotent-Replayed": {
                 schema: { type: "string", enum: ["true"] },
