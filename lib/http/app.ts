@@ -152,7 +152,9 @@ export function createApp(options: AppOptions) {
 
   app.notFound((c) => {
     const methods = allowed(c.req.path);
-    if (methods.length > 0) {
+    // 405 only when the path exists and the method is not one of its own;
+    // a route that found nothing (an unknown asset) is a plain 404.
+    if (methods.length > 0 && !methods.includes(c.req.method)) {
       return problem(c, {
         type: "about:blank",
         title: "Method Not Allowed",
@@ -227,7 +229,9 @@ function allowedMethods(
             : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
         )
         .join("/");
-      entry = { regex: new RegExp(`^${source}/?$`), methods: new Set() };
+      // Exact: "/orders/" is not "/orders" (Hono routes strictly), so it is
+      // a 404, never a 405 that names the method just used.
+      entry = { regex: new RegExp(`^${source}$`), methods: new Set() };
       patterns.set(route.path, entry);
     }
     entry.methods.add(route.method);

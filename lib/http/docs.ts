@@ -39,14 +39,16 @@ const PAGE = `<!doctype html>
 </html>
 `;
 
-const ASSETS: Record<string, { body: string; type: string }> = {
-  "swagger-ui.css": { body: swaggerCss, type: "text/css; charset=utf-8" },
-  "swagger-ui-bundle.js": {
+// A Map, not an object literal: a lookup of "constructor" or "__proto__"
+// in an object finds what every object inherits.
+const ASSETS = new Map<string, { body: string; type: string }>([
+  ["swagger-ui.css", { body: swaggerCss, type: "text/css; charset=utf-8" }],
+  ["swagger-ui-bundle.js", {
     body: swaggerBundle,
     type: "text/javascript; charset=utf-8",
-  },
-  "init.js": { body: INIT_SCRIPT, type: "text/javascript; charset=utf-8" },
-};
+  }],
+  ["init.js", { body: INIT_SCRIPT, type: "text/javascript; charset=utf-8" }],
+]);
 
 /** Creates `/openapi.json`, `/docs` and `/docs/assets/:file`. */
 export function docsRoutes(
@@ -61,7 +63,7 @@ export function docsRoutes(
     })
     .get("/docs", (c) => c.html(PAGE))
     .get("/docs/assets/:file", (c) => {
-      const asset = ASSETS[c.req.param("file")];
+      const asset = ASSETS.get(c.req.param("file"));
       if (!asset) return c.notFound();
       return c.body(asset.body, 200, {
         "content-type": asset.type,

@@ -541,6 +541,41 @@ Deno.test("GET /ready answers 503 while the store refuses writes, and 200 once i
   }
 });
 
+for (const apiKeys of [[], ["k".repeat(20)]]) {
+  withSystem(
+    `trailing slashes, unknown assets and inherited names answer 404, never 405 or 500 (${
+      apiKeys.length ? "with" : "without"
+    } API keys)`,
+    async (system) => {
+      const paths = [
+        "/orders/",
+        "/health/",
+        "/ready/",
+        "/docs/",
+        "/openapi.json/",
+        "/docs/assets/__proto__",
+        "/docs/assets/constructor",
+        "/docs/assets/toString",
+        "/docs/assets/hasOwnProperty",
+        "/docs/assets/valueOf",
+        "/docs/assets/nothing.js",
+      ];
+      for (const path of paths) {
+        const response = await system.app.request(path);
+        // With keys, a path outside the open ones asks for a key first.
+        const expected = apiKeys.length ? [401, 404] : [404];
+        assert.ok(
+          expected.includes(response.status),
+          `${path}: ${response.status}`,
+        );
+        assert.equal(response.headers.get("allow"), null, path);
+        await assertProblem(response, response.status);
+      }
+    },
+    { apiKeys },
+  );
+}
+
 withSystem(
   "an unknown route answers 404 and a wrong method 405 with Allow, both problem+json",
   async (system) => {
