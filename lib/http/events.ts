@@ -120,6 +120,14 @@ async function forwardEvents(
   }
 }
 
+/** The `Last-Event-ID` a reconnecting client sent, when it is one of ours. */
+function lastEventId(c: Context): number | undefined {
+  const header = c.req.header("last-event-id");
+  return header !== undefined && /^\d{1,15}$/.test(header)
+    ? Number(header)
+    : undefined;
+}
+
 /** Creates `GET /orders/:id/events` and `GET /events`. */
 export function eventRoutes(options: EventRoutesOptions) {
   const { hub, store } = options;
@@ -143,16 +151,37 @@ export function eventRoutes(options: EventRoutesOptions) {
     .get("/orders/:id/events", async (c) => {
       const id = c.req.param("id");
       checkCapacity();
+      const afterId = lastEventId(c);
       // Subscribe before reading the order: no change can slip between.
       const { subscription, respond } = openStream(hub, {
         filter: (event) => event.order.id === id,
+        afterId,
       });
       const order = await store.get(id);
       if (!order) {
         subscription.close();
         throw new OrderNotFoundError(id);
       }
+      // A reconnect (EventSource sends the last id it saw) can resume from
+      // the kept events; an id too old or from an earlier run gets a fresh
+      // snapshot instead, which holds everything missed.
+      const resuming = afterId !== undefined && subscription.replayed;
+      if (
+        resuming && subscription.replayedCount === 0 && isTerminal(order.status)
+      ) {
+        // Nothing missed and nothing more to come. 204 is what makes an
+        // EventSource stop reconnecting (the SSE specification); without it
+        // a client reconnects every few seconds for ever.
+        subscription.close();
+        return c.body(null, 204);
+      }
+      const isLast = (event: OrderEvent) =>
+        event.name === "status" && isTerminal(event.order.status);
       return respond(c, async (stream) => {
+        if (resuming) {
+          await forwardEvents(stream, subscription, heartbeatMs, { isLast });
+          return;
+        }
         await stream.writeSSE({
           event: "order",
           id: String(hub.nextId - 1),
@@ -162,17 +191,14 @@ export function eventRoutes(options: EventRoutesOptions) {
         await forwardEvents(stream, subscription, heartbeatMs, {
           // Changes already in the snapshot were published before it was read.
           skip: (event) => event.order.timeline.length <= order.timeline.length,
-          isLast: (event) =>
-            event.name === "status" && isTerminal(event.order.status),
+          isLast,
         });
       });
     })
     .get("/events", (c) => {
       checkCapacity();
       const header = c.req.header("last-event-id");
-      const afterId = header !== undefined && /^\d{1,15}$/.test(header)
-        ? Number(header)
-        : undefined;
+      const afterId = lastEventId(c);
       const { subscription, respond } = openStream(hub, { afterId });
       return respond(c, async (stream) => {
         if (header !== undefined && !subscription.replayed) {

@@ -47,6 +47,13 @@ const orderId = {
   schema: { type: "string" },
   description: "An order id (`ORD-…`)",
 };
+const lastEventIdHeader = {
+  name: "Last-Event-ID",
+  in: "header",
+  required: false,
+  schema: { type: "string" },
+  description: "The id of the last event received, to resume after it",
+};
 const common = (withAuth: boolean) => ({
   "503": problem(
     "The queue or store is full, too many requests are in flight, or the service is draining",
@@ -237,11 +244,15 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         tags: ["events"],
         summary: "Follow one order (Server-Sent Events)",
         description:
-          "The first event (`order`) is the current state; then one event per change (`status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`) with the order as data. Ends after a terminal status. Heartbeat comments keep idle connections open.",
+          "The first event (`order`) is the current state; then one event per change (`status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`) with the order as data. Ends after a terminal status. Heartbeat comments keep idle connections open. A reconnect with `Last-Event-ID` replays the changes missed; for a finished order with nothing missed it answers 204, which makes an EventSource stop reconnecting.",
         ...secured,
-        parameters: [orderId],
+        parameters: [orderId, lastEventIdHeader],
         responses: {
           "200": sse("The event stream"),
+          "204": {
+            description:
+              "A reconnect for a finished order that missed nothing: stop reconnecting",
+          },
           "404": problem("No such order"),
           ...common(auth),
         },
@@ -255,12 +266,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         description:
           "Every change to every order. Send `Last-Event-ID` to resume without a gap; if it is too old, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
         ...secured,
-        parameters: [{
-          name: "Last-Event-ID",
-          in: "header",
-          required: false,
-          schema: { type: "string" },
-        }],
+        parameters: [lastEventIdHeader],
         responses: { "200": sse("The event stream"), ...common(auth) },
       },
     },

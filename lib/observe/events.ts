@@ -116,7 +116,8 @@ export class OrderEventHub {
   /**
    * Subscribes to events matching `filter`. With `afterId`, first replays
    * the kept events after it; `replayed` is `false` when `afterId` is older
-   * than the history kept (the caller should say so and start from now).
+   * than the history kept (the caller should say so and start from now),
+   * and `replayedCount` says how many kept events matched.
    */
   subscribe(
     options: {
@@ -125,7 +126,7 @@ export class OrderEventHub {
       /** Told when the subscription ends, e.g. to disconnect a dropped client at once. */
       onEnd?: (reason: SubscriptionEnd) => void;
     } = {},
-  ): Subscription & { replayed: boolean } {
+  ): Subscription & { replayed: boolean; replayedCount: number } {
     const subscriber: Subscriber = {
       filter: options.filter,
       onEnd: options.onEnd,
@@ -154,6 +155,7 @@ export class OrderEventHub {
     if (!this.#closed) this.#subscribers.add(subscriber);
     return {
       replayed,
+      replayedCount: subscriber.buffer.length,
       next: () => {
         const event = subscriber.buffer.shift();
         if (event) return Promise.resolve(event);
