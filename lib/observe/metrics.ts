@@ -7,6 +7,7 @@
 import type { MiddlewareHandler } from "hono";
 import client from "prom-client";
 import type { OrderEvent } from "./events.ts";
+import { registerProcessMetrics } from "./process_metrics.ts";
 import { isTerminal, type TimelineEntry } from "../orders/order.ts";
 
 /** Live values the gauges read when scraped. */
@@ -20,7 +21,7 @@ export interface GaugeSources {
 /** Options for {@linkcode ServiceMetrics}. */
 export interface ServiceMetricsOptions {
   gauges: GaugeSources;
-  /** Also collect the runtime's process metrics (CPU, memory, event loop). */
+  /** Also the process and runtime metrics (CPU, memory, descriptors, heap). */
   defaultMetrics?: boolean;
 }
 
@@ -119,10 +120,9 @@ export class ServiceMetrics {
       "Workers processing an order now.",
       gauges.workersBusy,
     );
-    gauge("workers_total", "Worker loops.", gauges.workersTotal);
-    if (options.defaultMetrics) {
-      client.collectDefaultMetrics({ register: this.registry });
-    }
+    // Not "workers_total": that suffix means a counter to Prometheus.
+    gauge("workers_configured", "Worker loops.", gauges.workersTotal);
+    if (options.defaultMetrics) registerProcessMetrics(this.registry);
   }
 
   /** Updates the order metrics from one order event. */

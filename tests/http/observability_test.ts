@@ -207,7 +207,7 @@ Deno.test("GET /metrics exposes the order, queue, worker and HTTP metrics in Pro
         /^queue_depth 0$/m,
         /^queue_capacity 100$/m,
         /^workers_busy 0$/m,
-        /^workers_total 2$/m,
+        /^workers_configured 2$/m,
         /^http_requests_total\{method="POST",route="\/orders",status="201"\} 1$/m,
         /^http_requests_total\{method="GET",route="\/orders\/:id",status="404"\} 1$/m,
         /^http_request_duration_seconds_count\{method="POST",route="\/orders"\} 1$/m,
