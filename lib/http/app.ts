@@ -38,7 +38,7 @@ export interface AppOptions {
   bodyLimits?: Partial<BodyLimits> | undefined;
   /** Requests handled at once before 503 (default 1024). */
   maxInFlight?: number | undefined;
-  /** When non-empty, every endpoint but /health and /ready needs one. */
+  /** When non-empty, every endpoint needs one but the probes, /openapi.json and /docs. */
   apiKeys?: readonly string[] | undefined;
   /** Where live order events come from. */
   hub: OrderEventHub;

@@ -87,8 +87,11 @@ export interface OpenApiOptions {
 /** Builds the OpenAPI 3.1 document for the service as configured. */
 export function openApiDocument(options: OpenApiOptions): JsonObject {
   const auth = options.apiKeys;
-  const secured = auth ? { security: [{ apiKey: [] }] } : {};
-  const open = auth ? { security: [] } : {};
+  // Every operation states its security: with keys, the API needs one and
+  // the probes and the description stay open (a browser cannot send a
+  // bearer token to load /docs); without keys, all of it is open.
+  const secured = { security: auth ? [{ apiKey: [] }] : [] };
+  const open = { security: [] };
   const paths: JsonObject = {
     "/orders": {
       post: {
@@ -127,6 +130,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             description: "Created",
             headers: {
               Location: {
+                required: true,
                 schema: { type: "string" },
                 description: "/orders/{id}",
               },
@@ -137,7 +141,13 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             description:
               "An Idempotency-Key replay: the order that key created, in its current state",
             headers: {
+              Location: {
+                required: true,
+                schema: { type: "string" },
+                description: "/orders/{id}",
+              },
               "Idempotent-Replayed": {
+                required: true,
                 schema: { type: "string", enum: ["true"] },
               },
             },
@@ -264,7 +274,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         tags: ["events"],
         summary: "Follow every order change (Server-Sent Events)",
         description:
-          "Every change to every order. Send `Last-Event-ID` to resume without a gap; if it is too old, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
+          "Every change to every order, one event each, named after it: `created` for a new order, then `status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`; the data is the order after the change. Send `Last-Event-ID` to resume without a gap; if it is too old, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
         ...secured,
         parameters: [lastEventIdHeader],
         responses: { "200": sse("The event stream"), ...common(auth) },
@@ -295,7 +305,10 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             description: "Accepting orders",
             content: json(ref("Ready")),
           },
-          "503": problem("Draining for shutdown", retryAfter),
+          "503": problem(
+            "Draining for shutdown, or the store is refusing writes",
+            retryAfter,
+          ),
         },
       },
     },
@@ -304,7 +317,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         operationId: "openApi",
         tags: ["operations"],
         summary: "This document",
-        ...secured,
+        ...open,
         responses: {
           "200": {
             description: "OpenAPI 3.1",
@@ -319,7 +332,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         tags: ["operations"],
         summary:
           "Interactive API reference (Swagger UI, served by the service itself)",
-        ...secured,
+        ...open,
         responses: {
           "200": {
             description: "An HTML page",
@@ -333,7 +346,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         operationId: "docsAsset",
         tags: ["operations"],
         summary: "The reference page's scripts and styles",
-        ...secured,
+        ...open,
         parameters: [{
           name: "file",
           in: "path",
@@ -359,6 +372,9 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
             description: "Prometheus text format",
             content: { "text/plain": { schema: { type: "string" } } },
           },
+          ...(auth
+            ? { "401": problem("Missing, malformed or wrong API key") }
+            : {}),
         },
       },
     };
@@ -371,6 +387,9 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
       description:
         "A concurrent order-processing service for food-delivery orders. Every error is RFC 9457 application/problem+json.",
     },
+    // Relative: the service itself, at whatever address the document was
+    // fetched from (Swagger UI resolves it against the page).
+    servers: [{ url: "/", description: "This service" }],
     tags: [
       { name: "orders", description: "Create, read, list and cancel orders" },
       { name: "events", description: "Live order events (Server-Sent Events)" },

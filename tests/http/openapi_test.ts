@@ -188,3 +188,39 @@ Deno.test("GET /docs serves a page whose scripts and styles come from this servi
     await drainSystem(system);
   }
 });
+
+Deno.test("with API keys, an operation documented as secured answers 401 without a key and documents it; one documented open does not", async () => {
+  const system = testSystem({ apiKeys: ["key-0123456789abcdef"] });
+  try {
+    const document = await documentOf(system) as unknown as {
+      paths: Record<
+        string,
+        Record<string, { security?: unknown[]; responses: object }>
+      >;
+    };
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const url = path
+          .replace("{id}", "ORD-00000000000000000000000000")
+          .replace("{file}", "init.js");
+        const response = await system.app.request(url, {
+          method: method.toUpperCase(),
+        });
+        await response.body?.cancel();
+        const secured = (operation.security ?? []).length > 0;
+        assert.equal(
+          response.status === 401,
+          secured,
+          `${method} ${path}: ${response.status}, documented ${
+            secured ? "secured" : "open"
+          }`,
+        );
+        if (secured) {
+          assert.ok("401" in operation.responses, `${method} ${path} 401`);
+        }
+      }
+    }
+  } finally {
+    await drainSystem(system);
+  }
+});
