@@ -21,6 +21,7 @@ import { apiKeyAuth } from "./auth.ts";
 import { healthRoutes } from "./health.ts";
 import { inFlightLimit } from "./in_flight.ts";
 import type { BodyLimits } from "./json_body.ts";
+import { metricsRoutes } from "./metrics.ts";
 import { ordersRoutes } from "./orders.ts";
 import { problem, problemFor } from "./problem.ts";
 
@@ -109,16 +110,7 @@ export function createApp(options: AppOptions) {
   if (options.metrics) base.use(options.metrics.httpMiddleware());
   base.use(inFlightLimit(options.maxInFlight ?? 1024));
   if (options.apiKeys?.length) base.use(apiKeyAuth(options.apiKeys));
-  if (options.metrics) {
-    const metrics = options.metrics;
-    base.get(
-      "/metrics",
-      async (c) =>
-        c.body(await metrics.render(), 200, {
-          "content-type": metrics.contentType,
-        }),
-    );
-  }
+  if (options.metrics) base.route("/", metricsRoutes(options.metrics));
   const app = base
     .route("/orders", ordersRoutes(options))
     .route(

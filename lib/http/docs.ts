@@ -12,6 +12,12 @@ import swaggerBundle from "swagger-ui-dist/swagger-ui-bundle.js" with {
   type: "text",
 };
 import swaggerCss from "swagger-ui-dist/swagger-ui.css" with { type: "text" };
+import {
+  type DocContext,
+  json,
+  type PathItems,
+  problemResponse,
+} from "./openapi_parts.ts";
 
 /** The content security policy of the reference page: this origin only. */
 export const DOCS_CSP =
@@ -70,4 +76,59 @@ export function docsRoutes(
         "cache-control": "public, max-age=3600",
       });
     });
+}
+
+/**
+ * The OpenAPI operations of `/openapi.json`, `/docs` and its assets.
+ */
+export function docsDocs(ctx: DocContext): PathItems {
+  return {
+    "/openapi.json": {
+      get: {
+        operationId: "openApi",
+        tags: ["operations"],
+        summary: "This document",
+        ...ctx.open,
+        responses: {
+          "200": {
+            description: "OpenAPI 3.1",
+            content: json({ type: "object" }),
+          },
+        },
+      },
+    },
+    "/docs": {
+      get: {
+        operationId: "docs",
+        tags: ["operations"],
+        summary:
+          "Interactive API reference (Swagger UI, served by the service itself)",
+        ...ctx.open,
+        responses: {
+          "200": {
+            description: "An HTML page",
+            content: { "text/html": { schema: { type: "string" } } },
+          },
+        },
+      },
+    },
+    "/docs/assets/{file}": {
+      get: {
+        operationId: "docsAsset",
+        tags: ["operations"],
+        summary: "The reference page's scripts and styles",
+        ...ctx.open,
+        parameters: [{
+          name: "file",
+          in: "path",
+          required: true,
+          schema: { type: "string" },
+        }],
+        responses: {
+          "200": { description: "A script or style sheet" },
+          "404": problemResponse("No such file"),
+        },
+      },
+    },
+  };
 }

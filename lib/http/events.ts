@@ -15,6 +15,15 @@ import type {
 import { isTerminal, toOrderJson } from "../orders/order.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
+import {
+  commonResponses,
+  type DocContext,
+  lastEventIdHeader,
+  orderIdParameter,
+  type PathItems,
+  problemResponse,
+  sse,
+} from "./openapi_parts.ts";
 
 /** What the event routes need. */
 export interface EventRoutesOptions {
@@ -214,4 +223,44 @@ export function eventRoutes(options: EventRoutesOptions) {
         await forwardEvents(stream, subscription, heartbeatMs);
       });
     });
+}
+
+/**
+ * The OpenAPI operations of the event stream routes below.
+ */
+export function eventsDocs(ctx: DocContext): PathItems {
+  return {
+    "/orders/{id}/events": {
+      get: {
+        operationId: "orderEvents",
+        tags: ["events"],
+        summary: "Follow one order (Server-Sent Events)",
+        description:
+          "The first event (`order`) is the current state; then one event per change (`status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`) with the order as data. Ends after a terminal status. Heartbeat comments keep idle connections open. A reconnect with `Last-Event-ID` replays the changes missed; for a finished order with nothing missed it answers 204, which makes an EventSource stop reconnecting.",
+        ...ctx.secured,
+        parameters: [orderIdParameter, lastEventIdHeader],
+        responses: {
+          "200": sse("The event stream"),
+          "204": {
+            description:
+              "A reconnect for a finished order that missed nothing: stop reconnecting",
+          },
+          "404": problemResponse("No such order"),
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/events": {
+      get: {
+        operationId: "allEvents",
+        tags: ["events"],
+        summary: "Follow every order change (Server-Sent Events)",
+        description:
+          "Every change to every order, one event each, named after it: `created` for a new order, then `status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`; the data is the order after the change. Send `Last-Event-ID` to resume without a gap; if it is too old, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
+        ...ctx.secured,
+        parameters: [lastEventIdHeader],
+        responses: { "200": sse("The event stream"), ...commonResponses(ctx) },
+      },
+    },
+  };
 }

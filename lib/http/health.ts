@@ -6,6 +6,14 @@
 
 import { Hono } from "hono";
 import { problem, problemType } from "./problem.ts";
+import {
+  type DocContext,
+  json,
+  type PathItems,
+  problemResponse,
+  ref,
+  retryAfter,
+} from "./openapi_parts.ts";
 
 /** Creates the `/health` and `/ready` routes. */
 export function healthRoutes(
@@ -33,4 +41,44 @@ export function healthRoutes(
         detail: "The service is draining and accepts no new orders",
       }, { "retry-after": "5" });
     });
+}
+
+/**
+ * The OpenAPI operations of `/health` and `/ready`.
+ */
+export function healthDocs(ctx: DocContext): PathItems {
+  return {
+    "/health": {
+      get: {
+        operationId: "health",
+        tags: ["operations"],
+        summary: "Liveness",
+        ...ctx.open,
+        responses: {
+          "200": {
+            description: "The process runs",
+            content: json(ref("Health")),
+          },
+        },
+      },
+    },
+    "/ready": {
+      get: {
+        operationId: "ready",
+        tags: ["operations"],
+        summary: "Readiness",
+        ...ctx.open,
+        responses: {
+          "200": {
+            description: "Accepting orders",
+            content: json(ref("Ready")),
+          },
+          "503": problemResponse(
+            "Draining for shutdown, or the store is refusing writes",
+            retryAfter,
+          ),
+        },
+      },
+    },
+  };
 }

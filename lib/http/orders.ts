@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import { validator } from "hono/validator";
 import { OrderNotFoundError } from "../orders/errors.ts";
-import { toOrderJson } from "../orders/order.ts";
+import { ORDER_STATUSES, toOrderJson } from "../orders/order.ts";
 import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import { type BodyLimits, fieldErrors, jsonBody } from "./json_body.ts";
@@ -15,8 +15,19 @@ import { HttpProblem, problemType } from "./problem.ts";
 import {
   idempotencyKeySchema,
   listQuerySchema,
+  MAX_PAGE_SIZE,
   newOrderSchema,
 } from "./schemas.ts";
+import {
+  commonResponses,
+  type DocContext,
+  json,
+  locationHeader,
+  orderIdParameter,
+  type PathItems,
+  problemResponse,
+  ref,
+} from "./openapi_parts.ts";
 
 /** What the orders routes need. */
 export interface OrdersRoutesOptions {
@@ -128,4 +139,159 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
         cancellation: immediate ? "done" : "at_next_step_boundary",
       }, immediate ? 200 : 202);
     });
+}
+
+/**
+ * The OpenAPI operations of the `/orders` routes below.
+ */
+export function ordersDocs(ctx: DocContext): PathItems {
+  return {
+    "/orders": {
+      post: {
+        operationId: "createOrder",
+        tags: ["orders"],
+        summary: "Create an order",
+        description:
+          "Stores the order as `pending` and queues it. With an `Idempotency-Key`, a repeat with the same body answers 200 with the order that key created, as it is now; with another body, 422.",
+        ...ctx.secured,
+        parameters: [{
+          name: "Idempotency-Key",
+          in: "header",
+          required: false,
+          schema: {
+            type: "string",
+            minLength: 1,
+            maxLength: 255,
+            pattern: "^[\\x21-\\x7e]+$",
+          },
+        }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: ref("NewOrder"),
+              example: {
+                customer_id: "c_12345",
+                restaurant_id: "r_456",
+                items: ["veggie_burger", "fries"],
+              },
+            },
+          },
+        },
+        responses: {
+          "201": {
+            description: "Created",
+            headers: {
+              ...locationHeader,
+            },
+            content: json(ref("Order")),
+          },
+          "200": {
+            description:
+              "An Idempotency-Key replay: the order that key created, in its current state",
+            headers: {
+              ...locationHeader,
+              "Idempotent-Replayed": {
+                required: true,
+                schema: { type: "string", enum: ["true"] },
+              },
+            },
+            content: json(ref("Order")),
+          },
+          "400": problemResponse(
+            "Malformed JSON, invalid UTF-8, a duplicate member name, or a bad Idempotency-Key",
+          ),
+          "408": problemResponse("The body did not arrive in time"),
+          "413": problemResponse("The body exceeds 64 KiB"),
+          "415": problemResponse("The body is not declared application/json"),
+          "422": problemResponse(
+            "The body breaks a rule (see `errors`), or the Idempotency-Key was used with another body",
+          ),
+          ...commonResponses(ctx),
+        },
+      },
+      get: {
+        operationId: "listOrders",
+        tags: ["orders"],
+        summary: "List orders, oldest first",
+        ...ctx.secured,
+        parameters: [
+          {
+            name: "limit",
+            in: "query",
+            schema: {
+              type: "integer",
+              minimum: 1,
+              maximum: MAX_PAGE_SIZE,
+              default: 100,
+            },
+          },
+          {
+            name: "status",
+            in: "query",
+            schema: { type: "string", enum: [...ORDER_STATUSES] },
+          },
+          {
+            name: "cursor",
+            in: "query",
+            schema: { type: "string" },
+            description: "Opaque; from the previous page's Link header",
+          },
+        ],
+        responses: {
+          "200": {
+            description: "A page of orders",
+            headers: {
+              Link: {
+                schema: { type: "string" },
+                description:
+                  'RFC 8288 `<…>; rel="next"` when more orders follow',
+              },
+            },
+            content: json({ type: "array", items: ref("Order") }),
+          },
+          "400": problemResponse("A bad, repeated or unknown query parameter"),
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/orders/{id}": {
+      get: {
+        operationId: "getOrder",
+        tags: ["orders"],
+        summary: "Read one order",
+        ...ctx.secured,
+        parameters: [orderIdParameter],
+        responses: {
+          "200": { description: "The order", content: json(ref("Order")) },
+          "404": problemResponse("No such order"),
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/orders/{id}/cancel": {
+      post: {
+        operationId: "cancelOrder",
+        tags: ["orders"],
+        summary: "Cancel an order",
+        description:
+          "A pending order is cancelled at once (200); a processing one at its next step boundary (202).",
+        ...ctx.secured,
+        parameters: [orderIdParameter],
+        responses: {
+          "200": {
+            description: "Cancelled",
+            content: json(ref("CancelledOrder")),
+          },
+          "202": {
+            description: "Will be cancelled at the next step boundary",
+            content: json(ref("CancelledOrder")),
+          },
+          "404": problemResponse("No such order"),
+          "409": problemResponse("The order has already finished"),
+          ...commonResponses(ctx),
+        },
+      },
+    },
+  };
 }

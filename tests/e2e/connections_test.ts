@@ -5,19 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { EXAMPLE_ORDER } from "../helpers.ts";
+import { postOrder } from "./load.ts";
 import { startService } from "./service_process.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function postOrder(url: string, signal?: AbortSignal): Promise<Response> {
-  return fetch(`${url}/orders`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(EXAMPLE_ORDER),
-    ...(signal ? { signal } : {}),
-  });
-}
 
 /** Resolves with the milliseconds until the peer closes or resets `conn`. */
 async function timeUntilClosed(conn: Deno.Conn, maxMs: number) {

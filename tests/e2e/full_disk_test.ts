@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { EXAMPLE_ORDER } from "../helpers.ts";
+import { postOrder } from "./load.ts";
 import { runToExit, startService } from "./service_process.ts";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
@@ -62,14 +62,6 @@ async function fillDisk(dir: string): Promise<string> {
     file.close();
   }
   return path;
-}
-
-function postOrder(url: string): Promise<Response> {
-  return fetch(`${url}/orders`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(EXAMPLE_ORDER),
-  });
 }
 
 Deno.test({

@@ -115,3 +115,16 @@ export async function waitUntilSettled(
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** POSTs the example order to the service at `url`. */
+export function postOrder(
+  url: string,
+  signal?: AbortSignal,
+): Promise<Response> {
+  return fetch(`${url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(EXAMPLE_ORDER),
+    ...(signal ? { signal } : {}),
+  });
+}
