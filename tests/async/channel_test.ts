@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import { fc } from "../deps.ts";
 import { Channel, ChannelClosedError } from "../../lib/async/channel.ts";
 
 /** Resolves after every queued microtask and one macrotask have run. */

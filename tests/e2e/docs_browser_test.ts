@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { chromium } from "../deps.ts";
 import { startService } from "./service_process.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import { fc } from "../deps.ts";
 import { findDuplicateKey } from "../../lib/http/duplicate_keys.ts";
 
 Deno.test("findDuplicateKey() finds a name repeated in one object, at any depth", () => {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { EventSource } from "eventsource";
+import { EventSource } from "../deps.ts";
 import type { System } from "../../lib/system.ts";
 import type { StepRunner } from "../../lib/orders/steps.ts";
 import {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import { fc } from "../deps.ts";
 import type { System } from "../../lib/system.ts";
 import { drainSystem, EXAMPLE_ORDER, testSystem } from "../helpers.ts";
 
