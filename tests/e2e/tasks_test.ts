@@ -1,0 +1,109 @@
+/**
+ * The README's commands as a supervisor runs them: `deno task start` and
+ * `deno task dev` each stop when the process the supervisor started gets
+ * SIGTERM, and leave nothing running.
+ */
+
+import assert from "node:assert/strict";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** Runs `deno task NAME` on a free port; resolves once it listens. */
+async function startTask(name: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", name],
+    cwd: ROOT,
+    env: { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const records: Array<Record<string, unknown>> = [];
+  const listening = Promise.withResolvers<number>();
+  const reading = (async () => {
+    let buffered = "";
+    for await (
+      const text of child.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      buffered += text;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (!line.startsWith("{")) continue;
+        const record = JSON.parse(line);
+        records.push(record);
+        if (record.message === "Listening") listening.resolve(record.port);
+      }
+    }
+    listening.reject(new Error(`deno task ${name} exited before listening`));
+  })();
+  const port = await listening.promise;
+  return { child, port, records, done: reading.then(() => child.status) };
+}
+
+async function portIsClosed(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+async function within<T>(ms: number, promise: Promise<T>, what: string) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} took over ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("SIGTERM to `deno task start` drains, logs the summary and exits 0, leaving nothing listening", async () => {
+  const task = await startTask("start");
+  task.child.kill("SIGTERM");
+  const status = await within(15_000, task.done, "the drain");
+  assert.equal(status.code, 0);
+  assert.equal(task.records.at(-1)?.event, "summary");
+  assert.ok(await portIsClosed(task.port), "the server is gone");
+});
+
+Deno.test("SIGTERM to `deno task dev` drains and stops it instead of waiting for a file change", async () => {
+  const task = await startTask("dev");
+  task.child.kill("SIGTERM");
+  const status = await within(15_000, task.done, "stopping");
+  assert.equal(status.code, 0);
+  assert.equal(task.records.at(-1)?.event, "summary");
+  assert.ok(await portIsClosed(task.port), "the server is gone");
+});
+
+Deno.test("`deno task dev` restarts the service, drained, when a source file changes", async () => {
+  const task = await startTask("dev");
+  const touched = `${ROOT}lib/dev_watch_probe_${crypto.randomUUID()}.ts`;
+  try {
+    await Deno.writeTextFile(touched, "export {};\n");
+    const restarted = async () => {
+      while (task.records.filter((r) => r.message === "Listening").length < 2) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    await within(15_000, restarted(), "the restart");
+    const summaries = task.records.filter((r) => r.event === "summary");
+    assert.equal(
+      summaries.length,
+      1,
+      "the first run drained before the restart",
+    );
+  } finally {
+    await Deno.remove(touched).catch(() => {});
+    task.child.kill("SIGTERM");
+    await within(15_000, task.done, "stopping");
+  }
+});
