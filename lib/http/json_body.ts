@@ -154,17 +154,23 @@ function tooLarge(maxBytes: number): HttpProblem {
   );
 }
 
-/** Turns zod issues into the `errors` list of a 422 problem. */
-export function fieldErrors(issues: readonly z.core.$ZodIssue[]): FieldError[] {
+/**
+ * Turns zod issues into the `errors` list of a problem. `unknownKey` words
+ * the message for a member the schema does not know (by default: an order
+ * field a client may not send).
+ */
+export function fieldErrors(
+  issues: readonly z.core.$ZodIssue[],
+  unknownKey: (key: string) => string = (key) =>
+    `${key} is not accepted: an order is sent as customer_id, restaurant_id and items only`,
+): FieldError[] {
   const errors: FieldError[] = [];
   for (const issue of issues) {
     const path = issue.path.map(String);
     if (issue.code === "unrecognized_keys") {
       // Name each unknown field instead of blaming the enclosing object.
       for (const key of issue.keys) {
-        errors.push(
-          fieldError([...path, key], `${key} is not a field clients may set`),
-        );
+        errors.push(fieldError([...path, key], unknownKey(key)));
       }
     } else errors.push(fieldError(path, issue.message));
   }

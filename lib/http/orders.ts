@@ -94,11 +94,27 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
     .get(
       "/",
       validator("query", (value) => {
+        // A parameter given twice (?limit=1&limit=2) arrives as an array;
+        // say so in words rather than as a type mismatch.
+        const repeated = Object.entries(value)
+          .filter(([, given]) => Array.isArray(given))
+          .map(([name]) => ({
+            field: name,
+            pointer: `/${name}`,
+            message: `${name} may be given only once`,
+          }));
+        if (repeated.length > 0) {
+          throw badQuery("Invalid query parameters", repeated);
+        }
         const parsed = listQuerySchema.safeParse(value);
         if (!parsed.success) {
           throw badQuery(
             "Invalid query parameters",
-            fieldErrors(parsed.error.issues),
+            fieldErrors(
+              parsed.error.issues,
+              (name) =>
+                `${name} is not a query parameter of GET /orders, which takes limit, status and cursor`,
+            ),
           );
         }
         return parsed.data;

@@ -147,6 +147,13 @@ Deno.test("promise 3: garbage on the socket gets a 4xx or a closed connection, a
       const head = new TextDecoder().decode(buffer.subarray(0, read));
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]);
       assert.ok(status >= 400 && status < 500, `answered ${head.slice(0, 40)}`);
+      // Deno's HTTP server answers what it cannot parse before our code
+      // runs: an empty 400 that closes the connection, not problem+json
+      // (documented in the README; Deno.serve offers no hook for it).
+      if (status === 400) {
+        assert.match(head, /content-length: 0\r\n/i);
+        assert.match(head, /connection: close\r\n/i);
+      }
     }
     connection.close();
   }

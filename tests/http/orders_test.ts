@@ -428,6 +428,33 @@ withSystem(
 );
 
 withSystem(
+  "GET /orders words a repeated or unknown parameter for the client, and POST an unknown field",
+  async (system) => {
+    const messageFor = async (response: Response) => {
+      const problem = await assertProblem(response, response.status);
+      const [error] = problem.errors as Array<
+        { field: string; message: string }
+      >;
+      return `${error?.field}: ${error?.message}`;
+    };
+    assert.equal(
+      await messageFor(await system.app.request("/orders?limit=1&limit=2")),
+      "limit: limit may be given only once",
+    );
+    assert.equal(
+      await messageFor(await system.app.request("/orders?colour=blue")),
+      "colour: colour is not a query parameter of GET /orders, which takes limit, status and cursor",
+    );
+    assert.equal(
+      await messageFor(
+        await post(system, JSON.stringify({ ...EXAMPLE_ORDER, id: "x" })),
+      ),
+      "id: id is not accepted: an order is sent as customer_id, restaurant_id and items only",
+    );
+  },
+);
+
+withSystem(
   "POST /orders/{id}/cancel cancels a pending order at once",
   async (system) => {
     const created = await (await post(system, JSON.stringify(EXAMPLE_ORDER)))
