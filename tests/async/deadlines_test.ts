@@ -13,7 +13,18 @@ Deno.test("Deadlines fires an expired deadline once and leaves no timer when idl
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(count, 1);
   assert.equal(deadlines.size, 0);
-  // The sanitizer fails this test if the interval were still running.
+  assert.equal(deadlines.running, false, "no timer is left when idle");
+});
+
+Deno.test("Deadlines keeps one timer across back-to-back deadlines, stopping it only when a check finds none", async () => {
+  const deadlines = new Deadlines(5);
+  for (let request = 0; request < 100; request++) {
+    const cancel = deadlines.add(1000, () => {});
+    cancel(); // the set is empty between requests under load
+    assert.equal(deadlines.running, true);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(deadlines.running, false);
 });
 
 Deno.test("Deadlines does not fire a cancelled deadline", async () => {
