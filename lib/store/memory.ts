@@ -41,10 +41,14 @@ export interface MemoryStoreOptions {
 }
 
 /**
- * An order as this store keeps it: mutable, and with its timeline packed
- * into one number per entry (see `encodeEntry`). Measured with
+ * A finished order as this store keeps it, with its timeline packed into
+ * one number per entry (see `encodeEntry`). Measured with
  * `deno task bench` (memory per finished order), this is what keeps the
  * store within its memory budget; plain timeline objects cost far more.
+ * Orders still pending or processing (at most the queue and the workers)
+ * are kept as plain `Order` objects instead: they change several times in
+ * a few milliseconds, and decoding the packed form on every change was the
+ * store's largest cost under load (CPU profile, issue 11).
  */
 interface StoredOrder {
   id: string;
@@ -68,12 +72,16 @@ interface Extra {
   reasons: string[];
 }
 
-function extraOf(order: StoredOrder): Extra {
-  return order.extra ??= {
-    failure_reason: null,
-    cancel_requested: false,
-    reasons: [],
-  };
+/** An order held by the store: live as an `Order`, finished as packed. */
+type Held = Order | StoredOrder;
+
+function isPacked(held: Held): held is StoredOrder {
+  return "events" in held;
+}
+
+/** The order as callers see it. A live order is shared: never changed, only replaced. */
+function view(held: Held): Order {
+  return isPacked(held) ? decode(held) : held;
 }
 
 /**
@@ -82,8 +90,9 @@ function extraOf(order: StoredOrder): Extra {
  * Atomicity: every method does its whole read-modify-write in one
  * synchronous turn of the event loop (there is no `await` between reading
  * an order and writing it), so no other task can interleave and the Map
- * needs no lock of its own. Callers get decoded copies, never the stored
- * record, so a snapshot handed to a reader never changes under it.
+ * needs no lock of its own. A change replaces an order, never mutates it,
+ * so a snapshot handed to a reader never changes under it (callers must
+ * treat orders as read-only: live ones are shared, not copied).
  *
  * @example
  * ```ts
@@ -97,7 +106,7 @@ export class MemoryStore implements OrderStore {
   readonly #maxOrders: number;
   readonly #now: () => number;
   readonly #newId: () => string;
-  #orders = new Map<string, StoredOrder>();
+  #orders = new Map<string, Held>();
   #byKey = new Map<string, string>();
   #keyOf = new Map<string, string>();
   // Ids in creation order (which is also id order). Evicted ids stay here as
@@ -133,26 +142,25 @@ export class MemoryStore implements OrderStore {
         if (!sameNewOrder(existing, input)) {
           return Promise.reject(new IdempotencyConflictError(key, existing.id));
         }
-        return Promise.resolve({ order: decode(existing), created: false });
+        return Promise.resolve({ order: view(existing), created: false });
       }
     }
     if (this.#orders.size >= this.#maxOrders && !this.#evictOne()) {
       return Promise.reject(new StoreFullError(this.#maxOrders));
     }
     const now = this.#now();
-    const order: StoredOrder = {
+    const order: Order = {
       id: this.#newId(),
       customer_id: input.customer_id,
       restaurant_id: input.restaurant_id,
       items: [...input.items],
       status: "pending",
       created_at: now,
-      updatedAfterMs: 0,
+      updated_at: now,
       attempts: 0,
-      events: [
-        encodeEntry({ at: now, type: "status", status: "pending" }, now),
-      ],
-      extra: null,
+      failure_reason: null,
+      cancel_requested: false,
+      timeline: [{ at: now, type: "status", status: "pending" }],
     };
     this.#orders.set(order.id, order);
     this.#ids.push(order.id);
@@ -160,18 +168,18 @@ export class MemoryStore implements OrderStore {
       this.#byKey.set(key, order.id);
       this.#keyOf.set(order.id, key);
     }
-    return Promise.resolve({ order: decode(order), created: true });
+    return Promise.resolve({ order, created: true });
   }
 
   get(id: string): Promise<Order | undefined> {
     const order = this.#orders.get(id);
-    return Promise.resolve(order && decode(order));
+    return Promise.resolve(order && view(order));
   }
 
   getByIdempotencyKey(key: string): Promise<Order | undefined> {
     const id = this.#byKey.get(key);
     const order = id === undefined ? undefined : this.#orders.get(id);
-    return Promise.resolve(order && decode(order));
+    return Promise.resolve(order && view(order));
   }
 
   list(options: ListOptions): Promise<ListPage> {
@@ -188,53 +196,49 @@ export class MemoryStore implements OrderStore {
       if (orders.length === options.limit) {
         return Promise.resolve({ orders, hasMore: true });
       }
-      orders.push(decode(order));
+      orders.push(view(order));
     }
     return Promise.resolve({ orders, hasMore: false });
   }
 
   transition(id: string, change: Transition): Promise<Order> {
-    const order = this.#orders.get(id);
-    if (!order) return Promise.reject(new OrderNotFoundError(id));
+    const held = this.#orders.get(id);
+    if (!held) return Promise.reject(new OrderNotFoundError(id));
+    const current = view(held);
     const refusal = refuseTransition(id, {
-      status: order.status,
-      cancelRequested: order.extra?.cancel_requested ?? false,
+      status: current.status,
+      cancelRequested: current.cancel_requested,
     }, change);
     if (refusal) return Promise.reject(refusal);
-    const now = Math.max(this.#now(), order.created_at);
-    for (const entry of change.append ?? []) {
-      order.events.push(encodeEntry({ ...entry, at: now }, order.created_at));
-      if (entry.type === "attempt_failed") {
-        extraOf(order).reasons.push(entry.reason);
-      }
+    const now = Math.max(this.#now(), current.created_at);
+    const added: TimelineEntry[] = [];
+    for (const entry of change.append ?? []) added.push({ ...entry, at: now });
+    const status = change.to ?? current.status;
+    if (status !== current.status) {
+      added.push({ at: now, type: "status", status });
     }
-    if (change.to !== undefined && change.to !== order.status) {
-      order.events.push(
-        encodeEntry(
-          { at: now, type: "status", status: change.to },
-          order.created_at,
-        ),
-      );
-      order.status = change.to;
-      // Growing by push leaves spare capacity (17 slots after the first
-      // push); a finished order's timeline is final, so keep an exact copy.
-      if (isTerminal(change.to)) order.events = order.events.slice();
-    }
-    if (change.incrementAttempts) order.attempts++;
     const set = change.set;
-    if (set?.attempts !== undefined) order.attempts = set.attempts;
-    if (set?.failure_reason != null) {
-      extraOf(order).failure_reason = set.failure_reason;
-    } else if (set?.failure_reason === null && order.extra) {
-      order.extra.failure_reason = null;
-    }
-    if (set?.cancel_requested !== undefined) {
-      if (set.cancel_requested || order.extra) {
-        extraOf(order).cancel_requested = set.cancel_requested;
-      }
-    }
-    order.updatedAfterMs = now - order.created_at;
-    return Promise.resolve(decode(order));
+    const next: Order = {
+      id: current.id,
+      customer_id: current.customer_id,
+      restaurant_id: current.restaurant_id,
+      items: current.items,
+      status,
+      created_at: current.created_at,
+      updated_at: now,
+      attempts: set?.attempts ??
+        (change.incrementAttempts ? current.attempts + 1 : current.attempts),
+      failure_reason: set?.failure_reason !== undefined
+        ? set.failure_reason
+        : current.failure_reason,
+      cancel_requested: set?.cancel_requested ?? current.cancel_requested,
+      timeline: added.length === 0
+        ? current.timeline
+        : current.timeline.concat(added),
+    };
+    // A finished order's timeline is final: pack it to save memory.
+    this.#orders.set(id, isTerminal(status) ? pack(next) : next);
+    return Promise.resolve(next);
   }
 
   close(): Promise<void> {
@@ -300,6 +304,36 @@ function encodeEntry(entry: TimelineEntry, createdAt: number): number {
   const code = TYPES.indexOf(entry.type) | (index << 3) |
     (Math.min(attempt, 127) << 6);
   return (entry.at - createdAt) * 8192 + code;
+}
+
+/** Packs a finished order; arrays are exact-size (push leaves spare slots). */
+function pack(order: Order): StoredOrder {
+  const reasons: string[] = [];
+  const events = new Array<number>(order.timeline.length);
+  for (const [index, entry] of order.timeline.entries()) {
+    events[index] = encodeEntry(entry, order.created_at);
+    if (entry.type === "attempt_failed") reasons.push(entry.reason);
+  }
+  const needsExtra = order.failure_reason !== null || order.cancel_requested ||
+    reasons.length > 0;
+  return {
+    id: order.id,
+    customer_id: order.customer_id,
+    restaurant_id: order.restaurant_id,
+    items: order.items,
+    status: order.status,
+    created_at: order.created_at,
+    updatedAfterMs: order.updated_at - order.created_at,
+    attempts: order.attempts,
+    events,
+    extra: needsExtra
+      ? {
+        failure_reason: order.failure_reason,
+        cancel_requested: order.cancel_requested,
+        reasons,
+      }
+      : null,
+  };
 }
 
 function decode(order: StoredOrder): Order {
