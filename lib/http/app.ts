@@ -8,18 +8,17 @@
 import type { Logger } from "@logtape/logtape";
 import { Hono, type MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
-import { requestId } from "hono/request-id";
 import type { OrderEventHub } from "../observe/events.ts";
 import type { ServiceMetrics } from "../observe/metrics.ts";
-import { DOCS_CSP, docsRoutes } from "./docs.ts";
+import { docsRoutes } from "./docs.ts";
 import { eventRoutes } from "./events.ts";
 import { openApiDocument } from "./openapi.ts";
 import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import type { StoreHealth } from "../orders/store_health.ts";
-import { apiKeyAuth } from "./auth.ts";
+import { apiKeyAuth, UNAUTHENTICATED_PATHS } from "./auth.ts";
 import { healthRoutes } from "./health.ts";
-import { inFlightLimit } from "./in_flight.ts";
+import { requestContext } from "./request_context.ts";
 import type { BodyLimits } from "./json_body.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { ordersRoutes } from "./orders.ts";
@@ -65,28 +64,17 @@ export interface AppOptions {
 export function createApp(options: AppOptions) {
   const { logger } = options;
   const base = new Hono();
-  // A client's X-Request-Id (if short and safe) or a new UUID; echoed on
-  // the response, quoted in problem bodies and in request log lines.
-  base.use(requestId({ limitLength: 128 }));
+  // Request id, in-flight bound, security headers and HTTP metrics: one
+  // layer, because each async middleware layer is a measurable cost per
+  // request (lib/http/request_context.ts).
+  base.use(requestContext({
+    maxInFlight: options.maxInFlight ?? 1024,
+    exempt: UNAUTHENTICATED_PATHS,
+    metrics: options.metrics,
+  }));
   // Per-request lines only at debug level, decided once: when not wanted
   // the middleware is not there at all.
   if (logger.isEnabledFor("debug")) base.use(requestLogging(logger));
-  // Security headers. Every response header costs Deno's HTTP server a few
-  // microseconds (measured: four more headers took a third off a bare Hono
-  // handler's GET throughput), so API responses, which are JSON and never
-  // rendered, carry only nosniff; the one HTML page, /docs, gets the
-  // headers that protect a page. Prepared before the handler so that they
-  // are part of each response as it is built (Hono's secureHeaders() sets
-  // them on the finished response, which cost more still).
-  base.use(async (c, next) => {
-    c.header("x-content-type-options", "nosniff");
-    if (c.req.path.startsWith("/docs")) {
-      c.header("content-security-policy", DOCS_CSP);
-      c.header("x-frame-options", "DENY");
-      c.header("referrer-policy", "no-referrer");
-    }
-    await next();
-  });
   if (options.corsOrigins?.length) {
     base.use(cors({
       origin: [...options.corsOrigins],
@@ -107,8 +95,6 @@ export function createApp(options: AppOptions) {
       maxAge: 600,
     }));
   }
-  if (options.metrics) base.use(options.metrics.httpMiddleware());
-  base.use(inFlightLimit(options.maxInFlight ?? 1024));
   if (options.apiKeys?.length) base.use(apiKeyAuth(options.apiKeys));
   if (options.metrics) base.route("/", metricsRoutes(options.metrics));
   const app = base

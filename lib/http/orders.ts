@@ -12,6 +12,7 @@ import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import { type BodyLimits, fieldErrors, jsonBody } from "./json_body.ts";
 import { HttpProblem, problemType } from "./problem.ts";
+import { jsonResponse } from "./request_context.ts";
 import {
   idempotencyKeySchema,
   listQuerySchema,
@@ -86,10 +87,14 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
         key = parsed.data;
       }
       const { order, created } = await service.create(c.req.valid("json"), key);
-      c.header("location", `/orders/${order.id}`);
+      const location = `/orders/${order.id}`;
       // A replay answers 200: nothing new was created by this request.
-      if (!created) c.header("idempotent-replayed", "true");
-      return c.json(toOrderJson(order), created ? 201 : 200);
+      return created
+        ? jsonResponse(c, toOrderJson(order), 201, { location })
+        : jsonResponse(c, toOrderJson(order), 200, {
+          location,
+          "idempotent-replayed": "true",
+        });
     })
     .get(
       "/",
@@ -145,7 +150,7 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
       const id = c.req.param("id");
       const order = await store.get(id);
       if (!order) throw new OrderNotFoundError(id);
-      return c.json(toOrderJson(order), 200);
+      return jsonResponse(c, toOrderJson(order), 200);
     })
     .post("/:id/cancel", async (c) => {
       const { order, immediate } = await service.cancel(c.req.param("id"));

@@ -4,7 +4,6 @@
  * @module
  */
 
-import type { MiddlewareHandler } from "hono";
 import client from "prom-client";
 import type { OrderEvent } from "./events.ts";
 import { registerProcessMetrics } from "./process_metrics.ts";
@@ -154,32 +153,33 @@ export class ServiceMetrics {
     }
   }
 
-  /** Middleware counting and timing every request by its route pattern. */
-  httpMiddleware(): MiddlewareHandler {
-    return async (c, next) => {
-      const startedAt = performance.now();
-      await next();
-      // The pattern (/orders/:id), never the raw path: label values must
-      // stay few.
-      const route = c.req.routePath === "/*" || c.req.routePath === "*"
-        ? "unmatched"
-        : c.req.routePath;
-      const method = c.req.method;
-      const status = String(c.res.status);
-      const key = `${method} ${route}`;
-      let timer = this.#httpTimers.get(key);
-      if (!timer) {
-        timer = this.#httpSeconds.labels(method, route);
-        this.#httpTimers.set(key, timer);
-      }
-      let counter = this.#httpCounters.get(`${key} ${status}`);
-      if (!counter) {
-        counter = this.#httpRequests.labels(method, route, status);
-        this.#httpCounters.set(`${key} ${status}`, counter);
-      }
-      counter.inc();
-      timer.observe((performance.now() - startedAt) / 1000);
-    };
+  /**
+   * Counts and times one answered request by its route pattern (never the
+   * raw path: label values must stay few).
+   */
+  recordRequest(
+    method: string,
+    routePath: string,
+    status: number,
+    seconds: number,
+  ): void {
+    const route = routePath === "/*" || routePath === "*"
+      ? "unmatched"
+      : routePath;
+    const key = `${method} ${route}`;
+    let timer = this.#httpTimers.get(key);
+    if (!timer) {
+      timer = this.#httpSeconds.labels(method, route);
+      this.#httpTimers.set(key, timer);
+    }
+    const statusKey = `${key} ${status}`;
+    let counter = this.#httpCounters.get(statusKey);
+    if (!counter) {
+      counter = this.#httpRequests.labels(method, route, String(status));
+      this.#httpCounters.set(statusKey, counter);
+    }
+    counter.inc();
+    timer.observe(seconds);
   }
 
   /** The metrics in Prometheus text format. */
