@@ -6,6 +6,12 @@
 
 import client from "prom-client";
 import type { OrderEvent } from "./events.ts";
+import {
+  type CounterCell,
+  CounterFamily,
+  type HistogramCell,
+  HistogramFamily,
+} from "./metric_cells.ts";
 import { registerProcessMetrics } from "./process_metrics.ts";
 import { isTerminal, type TimelineEntry } from "../orders/order.ts";
 
@@ -48,60 +54,54 @@ const SECONDS_BUCKETS = [
 export class ServiceMetrics {
   /** The registry `/metrics` renders. */
   readonly registry = new client.Registry();
-  readonly #ordersCreated: client.Counter;
-  readonly #ordersFinished: client.Counter<"status">;
-  readonly #processingSeconds: client.Histogram;
-  readonly #stepSeconds: client.Histogram<"step">;
-  readonly #httpRequests: client.Counter<"method" | "route" | "status">;
-  readonly #httpSeconds: client.Histogram<"method" | "route">;
-  // Label children by their values: prom-client hashes the labels on every
-  // call otherwise, a visible cost per request.
-  readonly #httpCounters = new Map<string, client.Counter.Internal>();
-  readonly #httpTimers = new Map<
-    string,
-    client.Histogram.Internal<"method" | "route">
-  >();
+  readonly #ordersCreated: CounterCell;
+  readonly #ordersFinished: CounterFamily;
+  readonly #processingSeconds: HistogramCell;
+  readonly #stepSeconds: HistogramFamily;
+  readonly #httpRequests: CounterFamily;
+  readonly #httpSeconds: HistogramFamily;
+  // Cells by their label values, looked up once per label set.
+  readonly #httpCounters = new Map<string, CounterCell>();
+  readonly #httpTimers = new Map<string, HistogramCell>();
+  readonly #finished = new Map<string, CounterCell>();
+  readonly #steps = new Map<string, HistogramCell>();
 
   /** Creates and registers every metric. */
   constructor(options: ServiceMetricsOptions) {
     const registers = [this.registry];
-    this.#ordersCreated = new client.Counter({
-      name: "orders_created_total",
-      help: "Orders accepted (answered 201).",
-      registers,
-    });
-    this.#ordersFinished = new client.Counter({
-      name: "orders_finished_total",
-      help: "Orders that reached a terminal status, by status.",
-      labelNames: ["status"],
-      registers,
-    });
-    this.#processingSeconds = new client.Histogram({
-      name: "order_processing_seconds",
-      help: "Time from an order's creation to its terminal status.",
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
-    this.#stepSeconds = new client.Histogram({
-      name: "order_step_seconds",
-      help: "Duration of each finished processing step.",
-      labelNames: ["step"],
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
-    this.#httpRequests = new client.Counter({
-      name: "http_requests_total",
-      help: "HTTP requests answered, by method, route pattern and status.",
-      labelNames: ["method", "route", "status"],
-      registers,
-    });
-    this.#httpSeconds = new client.Histogram({
-      name: "http_request_duration_seconds",
-      help: "Time to answer an HTTP request, by method and route pattern.",
-      labelNames: ["method", "route"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-      registers,
-    });
+    this.#ordersCreated = new CounterFamily(
+      "orders_created_total",
+      "Orders accepted (answered 201).",
+      [],
+    ).registerIn(this.registry).cell();
+    this.#ordersFinished = new CounterFamily(
+      "orders_finished_total",
+      "Orders that reached a terminal status, by status.",
+      ["status"],
+    ).registerIn(this.registry);
+    this.#processingSeconds = new HistogramFamily(
+      "order_processing_seconds",
+      "Time from an order's creation to its terminal status.",
+      [],
+      SECONDS_BUCKETS,
+    ).registerIn(this.registry).cell();
+    this.#stepSeconds = new HistogramFamily(
+      "order_step_seconds",
+      "Duration of each finished processing step.",
+      ["step"],
+      SECONDS_BUCKETS,
+    ).registerIn(this.registry);
+    this.#httpRequests = new CounterFamily(
+      "http_requests_total",
+      "HTTP requests answered, by method, route pattern and status.",
+      ["method", "route", "status"],
+    ).registerIn(this.registry);
+    this.#httpSeconds = new HistogramFamily(
+      "http_request_duration_seconds",
+      "Time to answer an HTTP request, by method and route pattern.",
+      ["method", "route"],
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    ).registerIn(this.registry);
     const gauge = (name: string, help: string, read: () => number) =>
       new client.Gauge({
         name,
@@ -140,13 +140,20 @@ export class ServiceMetrics {
       const finished = timeline[index];
       const before = timeline[index - 1];
       if (finished?.type === "step_finished" && before) {
-        this.#stepSeconds.observe(
-          { step: finished.step },
-          (finished.at - before.at) / 1000,
-        );
+        let cell = this.#steps.get(finished.step);
+        if (!cell) {
+          cell = this.#stepSeconds.cell(finished.step);
+          this.#steps.set(finished.step, cell);
+        }
+        cell.observe((finished.at - before.at) / 1000);
       }
     } else if (event.name === "status" && isTerminal(order.status)) {
-      this.#ordersFinished.inc({ status: order.status });
+      let cell = this.#finished.get(order.status);
+      if (!cell) {
+        cell = this.#ordersFinished.cell(order.status);
+        this.#finished.set(order.status, cell);
+      }
+      cell.inc();
       this.#processingSeconds.observe(
         (order.updated_at - order.created_at) / 1000,
       );
@@ -169,13 +176,13 @@ export class ServiceMetrics {
     const key = `${method} ${route}`;
     let timer = this.#httpTimers.get(key);
     if (!timer) {
-      timer = this.#httpSeconds.labels(method, route);
+      timer = this.#httpSeconds.cell(method, route);
       this.#httpTimers.set(key, timer);
     }
     const statusKey = `${key} ${status}`;
     let counter = this.#httpCounters.get(statusKey);
     if (!counter) {
-      counter = this.#httpRequests.labels(method, route, String(status));
+      counter = this.#httpRequests.cell(method, route, String(status));
       this.#httpCounters.set(statusKey, counter);
     }
     counter.inc();
