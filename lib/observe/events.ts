@@ -99,17 +99,23 @@ export class OrderEventHub {
     this.#listeners.push(listener);
   }
 
-  /** Publishes one event per new timeline entry of `order` (or `created`). */
-  publishChange(
-    order: Order,
-    entries: readonly TimelineEntry[] | "created",
-  ): void {
+  /**
+   * Publishes one event per new timeline entry of `order`: the last
+   * `entries` of its timeline, or `"created"` for a new order.
+   */
+  publishChange(order: Order, entries: number | "created"): void {
     if (this.#closed) return;
-    const names = entries === "created"
-      ? ["created"]
-      : entries.map((entry) => entry.type);
-    for (const name of names) {
-      this.#publish({ id: this.#nextId++, name, order });
+    if (entries === "created") {
+      this.#publish({ id: this.#nextId++, name: "created", order });
+      return;
+    }
+    const timeline: readonly TimelineEntry[] = order.timeline;
+    for (
+      let index = timeline.length - entries;
+      index < timeline.length;
+      index++
+    ) {
+      this.#publish({ id: this.#nextId++, name: timeline[index]!.type, order });
     }
   }
 

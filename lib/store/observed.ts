@@ -46,7 +46,7 @@ export class ObservedStore implements OrderStore {
     const statusAdded = change.to !== undefined && last?.type === "status" &&
       last.status === change.to;
     const added = (change.append?.length ?? 0) + (statusAdded ? 1 : 0);
-    if (added > 0) this.#hub.publishChange(order, order.timeline.slice(-added));
+    if (added > 0) this.#hub.publishChange(order, added);
     return order;
   }
 

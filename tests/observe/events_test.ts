@@ -23,11 +23,10 @@ Deno.test("OrderEventHub numbers events and delivers them in order to every subs
   const first = hub.subscribe();
   const second = hub.subscribe();
   hub.publishChange(order("A"), "created");
-  hub.publishChange(order("A", "processing"), [{
-    at: 1,
-    type: "status",
-    status: "processing",
-  }]);
+  hub.publishChange({
+    ...order("A", "processing"),
+    timeline: [{ at: 1, type: "status", status: "processing" }],
+  }, 1);
   for (const subscription of [first, second]) {
     const events = [await subscription.next(), await subscription.next()];
     assert.deepEqual(
