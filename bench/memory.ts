@@ -4,6 +4,7 @@
  * order after garbage collection. Run with --v8-flags=--expose-gc.
  *
  * Usage: deno run --v8-flags=--expose-gc -A bench/memory.ts [N]
+ *        deno run -A bench/memory.ts N --no-gc   (RSS as V8 leaves it)
  * Prints one JSON line: {"orders", "rssBytesPerOrder", "heapBytesPerOrder"}.
  */
 
@@ -11,7 +12,8 @@ import { getLogger } from "@logtape/logtape";
 import { MemoryStore } from "../lib/store/memory.ts";
 import { createSystem } from "../lib/system.ts";
 
-const total = Number(Deno.args[0] ?? 1_000_000);
+const noGc = Deno.args.includes("--no-gc");
+const total = Number(Deno.args.find((arg) => /^\d+$/.test(arg)) ?? 1_000_000);
 const batch = 1_000;
 if (total % batch !== 0 || total < 2 * batch) {
   throw new RangeError(
@@ -19,13 +21,18 @@ if (total % batch !== 0 || total < 2 * batch) {
   );
 }
 const gc = (globalThis as { gc?: (options?: unknown) => void }).gc;
-if (!gc) throw new Error("Run with --v8-flags=--expose-gc");
+if (!gc && !noGc) throw new Error("Run with --v8-flags=--expose-gc");
 
 function settle(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 async function measure() {
+  if (noGc) {
+    await settle();
+    const usage = Deno.memoryUsage();
+    return { rss: usage.rss, heap: usage.heapUsed };
+  }
   for (let index = 0; index < 3; index++) {
     // A last-resort major GC compacts the heap and returns free pages, so
     // RSS shows what the orders retain rather than V8's spare capacity.

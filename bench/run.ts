@@ -14,9 +14,12 @@ import { startService } from "../tests/e2e/service_process.ts";
 const quick = Deno.args.includes("--quick");
 const SECONDS = quick ? 1 : 10;
 const WARM_UP_SECONDS = quick ? 1 : 3;
-const ROUNDS = quick ? 1 : 2;
+const ROUNDS = quick ? 1 : 3;
 const MEMORY_ORDERS = quick ? 20_000 : 1_000_000;
 const MEMORY_RUNS = quick ? 1 : 3;
+// Without a forced GC the figure includes V8's spare heap, so it is taken
+// over fewer orders, as the issue that set its target measured it.
+const MEMORY_NO_GC_ORDERS = quick ? 20_000 : 200_000;
 const CONNECTIONS = 64;
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 const EXAMPLE_BODY = JSON.stringify({
@@ -35,6 +38,7 @@ interface Row {
 }
 
 interface WrkResult {
+  requests: number;
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -94,6 +98,7 @@ async function wrk(
     /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
       .exec(text);
   return {
+    requests: Number(/(\d+) requests in/.exec(text)?.[1] ?? Number.NaN),
     requestsPerSecond: Number(
       /Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? Number.NaN,
     ),
@@ -220,7 +225,7 @@ async function compareHttp(
     value: format(median(serviceRuns.map((run) => run.requestsPerSecond))),
     baseline: format(median(baselineRuns.map((run) => run.requestsPerSecond))),
     ratio,
-    target: `≥ ${target}×`,
+    target: `≥ ${target}× bare`,
     met: ratio >= target,
   }, {
     figure: `${name} latency p50 / p99 (ms)`,
@@ -231,8 +236,8 @@ async function compareHttp(
       format(median(baselineRuns.map((run) => run.p99Ms)), 2)
     }`,
     ratio: undefined,
-    target: name.startsWith("POST") ? "p99 ≤ 3 ms" : "",
-    met: name.startsWith("POST") ? p99 <= 3 : undefined,
+    target: name.startsWith("POST") ? "p99 ≤ 5 ms" : "",
+    met: name.startsWith("POST") ? p99 <= 5 : undefined,
   }];
   return rows;
 }
@@ -279,20 +284,23 @@ async function comparePost(
   return { a: median(aRates), b: median(bRates), ratio: median(ratios) };
 }
 
-/** What metrics cost: POST /orders with them against METRICS=off. */
-async function metricsCost(): Promise<Row> {
+/**
+ * What a feature that is on by default costs: POST /orders with it against
+ * the same service with it turned off (`VARIABLE=off`).
+ */
+async function featureCost(name: string, variable: string): Promise<Row> {
   const result = await comparePost(
-    "metrics",
-    { label: "on", env: () => ({ METRICS: "on" }) },
-    { label: "off", env: () => ({ METRICS: "off" }) },
+    name,
+    { label: "on", env: () => ({ [variable]: "on" }) },
+    { label: "off", env: () => ({ [variable]: "off" }) },
   );
   return {
-    figure: "POST /orders with metrics on (cost of metrics)",
+    figure: `POST /orders with ${name} on (what ${name} cost)`,
     value: format(result.a),
-    baseline: `${format(result.b)} (METRICS=off)`,
+    baseline: `${format(result.b)} (${variable}=off)`,
     ratio: result.ratio,
-    target: "",
-    met: undefined,
+    target: "≥ 0.95× (cost ≤ 5%)",
+    met: result.ratio >= 0.95,
   };
 }
 
@@ -317,13 +325,14 @@ async function sqliteVersusMemory(): Promise<Row> {
   };
 }
 
-/** Completed orders per second against the ideal WORKERS / per-order latency. */
+/**
+ * Whether the workers keep up: orders completed per second (from the start
+ * of the load until the drain ends) against orders accepted per second
+ * during the load, at WORKERS=500 and LATENCY_SCALE=0.01.
+ */
 async function pipeline(): Promise<Row> {
   const workers = 500;
   const latencyScale = 0.01;
-  // The example order has two items: 1 + 2 % 2 = 1 s, 0.5 s, 1 s.
-  const perOrderSeconds = (1 + 0.5 + 1) * latencyScale;
-  const ideal = workers / perOrderSeconds;
   const service = await startService({
     WORKERS: String(workers),
     LATENCY_SCALE: String(latencyScale),
@@ -332,6 +341,7 @@ async function pipeline(): Promise<Row> {
   });
   const startedAt = Date.now();
   const load = await wrk(`${service.url}/orders`, "post_order.lua", SECONDS);
+  const loadSeconds = (Date.now() - startedAt) / 1000;
   service.kill("SIGTERM");
   await service.status;
   const stopped = service.records.find((record) =>
@@ -340,22 +350,101 @@ async function pipeline(): Promise<Row> {
   const summary = service.records.at(-1) as Record<string, number>;
   const elapsedSeconds =
     (Date.parse(String(stopped?.["@timestamp"])) - startedAt) / 1000;
-  const rate = summary.completed! / elapsedSeconds;
+  const completedRate = summary.completed! / elapsedSeconds;
+  const acceptedRate = summary.accepted! / loadSeconds;
   console.error(
-    `pipeline: ${summary.completed} completed in ${
-      elapsedSeconds.toFixed(2)
-    } s ` +
-      `(${format(load.requestsPerSecond)} POST/s, ${load.non2xx} answered 503)`,
+    `pipeline: ${summary.accepted} accepted in ${loadSeconds.toFixed(2)} s, ` +
+      `${summary.completed} completed in ${elapsedSeconds.toFixed(2)} s ` +
+      `(${load.non2xx} answered 503)`,
   );
   return {
     figure:
-      `Pipeline: completed orders/s, WORKERS=${workers}, LATENCY_SCALE=${latencyScale}`,
-    value: format(rate),
-    baseline: `${format(ideal)} (ideal)`,
-    ratio: rate / ideal,
-    target: "≥ 0.9 of ideal",
-    met: rate / ideal >= 0.9,
+      `Pipeline: completed orders/s against accepted/s, WORKERS=${workers}, LATENCY_SCALE=${latencyScale}`,
+    value: format(completedRate),
+    baseline: `${format(acceptedRate)} accepted/s`,
+    ratio: completedRate / acceptedRate,
+    target: "≥ 0.9",
+    met: completedRate / acceptedRate >= 0.9,
   };
+}
+
+/**
+ * TCP sends per response, counted with `strace -c` on the service while wrk
+ * runs: Deno's HTTP/1.1 server sends a response of more than about 512
+ * bytes (status line, headers and body) in two `sendto` calls.
+ */
+async function sendsPerResponse(
+  name: string,
+  script: string,
+  path: string,
+  prepare?: (url: string) => Promise<Record<string, string>>,
+): Promise<Row> {
+  const figure = `TCP sends per response: ${name} (strace -c)`;
+  const haveStrace = await new Deno.Command("strace", { args: ["-V"] })
+    .output().then((output) => output.success, () => false);
+  if (!haveStrace) {
+    return {
+      figure,
+      value: "skipped: strace missing",
+      baseline: "",
+      ratio: undefined,
+      target: name.startsWith("POST") ? "1.00" : "",
+      met: undefined,
+    };
+  }
+  const service = await startService(SERVICE_ENV);
+  const env = prepare ? await prepare(service.url) : {};
+  const sample = await new Response(
+    (await fetch(
+      service.url + (prepare ? `/orders/${await firstId(env)}` : path),
+      prepare ? {} : {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: EXAMPLE_BODY,
+      },
+    )).body,
+  ).arrayBuffer();
+  const output = await Deno.makeTempFile({ suffix: ".strace" });
+  const tracer = new Deno.Command("strace", {
+    args: [
+      "-c",
+      "-f",
+      "-e",
+      "trace=sendto,write,writev",
+      "-o",
+      output,
+      "-p",
+      String(service.pid),
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((resolve) => setTimeout(resolve, 500)); // attached
+  const run = await wrk(service.url + path, script, quick ? 1 : 3, env);
+  tracer.kill("SIGINT");
+  await tracer.status;
+  await stopService(service);
+  const report = await Deno.readTextFile(output);
+  await Deno.remove(output);
+  const sendto = Number(
+    /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?sendto$/m.exec(report)
+      ?.[1] ??
+      Number.NaN,
+  );
+  const perResponse = sendto / run.requests;
+  const isPost = name.startsWith("POST");
+  return {
+    figure,
+    value: `${format(perResponse, 2)} (body ${sample.byteLength} B)`,
+    baseline: `${format(sendto)} sendto / ${format(run.requests)} responses`,
+    ratio: undefined,
+    target: isPost ? "1.00" : "",
+    met: isPost ? perResponse <= 1.05 : undefined,
+  };
+}
+
+async function firstId(env: Record<string, string>): Promise<string> {
+  return (await Deno.readTextFile(env.IDS_FILE!)).split("\n")[0]!;
 }
 
 /** At LATENCY_SCALE=0: time from the end of the load until nothing is pending. */
@@ -382,6 +471,33 @@ async function settleTime(): Promise<Row> {
     ratio: undefined,
     target: "≤ 1000 ms",
     met: settledMs <= 1000,
+  };
+}
+
+async function memoryWithoutGc(): Promise<Row> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${BENCH_DIR}memory.ts`,
+      String(MEMORY_NO_GC_ORDERS),
+      "--no-gc",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const { rssBytesPerOrder } = JSON.parse(
+    new TextDecoder().decode(output.stdout),
+  );
+  return {
+    figure: `Memory: RSS growth per finished order, no forced GC (${
+      format(MEMORY_NO_GC_ORDERS)
+    } orders)`,
+    value: `${format(rssBytesPerOrder)} B`,
+    baseline: "",
+    ratio: undefined,
+    target: "≤ 700 B",
+    met: rssBytesPerOrder <= 700,
   };
 }
 
@@ -472,16 +588,30 @@ const getIds = async (url: string) => {
   return { IDS_FILE: file };
 };
 rows.push(
-  ...await compareHttp("POST /orders", "post_order.lua", "/orders", 0.6),
+  ...await compareHttp("POST /orders", "post_order.lua", "/orders", 0.4),
 );
 rows.push(
-  ...await compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.7, getIds),
+  ...await compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.55, getIds),
 );
+rows.push(
+  await sendsPerResponse("POST /orders 201", "post_order.lua", "/orders"),
+);
+rows.push(
+  await sendsPerResponse(
+    "GET /orders/{id} of a completed order",
+    "get_order.lua",
+    "/",
+    getIds,
+  ),
+);
+rows.push(await featureCost("metrics", "METRICS"));
+rows.push(await featureCost("events", "EVENTS"));
+rows.push(await featureCost("request ids", "REQUEST_IDS"));
 rows.push(await sqliteVersusMemory());
-rows.push(await metricsCost());
 rows.push(await pipeline());
 rows.push(await settleTime());
 rows.push(...await memory());
+rows.push(await memoryWithoutGc());
 const microTable = await micro();
 
 const cell = (met: boolean | undefined) =>

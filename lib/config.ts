@@ -36,6 +36,10 @@ export interface Config {
   /** Origins allowed by CORS; empty: CORS off. */
   corsOrigins: string[];
   metrics: boolean;
+  /** Order events (live streams, order metrics); off only to measure them. */
+  events: boolean;
+  /** X-Request-Id on every response; off only to measure it. */
+  requestIds: boolean;
   sseHeartbeatMs: number;
 }
 
@@ -82,6 +86,10 @@ function decimal(min: number, max: number) {
     const value = Number(raw);
     return value >= min && value <= max ? value : undefined;
   };
+}
+
+function onOff(raw: string): boolean | undefined {
+  return raw === "on" ? true : raw === "off" ? false : undefined;
 }
 
 function oneOf<T extends string>(values: readonly T[]) {
@@ -257,8 +265,25 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     defaultValue: true,
     accepts: "on or off",
     description: "Prometheus metrics at /metrics",
-    parse: (raw: string) =>
-      raw === "on" ? true : raw === "off" ? false : undefined,
+    parse: onOff,
+  },
+  {
+    key: "events",
+    env: "EVENTS",
+    defaultValue: true,
+    accepts: "on or off",
+    description:
+      "order events: live streams and order metrics (off only to measure what they cost)",
+    parse: onOff,
+  },
+  {
+    key: "requestIds",
+    env: "REQUEST_IDS",
+    defaultValue: true,
+    accepts: "on or off",
+    description:
+      "an X-Request-Id on every response (off only to measure what it costs)",
+    parse: onOff,
   },
   {
     key: "sseHeartbeatMs",

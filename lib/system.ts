@@ -52,6 +52,8 @@ export interface SystemOptions {
    * cost: live streams then stay silent and order metrics stay at zero.
    */
   events?: boolean;
+  /** X-Request-Id on every response (default on; off only to measure it). */
+  requestIds?: boolean;
   /** Also the runtime's process metrics (main turns this on). */
   defaultMetrics?: boolean;
   /** Origins allowed by CORS; none by default. */
@@ -157,6 +159,7 @@ export function createSystem(options: SystemOptions): System {
     bodyLimits: options.bodyLimits,
     maxInFlight: options.maxInFlight,
     apiKeys: options.apiKeys,
+    requestIds: options.requestIds,
   });
   return {
     store,

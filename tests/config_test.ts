@@ -24,6 +24,8 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     apiKeysFile: undefined,
     corsOrigins: [],
     metrics: true,
+    events: true,
+    requestIds: true,
     sseHeartbeatMs: 15000,
   });
 });

@@ -48,6 +48,8 @@ export interface AppOptions {
   corsOrigins?: readonly string[] | undefined;
   /** Event streams' heartbeat interval (default 15 s). */
   heartbeatMs?: number | undefined;
+  /** X-Request-Id on every response (default on). */
+  requestIds?: boolean | undefined;
 }
 
 /**
@@ -71,6 +73,7 @@ export function createApp(options: AppOptions) {
     maxInFlight: options.maxInFlight ?? 1024,
     exempt: UNAUTHENTICATED_PATHS,
     metrics: options.metrics,
+    requestIds: options.requestIds ?? true,
   }));
   // Per-request lines only at debug level, decided once: when not wanted
   // the middleware is not there at all.

@@ -20,6 +20,8 @@ export interface RequestContextOptions {
   exempt: ReadonlySet<string>;
   /** Counts and times every request when given. */
   metrics?: ServiceMetrics | undefined;
+  /** Gives each request an id and answers with it (off only to measure it). */
+  requestIds?: boolean;
 }
 
 // Responses built by `jsonResponse` already carry the request id and
@@ -41,14 +43,21 @@ export function jsonResponse<T, S extends ContentfulStatusCode>(
   status: S,
   headers: Record<string, string> = {},
 ): Response & TypedResponse<T, S, "json"> {
+  const requestId = c.get("requestId");
   const response = new Response(JSON.stringify(body), {
     status,
-    headers: {
-      "content-type": "application/json",
-      "x-content-type-options": "nosniff",
-      "x-request-id": c.get("requestId"),
-      ...headers,
-    },
+    headers: requestId === undefined
+      ? {
+        "content-type": "application/json",
+        "x-content-type-options": "nosniff",
+        ...headers,
+      }
+      : {
+        "content-type": "application/json",
+        "x-content-type-options": "nosniff",
+        "x-request-id": requestId,
+        ...headers,
+      },
   });
   COMPLETE.add(response);
   // Typed as Hono's c.json() answer, so hc<AppType> still knows the body.
@@ -72,6 +81,7 @@ export function requestContext(
   options: RequestContextOptions,
 ): MiddlewareHandler {
   const { maxInFlight, exempt, metrics } = options;
+  const requestIds = options.requestIds ?? true;
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
     throw new RangeError(
       `Cannot limit requests: maxInFlight must be a positive integer, received "${maxInFlight}"`,
@@ -80,11 +90,14 @@ export function requestContext(
   let inFlight = 0;
   return async (c, next) => {
     const startedAt = metrics ? performance.now() : 0;
-    const given = c.req.raw.headers.get("x-request-id");
-    const id = given !== null && SAFE_REQUEST_ID.test(given)
-      ? given
-      : crypto.randomUUID();
-    c.set("requestId", id);
+    let id: string | undefined;
+    if (requestIds) {
+      const given = c.req.raw.headers.get("x-request-id");
+      id = given !== null && SAFE_REQUEST_ID.test(given)
+        ? given
+        : crypto.randomUUID();
+      c.set("requestId", id);
+    }
     let response: Response;
     if (inFlight >= maxInFlight && !exempt.has(c.req.path)) {
       response = problem(c, {
@@ -106,7 +119,7 @@ export function requestContext(
     }
     if (!COMPLETE.has(response)) {
       const headers = response.headers;
-      headers.set("x-request-id", id);
+      if (id !== undefined) headers.set("x-request-id", id);
       headers.set("x-content-type-options", "nosniff");
       if (c.req.path.startsWith("/docs")) {
         headers.set("content-security-policy", DOCS_CSP);

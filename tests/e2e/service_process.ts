@@ -45,6 +45,8 @@ function serviceCommand(
 export interface ServiceProcess {
   /** The port it listens on (chosen by the OS). */
   port: number;
+  /** The process id (of deno itself: the shell of a lower ulimit execs it). */
+  pid: number;
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
   url: string;
   /** Every JSON log record printed so far. */
@@ -90,6 +92,7 @@ export async function startService(
   });
   return {
     port,
+    pid: child.pid,
     url: `http://127.0.0.1:${port}`,
     records,
     kill: (signal) => child.kill(signal),
