@@ -31,24 +31,29 @@ export class ObservedStore implements OrderStore {
     this.#hub = hub;
   }
 
-  async create(
-    input: NewOrder,
-    options?: CreateOptions,
-  ): Promise<CreateResult> {
-    const result = await this.#inner.create(input, options);
-    if (result.created) this.#hub.publishChange(result.order, "created");
-    return result;
+  // `.then` with a callback rather than async methods: one promise per
+  // call instead of an async function's, on the path every order change
+  // takes. (Measured: no difference above this machine's noise; events
+  // as a whole cost ~13% of POST throughput, mostly GC — see the README.)
+  create(input: NewOrder, options?: CreateOptions): Promise<CreateResult> {
+    return this.#inner.create(input, options).then(this.#publishCreated);
   }
 
-  async transition(id: string, change: Transition): Promise<Order> {
-    const order = await this.#inner.transition(id, change);
-    const last = order.timeline.at(-1);
-    const statusAdded = change.to !== undefined && last?.type === "status" &&
-      last.status === change.to;
-    const added = (change.append?.length ?? 0) + (statusAdded ? 1 : 0);
-    if (added > 0) this.#hub.publishChange(order, added);
-    return order;
+  transition(id: string, change: Transition): Promise<Order> {
+    return this.#inner.transition(id, change).then((order) => {
+      const last = order.timeline.at(-1);
+      const statusAdded = change.to !== undefined &&
+        last?.type === "status" && last.status === change.to;
+      const added = (change.append?.length ?? 0) + (statusAdded ? 1 : 0);
+      if (added > 0) this.#hub.publishChange(order, added);
+      return order;
+    });
   }
+
+  readonly #publishCreated = (result: CreateResult): CreateResult => {
+    if (result.created) this.#hub.publishChange(result.order, "created");
+    return result;
+  };
 
   get(id: string): Promise<Order | undefined> {
     return this.#inner.get(id);
