@@ -87,6 +87,7 @@ export function createApp(options: AppOptions) {
         "Idempotency-Key",
         "X-Request-Id",
         "Last-Event-ID",
+        "Prefer",
       ],
       exposeHeaders: [
         "Location",
@@ -94,6 +95,7 @@ export function createApp(options: AppOptions) {
         "Retry-After",
         "X-Request-Id",
         "Idempotent-Replayed",
+        "Preference-Applied",
       ],
       maxAge: 600,
     }));

@@ -212,6 +212,41 @@ withSystem(
 );
 
 withSystem(
+  "POST /orders with Prefer: return=minimal answers 201 with Location and no body (RFC 7240), and the order exists",
+  async (system) => {
+    for (
+      const prefer of [
+        "return=minimal",
+        "respond-async, RETURN = minimal",
+        "return=minimal; foo=bar",
+      ]
+    ) {
+      const response = await post(system, JSON.stringify(EXAMPLE_ORDER), {
+        ...JSON_HEADERS,
+        prefer,
+      });
+      assert.equal(response.status, 201, prefer);
+      assert.equal(
+        response.headers.get("preference-applied"),
+        "return=minimal",
+      );
+      assert.equal(await response.text(), "");
+      const location = response.headers.get("location") ?? "";
+      assert.match(location, /^\/orders\/ORD-/);
+      const read = await system.app.request(location);
+      assert.equal((await read.json()).status, "pending");
+    }
+    const full = await post(system, JSON.stringify(EXAMPLE_ORDER), {
+      ...JSON_HEADERS,
+      prefer: "return=representation",
+    });
+    assert.equal(full.status, 201);
+    assert.equal(full.headers.get("preference-applied"), null);
+    assert.equal((await full.json()).status, "pending");
+  },
+);
+
+withSystem(
   "POST /orders enforces the limits on ids and items",
   async (system) => {
     const cases = [
