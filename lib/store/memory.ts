@@ -309,8 +309,10 @@ function encodeEntry(entry: TimelineEntry, createdAt: number): number {
 /** Packs a finished order; arrays are exact-size (push leaves spare slots). */
 function pack(order: Order): StoredOrder {
   const reasons: string[] = [];
-  const events = new Array<number>(order.timeline.length);
-  for (const [index, entry] of order.timeline.entries()) {
+  const { timeline } = order;
+  const events = new Array<number>(timeline.length);
+  for (let index = 0; index < timeline.length; index++) {
+    const entry = timeline[index]!;
     events[index] = encodeEntry(entry, order.created_at);
     if (entry.type === "attempt_failed") reasons.push(entry.reason);
   }
