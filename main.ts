@@ -117,18 +117,33 @@ feedPending({
   (error) => logger.error("Recovery stopped: {error}", { error }),
 );
 
-const server = new ResilientServer(system.app.fetch, {
-  port: config.port,
-  hostname: config.host,
-  idleTimeoutMs: config.idleTimeoutMs,
-  logger: lifecycle,
-  onListen: ({ hostname, port }) =>
-    lifecycle.info("Listening", {
-      url: `http://${hostname}:${port}`,
-      hostname,
-      port,
-    }),
-});
+let server: ResilientServer;
+try {
+  server = new ResilientServer(system.app.fetch, {
+    port: config.port,
+    hostname: config.host,
+    idleTimeoutMs: config.idleTimeoutMs,
+    logger: lifecycle,
+    onListen: ({ hostname, port }) =>
+      lifecycle.info("Listening", {
+        url: `http://${hostname}:${port}`,
+        hostname,
+        port,
+      }),
+  });
+} catch (error) {
+  if (
+    !(error instanceof Deno.errors.AddrInUse) &&
+    !(error instanceof Deno.errors.AddrNotAvailable) &&
+    !(error instanceof Deno.errors.PermissionDenied)
+  ) throw error;
+  const reason =
+    `Cannot listen on ${config.host}:${config.port}: ${error.message}`;
+  lifecycle.error("Cannot start: {reason}", { reason });
+  await closeLogging();
+  console.error(`order-service: ${reason}`);
+  Deno.exit(2);
+}
 
 let draining = false;
 async function onSignal(signal: Deno.Signal): Promise<void> {

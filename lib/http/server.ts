@@ -90,7 +90,10 @@ export class ResilientServer {
   #seen = new Set<number>();
   #seenBefore = new Set<number>();
 
-  /** Binds the first listener; throws when that fails (a bad address, a port in use). */
+  /**
+   * Binds the first listener; throws when that fails (a bad address, a port
+   * in use: `Deno.errors.AddrInUse`).
+   */
   constructor(handler: Handler, options: ResilientServerOptions) {
     this.#handler = (request, info) => {
       this.#seen.add(info.remoteAddr.port);
@@ -98,6 +101,18 @@ export class ResilientServer {
     };
     this.#options = options;
     this.#port = options.port;
+    if (Deno.build.os === "linux") {
+      // Our listeners share the port (SO_REUSEPORT), and so would any other
+      // process that sets it: a second instance started on the same port
+      // would silently split the traffic. Bind once without it first, so a
+      // port in use fails here as it would without the sharing.
+      const probe = Deno.listen({
+        hostname: options.hostname,
+        port: options.port,
+      });
+      this.#port = (probe.addr as Deno.NetAddr).port;
+      probe.close();
+    }
     this.#listen();
     // Replacing a listener needs two on one port for a moment; only Linux
     // lets Deno.serve share a port (reusePort).

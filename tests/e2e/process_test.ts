@@ -215,3 +215,25 @@ Deno.test("SIGTERM ends open event streams, so shutdown is not held up by them",
   const text = await reading;
   assert.match(text, /event: created/);
 });
+
+Deno.test("a port already in use stops start-up with code 2, instead of sharing the port with the process that holds it", async () => {
+  const first = await startService();
+  try {
+    // Without the check the second process would listen (the port is
+    // shared for the listener rotation) and split the traffic.
+    const outcome = await startService({ PORT: String(first.port) }).then(
+      async (second) => {
+        second.kill("SIGKILL");
+        await second.status;
+        return "it listened";
+      },
+      (error: Error) => error.message,
+    );
+    assert.match(outcome, /order-service: Cannot listen on 127\.0\.0\.1:\d+/);
+    const { code } = await runToExit({ PORT: String(first.port) });
+    assert.equal(code, 2);
+  } finally {
+    first.kill("SIGTERM");
+    await first.status;
+  }
+});
