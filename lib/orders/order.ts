@@ -128,11 +128,33 @@ export function toOrderJson(order: Order): OrderJson {
     attempts: order.attempts,
     failure_reason: order.failure_reason,
     cancel_requested: order.cancel_requested,
-    timeline: order.timeline.map(({ at, ...rest }) => ({
-      at: formatTime(at),
-      ...rest,
-    })),
+    timeline: order.timeline.map(entryJson),
   };
+}
+
+// Field by field rather than `{ at, ...rest }` (object rest and spread are
+// a generic, slower copy; this callback was 0.3–0.7% of the CPU profile
+// under POST load). Keys keep the order clients have always seen: at,
+// type, then the entry's own fields.
+function entryJson(entry: TimelineEntry): Record<string, string | number> {
+  const at = formatTime(entry.at);
+  switch (entry.type) {
+    case "status":
+      return { at, type: entry.type, status: entry.status };
+    case "step_finished":
+      return { at, type: entry.type, step: entry.step, attempt: entry.attempt };
+    case "attempt_failed":
+      return {
+        at,
+        type: entry.type,
+        attempt: entry.attempt,
+        reason: entry.reason,
+      };
+    case "interrupted":
+      return { at, type: entry.type, attempt: entry.attempt };
+    case "cancel_requested":
+      return { at, type: entry.type };
+  }
 }
 
 /** The steps an order has finished, from its timeline. */
