@@ -5,7 +5,12 @@
  */
 
 import { InvalidTransitionError } from "./errors.ts";
-import { canTransition, type OrderStatus } from "./order.ts";
+import {
+  canTransition,
+  type Order,
+  type OrderStatus,
+  type TimelineEntry,
+} from "./order.ts";
 import type { Transition } from "./order_store.ts";
 
 /**
@@ -27,4 +32,43 @@ export function refuseTransition(
   return matches
     ? undefined
     : new InvalidTransitionError(id, current.status, change.action);
+}
+
+/**
+ * The order after `change`, made at `nowMs` (never before the order's
+ * creation), as a new object: the timeline gains the appended entries and
+ * then the status entry; the fields in `change.set` are replaced. Call it
+ * only after {@linkcode refuseTransition} said yes.
+ */
+export function applyTransition(
+  current: Order,
+  change: Transition,
+  nowMs: number,
+): Order {
+  const now = Math.max(nowMs, current.created_at);
+  const added: TimelineEntry[] = [];
+  for (const entry of change.append ?? []) added.push({ ...entry, at: now });
+  const status = change.to ?? current.status;
+  if (status !== current.status) {
+    added.push({ at: now, type: "status", status });
+  }
+  const set = change.set;
+  return {
+    id: current.id,
+    customer_id: current.customer_id,
+    restaurant_id: current.restaurant_id,
+    items: current.items,
+    status,
+    created_at: current.created_at,
+    updated_at: now,
+    attempts: set?.attempts ??
+      (change.incrementAttempts ? current.attempts + 1 : current.attempts),
+    failure_reason: set?.failure_reason !== undefined
+      ? set.failure_reason
+      : current.failure_reason,
+    cancel_requested: set?.cancel_requested ?? current.cancel_requested,
+    timeline: added.length === 0
+      ? current.timeline
+      : current.timeline.concat(added),
+  };
 }

@@ -28,7 +28,7 @@ import type {
   OrderStore,
   Transition,
 } from "../orders/order_store.ts";
-import { refuseTransition } from "../orders/transition.ts";
+import { applyTransition, refuseTransition } from "../orders/transition.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -210,34 +210,9 @@ export class MemoryStore implements OrderStore {
       cancelRequested: current.cancel_requested,
     }, change);
     if (refusal) return Promise.reject(refusal);
-    const now = Math.max(this.#now(), current.created_at);
-    const added: TimelineEntry[] = [];
-    for (const entry of change.append ?? []) added.push({ ...entry, at: now });
-    const status = change.to ?? current.status;
-    if (status !== current.status) {
-      added.push({ at: now, type: "status", status });
-    }
-    const set = change.set;
-    const next: Order = {
-      id: current.id,
-      customer_id: current.customer_id,
-      restaurant_id: current.restaurant_id,
-      items: current.items,
-      status,
-      created_at: current.created_at,
-      updated_at: now,
-      attempts: set?.attempts ??
-        (change.incrementAttempts ? current.attempts + 1 : current.attempts),
-      failure_reason: set?.failure_reason !== undefined
-        ? set.failure_reason
-        : current.failure_reason,
-      cancel_requested: set?.cancel_requested ?? current.cancel_requested,
-      timeline: added.length === 0
-        ? current.timeline
-        : current.timeline.concat(added),
-    };
+    const next = applyTransition(current, change, this.#now());
     // A finished order's timeline is final: pack it to save memory.
-    this.#orders.set(id, isTerminal(status) ? pack(next) : next);
+    this.#orders.set(id, isTerminal(next.status) ? pack(next) : next);
     return Promise.resolve(next);
   }
 
