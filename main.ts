@@ -24,8 +24,7 @@ import { drain } from "./lib/shutdown.ts";
 import { lastIdAt } from "./lib/orders/order_id.ts";
 import { feedPending, requeueInterrupted } from "./lib/orders/recovery.ts";
 import { openStore } from "./lib/store/open.ts";
-import { StoreOpenError } from "./lib/store/sqlite.ts";
-import { StoreUnavailableError } from "./lib/orders/errors.ts";
+import { StoreOpenError, StoreUnavailableError } from "./lib/orders/errors.ts";
 import type { OrderStore } from "./lib/orders/order_store.ts";
 import { createSystem } from "./lib/system.ts";
 

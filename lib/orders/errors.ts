@@ -77,3 +77,12 @@ export class StoreUnavailableError extends Error {
     this.name = "StoreUnavailableError";
   }
 }
+
+/** A store cannot be opened (a bad path or URL, a newer schema); start-up stops with exit code 2. */
+export class StoreOpenError extends Error {
+  /** Creates the error; `store` names it ("the SQLite store \"/x.db\""). */
+  constructor(store: string, reason: string) {
+    super(`Cannot open ${store}: ${reason}`);
+    this.name = "StoreOpenError";
+  }
+}

@@ -9,6 +9,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   IdempotencyConflictError,
   OrderNotFoundError,
+  StoreOpenError,
   StoreUnavailableError,
 } from "../orders/errors.ts";
 import {
@@ -35,13 +36,9 @@ export const SCHEMA_VERSION = 1;
 /** How hard SQLite works to survive a power loss (`PRAGMA synchronous`). */
 export type SqliteSynchronous = "full" | "normal";
 
-/** The store could not be opened; start-up should stop. */
-export class StoreOpenError extends Error {
-  /** Creates the error for the database at `path`. */
-  constructor(path: string, reason: string) {
-    super(`Cannot open the SQLite store "${path}": ${reason}`);
-    this.name = "StoreOpenError";
-  }
+/** The SQLite store at `path` cannot be opened, because of `reason`. */
+function openError(path: string, reason: string): StoreOpenError {
+  return new StoreOpenError(`the SQLite store "${path}"`, reason);
 }
 
 /** Options for {@linkcode SqliteStore}. */
@@ -190,7 +187,7 @@ export class SqliteStore implements OrderStore {
         db?.close();
       } catch { /* already failing */ }
       if (error instanceof StoreOpenError) throw error;
-      throw new StoreOpenError(path, (error as Error).message);
+      throw openError(path, (error as Error).message);
     }
     this.#db = db;
   }
@@ -412,7 +409,7 @@ function migrate(db: DatabaseSync, path: string): void {
     user_version: number;
   };
   if (version > SCHEMA_VERSION) {
-    throw new StoreOpenError(
+    throw openError(
       path,
       `its schema version ${version} is newer than this release understands (${SCHEMA_VERSION}); upgrade order-service`,
     );

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { StoreUnavailableError } from "../../lib/orders/errors.ts";
 import {
-  SCHEMA_VERSION,
-  SqliteStore,
   StoreOpenError,
-} from "../../lib/store/sqlite.ts";
+  StoreUnavailableError,
+} from "../../lib/orders/errors.ts";
+import { SCHEMA_VERSION, SqliteStore } from "../../lib/store/sqlite.ts";
 import { DatabaseSync } from "node:sqlite";
 import { storeContract } from "./contract.ts";
 
