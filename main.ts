@@ -71,9 +71,11 @@ const startedAt = Date.now();
 let store: OrderStore;
 let interrupted: number;
 try {
-  store = openStore(config.store, {
+  store = await openStore(config.store, {
     maxOrders: config.maxOrders,
     synchronous: config.sqliteSynchronous,
+    poolSize: config.pgPoolSize,
+    schema: config.pgSchema,
   });
   // Before any worker runs: orders a previous process left mid-processing.
   interrupted = await requeueInterrupted(store);
@@ -85,7 +87,9 @@ try {
     !(error instanceof StoreUnavailableError)
   ) throw error;
   const reason = error instanceof StoreUnavailableError
-    ? `the store "${config.store}" refused the recovery's writes: ${error.message}`
+    ? `the store "${
+      redactConfig(config).store
+    }" refused the recovery's writes: ${error.message}`
     : error.message;
   lifecycle.error("Cannot start: {reason}", { reason });
   await closeLogging();

@@ -22,8 +22,12 @@ export interface Config {
   shutdownTimeoutMs: number;
   maxOrders: number;
   logLevel: typeof LOG_LEVELS[number];
-  /** `memory`, or `sqlite:PATH`. */
+  /** `memory`, `sqlite:PATH`, or a `postgres://` / `postgresql://` URL. */
   store: string;
+  /** PostgreSQL store: connections in the pool. */
+  pgPoolSize: number;
+  /** PostgreSQL store: the schema holding its tables. */
+  pgSchema: string;
   sqliteSynchronous: "full" | "normal";
   maxInFlight: number;
   bodyTimeoutMs: number;
@@ -43,11 +47,29 @@ export interface Config {
   sseHeartbeatMs: number;
 }
 
-/** The configuration as it may be logged: keys replaced by their count. */
+/**
+ * The configuration as it may be logged: keys replaced by their count, and
+ * a database URL's password by `***`.
+ */
 export function redactConfig(
   config: Config,
 ): Omit<Config, "apiKeys"> & { apiKeys: string } {
-  return { ...config, apiKeys: `${config.apiKeys.length} key(s)` };
+  return {
+    ...config,
+    store: redactPassword(config.store),
+    apiKeys: `${config.apiKeys.length} key(s)`,
+  };
+}
+
+function redactPassword(spec: string): string {
+  if (!/^postgres(ql)?:\/\//.test(spec)) return spec;
+  try {
+    const url = new URL(spec);
+    if (url.password) url.password = "***";
+    return url.toString();
+  } catch {
+    return "(an invalid URL)";
+  }
 }
 
 const API_KEY = /^[A-Za-z0-9._~+/-]{16,256}=*$/;
@@ -86,6 +108,16 @@ function decimal(min: number, max: number) {
     const value = Number(raw);
     return value >= min && value <= max ? value : undefined;
   };
+}
+
+function isPostgresUrl(raw: string): boolean {
+  if (!/^postgres(ql)?:\/\/./.test(raw)) return false;
+  try {
+    new URL(raw);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function onOff(raw: string): boolean | undefined {
@@ -185,11 +217,31 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     key: "store",
     env: "STORE",
     defaultValue: "memory",
-    accepts: "memory or sqlite:PATH",
+    accepts: "memory, sqlite:PATH, or a postgres:// or postgresql:// URL",
     description:
-      "where orders are kept: in memory, or durably in a SQLite file",
+      "where orders are kept: in memory, durably in a SQLite file, or in PostgreSQL",
     parse: (raw: string) =>
-      raw === "memory" || /^sqlite:.+/.test(raw) ? raw : undefined,
+      raw === "memory" || /^sqlite:.+/.test(raw) || isPostgresUrl(raw)
+        ? raw
+        : undefined,
+    secret: true, // a URL may hold a password
+  },
+  {
+    key: "pgPoolSize",
+    env: "PG_POOL_SIZE",
+    defaultValue: 10,
+    accepts: "an integer from 1 to 1000",
+    description: "PostgreSQL store: connections in the pool",
+    parse: integer(1, 1000),
+  },
+  {
+    key: "pgSchema",
+    env: "PG_SCHEMA",
+    defaultValue: "order_service",
+    accepts: "1 to 63 of a-z, 0-9 and _, not starting with a digit",
+    description: "PostgreSQL store: the schema holding its tables",
+    parse: (raw: string) =>
+      /^[a-z_][a-z0-9_]{0,62}$/.test(raw) ? raw : undefined,
   },
   {
     key: "sqliteSynchronous",

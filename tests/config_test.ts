@@ -1,7 +1,36 @@
 import assert from "node:assert/strict";
-import { ConfigError, helpText, parseConfig } from "../lib/config.ts";
+import {
+  ConfigError,
+  helpText,
+  parseConfig,
+  redactConfig,
+} from "../lib/config.ts";
 
 const noEnv = () => undefined;
+
+Deno.test("a PostgreSQL URL is accepted as STORE, and logged without its password", () => {
+  const config = parseConfig(
+    [],
+    (name) =>
+      ({ STORE: "postgresql://app:s3cret@db:5432/orders" } as Record<
+        string,
+        string
+      >)[name],
+  );
+  assert.ok(config !== "help");
+  assert.equal(config.store, "postgresql://app:s3cret@db:5432/orders");
+  const logged = JSON.stringify(redactConfig(config));
+  assert.ok(!logged.includes("s3cret"), logged);
+  assert.match(logged, /postgresql:\/\/app:\*\*\*@db:5432\/orders/);
+  assert.throws(
+    () =>
+      parseConfig(
+        [],
+        (name) => name === "STORE" ? "postgres://u:pw@" : undefined,
+      ),
+    (error: Error) => !error.message.includes("pw"),
+  );
+});
 
 Deno.test("parseConfig() gives the documented defaults", () => {
   assert.deepEqual(parseConfig([], noEnv), {
@@ -16,6 +45,8 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     maxOrders: 1000000,
     logLevel: "info",
     store: "memory",
+    pgPoolSize: 10,
+    pgSchema: "order_service",
     sqliteSynchronous: "full",
     maxInFlight: 1024,
     bodyTimeoutMs: 10000,
@@ -53,7 +84,8 @@ Deno.test("parseConfig() names the setting and what it accepts when a value is i
     [[], { WORKERS: "0" }, /WORKERS.*integer from 1/],
     [[], { FAILURE_RATE: "1.5" }, /FAILURE_RATE.*0 to 1/],
     [[], { LOG_LEVEL: "loud" }, /LOG_LEVEL.*debug, info, warning, error/],
-    [[], { STORE: "redis" }, /STORE.*memory or sqlite:PATH/],
+    [[], { STORE: "redis" }, /STORE.*memory, sqlite:PATH, or a postgres:\/\//],
+    [[], { STORE: "postgres://" }, /STORE/],
     [[], { STORE: "sqlite:" }, /STORE/],
     [[], { SQLITE_SYNCHRONOUS: "off" }, /SQLITE_SYNCHRONOUS.*full or normal/],
     [["--max-attempts=-1"], {}, /--max-attempts/],

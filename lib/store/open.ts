@@ -5,6 +5,7 @@
  */
 
 import { MemoryStore } from "./memory.ts";
+import { PostgresStore } from "./postgres.ts";
 import { SqliteStore, type SqliteSynchronous } from "./sqlite.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 
@@ -14,17 +15,30 @@ export interface OpenStoreOptions {
   maxOrders: number;
   /** SQLite store only. */
   synchronous: SqliteSynchronous;
+  /** PostgreSQL store only: connections in the pool. */
+  poolSize?: number;
+  /** PostgreSQL store only: the schema holding its tables. */
+  schema?: string;
 }
 
 /**
- * Opens `memory` or `sqlite:PATH`.
+ * Opens `memory`, `sqlite:PATH` or a `postgres://` / `postgresql://` URL.
  *
- * @throws {StoreOpenError} when the SQLite database cannot be opened.
+ * @throws {StoreOpenError} when the database cannot be opened.
  */
-export function openStore(spec: string, options: OpenStoreOptions): OrderStore {
+export async function openStore(
+  spec: string,
+  options: OpenStoreOptions,
+): Promise<OrderStore> {
   if (spec.startsWith("sqlite:")) {
     return new SqliteStore(spec.slice("sqlite:".length), {
       synchronous: options.synchronous,
+    });
+  }
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    return await PostgresStore.open(spec, {
+      ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
+      ...(options.schema !== undefined ? { schema: options.schema } : {}),
     });
   }
   if (spec === "memory") {
