@@ -101,7 +101,8 @@ function isUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   if (typeof code !== "string") return false;
   return /^(08|53|57P|58)/.test(code) || // SQLSTATE connection, resources, shutdown
-    /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|CONNECTION_)/.test(code);
+    /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|CONNECT_TIMEOUT|CONNECTION_)/
+      .test(code);
 }
 
 /**

@@ -6,7 +6,12 @@
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { postOrder, waitUntilSettled } from "./load.ts";
+import {
+  listAllOrders,
+  postOrder,
+  postOrdersUntil,
+  waitUntilSettled,
+} from "./load.ts";
 import { runToExit, startService } from "./service_process.ts";
 
 const URL_ = Deno.env.get("TEST_DATABASE_URL") ??
@@ -84,6 +89,62 @@ Deno.test({
       assert.equal(code, 2, stderr);
       assert.match(stderr, /order-service: Cannot open the PostgreSQL store/);
       assert.ok(!stderr.includes("hunter2"), stderr);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the database dropping every connection under load: only 201 or 503 answers, and every 201 completes",
+  ignore: !available,
+  async fn() {
+    const schema = `e2e_${
+      crypto.randomUUID().replaceAll("-", "").slice(0, 12)
+    }`;
+    const admin = postgres(URL_, { max: 1, onnotice: () => {} });
+    try {
+      const service = await startService({
+        STORE: URL_,
+        PG_SCHEMA: schema,
+        LATENCY_SCALE: "0.001",
+        QUEUE_CAPACITY: "100000",
+      });
+      const stop = new Promise<void>((resolve) => setTimeout(resolve, 2000));
+      const load = postOrdersUntil(service.url, {
+        concurrency: 16,
+        stop,
+        maxMs: 15_000,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // What a database restart does to every client connection.
+      const [row] = await admin<{ terminated: number }[]>`
+        SELECT count(pg_terminate_backend(pid))::int AS terminated
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+      assert.ok((row?.terminated ?? 0) > 0, "some connections were cut");
+      const result = await load;
+      assert.equal(result.timeouts, 0, "no request hung");
+      const unexpected = [...result.statuses].filter(([status]) =>
+        status !== 201 && status !== 503
+      );
+      assert.deepEqual(unexpected, [], "only 201 and 503 answers");
+      assert.ok(result.created.length > 0);
+      await waitUntilSettled(service.url, 15_000);
+      const orders = new Map(
+        (await listAllOrders(service.url)).map((order) => [order.id, order]),
+      );
+      for (const id of result.created) {
+        assert.equal(orders.get(id)?.status, "completed", id);
+      }
+      assert.ok(
+        !service.records.some((record) => record.level === "ERROR"),
+        JSON.stringify(service.records.filter((r) => r.level === "ERROR")),
+      );
+      service.kill("SIGTERM");
+      assert.equal((await service.status).code, 0);
+    } finally {
+      await admin.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
     }
   },
 });
