@@ -76,6 +76,7 @@ try {
     synchronous: config.sqliteSynchronous,
     poolSize: config.pgPoolSize,
     schema: config.pgSchema,
+    connectTimeoutMs: config.pgConnectTimeoutMs,
   });
   // Before any worker runs: orders a previous process left mid-processing.
   interrupted = await requeueInterrupted(store);

@@ -28,6 +28,8 @@ export interface Config {
   pgPoolSize: number;
   /** PostgreSQL store: the schema holding its tables. */
   pgSchema: string;
+  /** PostgreSQL store: how long start-up waits for an unreachable database. */
+  pgConnectTimeoutMs: number;
   sqliteSynchronous: "full" | "normal";
   maxInFlight: number;
   bodyTimeoutMs: number;
@@ -233,6 +235,15 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     accepts: "an integer from 1 to 1000",
     description: "PostgreSQL store: connections in the pool",
     parse: integer(1, 1000),
+  },
+  {
+    key: "pgConnectTimeoutMs",
+    env: "PG_CONNECT_TIMEOUT_MS",
+    defaultValue: 10_000,
+    accepts: "an integer from 0 to 600000",
+    description:
+      "PostgreSQL store: how long start-up retries a database it cannot reach (then exit 2)",
+    parse: integer(0, 600_000),
   },
   {
     key: "pgSchema",

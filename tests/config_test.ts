@@ -47,6 +47,7 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     store: "memory",
     pgPoolSize: 10,
     pgSchema: "order_service",
+    pgConnectTimeoutMs: 10000,
     sqliteSynchronous: "full",
     maxInFlight: 1024,
     bodyTimeoutMs: 10000,

@@ -19,6 +19,8 @@ export interface OpenStoreOptions {
   poolSize?: number;
   /** PostgreSQL store only: the schema holding its tables. */
   schema?: string;
+  /** PostgreSQL store only: how long start-up waits for the database. */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -39,6 +41,9 @@ export async function openStore(
     return await PostgresStore.open(spec, {
       ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
       ...(options.schema !== undefined ? { schema: options.schema } : {}),
+      ...(options.connectTimeoutMs !== undefined
+        ? { connectTimeoutMs: options.connectTimeoutMs }
+        : {}),
     });
   }
   if (spec === "memory") {

@@ -43,6 +43,12 @@ export interface PostgresStoreOptions {
   schema?: string;
   /** Connections in the pool (default 10). */
   poolSize?: number;
+  /**
+   * How long start-up keeps trying a database it cannot reach (refused,
+   * timed out, shutting down), in milliseconds (default 10 000). A wrong
+   * password or a missing database fails at once.
+   */
+  connectTimeoutMs?: number;
   /** The clock, in epoch milliseconds (injected by tests). */
   now?: () => number;
 }
@@ -165,12 +171,26 @@ export class PostgresStore implements OrderStore {
     } catch (error) {
       throw new StoreOpenError(what, (error as Error).message);
     }
-    try {
-      await migrate(sql, schema);
-    } catch (error) {
-      await sql.end({ timeout: 1 }).catch(() => {});
-      if (error instanceof StoreOpenError) throw error;
-      throw new StoreOpenError(what, (error as Error).message);
+    const deadline = Date.now() + (options.connectTimeoutMs ?? 10_000);
+    for (let attempt = 1;; attempt++) {
+      try {
+        await migrate(sql, schema);
+        break;
+      } catch (error) {
+        // A database that is starting or restarting answers soon: wait for
+        // it, 100 ms doubling to 2 s, within the bound.
+        const waitMs = Math.min(2000, 100 * 2 ** (attempt - 1));
+        if (isUnavailable(error) && Date.now() + waitMs < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, waitMs));
+          continue;
+        }
+        await sql.end({ timeout: 1 }).catch(() => {});
+        if (error instanceof StoreOpenError) throw error;
+        const gaveUp = isUnavailable(error)
+          ? ` (still unreachable after ${attempt} attempts)`
+          : "";
+        throw new StoreOpenError(what, (error as Error).message + gaveUp);
+      }
     }
     return new PostgresStore(sql, schema, options.now ?? Date.now);
   }

@@ -126,7 +126,10 @@ Deno.test({
       ]
     ) {
       await assert.rejects(
-        PostgresStore.open(url, { schema: "never_created" }),
+        PostgresStore.open(url, {
+          schema: "never_created",
+          connectTimeoutMs: 300,
+        }),
         (error: Error) =>
           error instanceof StoreOpenError &&
           !error.message.includes("hunter2") &&
