@@ -2,6 +2,12 @@
  * The PostgreSQL order store: one database that survives the process, with
  * the schema created and migrated on start.
  *
+ * On node-postgres (`pg`): the `postgres` client (3.4.9) crashed the whole
+ * process under Deno when the database cut a connection while a write was
+ * queued (porsager/postgres#1154, #1208); `pg` reports the same event as a
+ * catchable error (SQLSTATE 57P01), checked by terminating every backend
+ * under load.
+ *
  * This is the single-instance part of the PostgreSQL work (issue 12):
  * claims, leases, rescue and cross-instance events are not here yet, so one
  * instance at a time may use a schema.
@@ -9,7 +15,8 @@
  * @module
  */
 
-import postgres from "postgres";
+// @ts-types="npm:@types/pg@8.23.1"
+import pg from "pg";
 import {
   IdempotencyConflictError,
   OrderNotFoundError,
@@ -125,17 +132,17 @@ function isUnavailable(error: unknown): boolean {
  * ```
  */
 export class PostgresStore implements OrderStore {
-  readonly #sql: postgres.Sql;
+  readonly #pool: pg.Pool;
   readonly #table: string;
   readonly #now: () => number;
   readonly #newId = createOrderIdFactory();
 
   private constructor(
-    sql: postgres.Sql,
+    pool: pg.Pool,
     schema: string,
     now: () => number,
   ) {
-    this.#sql = sql;
+    this.#pool = pool;
     this.#table = `"${schema}".orders`;
     this.#now = now;
   }
@@ -159,22 +166,25 @@ export class PostgresStore implements OrderStore {
         `schema name "${schema}" must be 1–63 of a-z, 0-9 and _`,
       );
     }
-    let sql: postgres.Sql;
+    let pool: pg.Pool;
     try {
-      sql = postgres(url, {
+      pool = new pg.Pool({
+        connectionString: url,
         max: options.poolSize ?? 10,
-        onnotice: () => {},
-        // A statement that cannot get a connection fails instead of
-        // waiting for ever: requests answer 503, workers retry.
-        connect_timeout: 5,
+        // A query that cannot get a connection fails instead of waiting
+        // for ever: requests answer 503, workers retry.
+        connectionTimeoutMillis: 5000,
       });
     } catch (error) {
       throw new StoreOpenError(what, (error as Error).message);
     }
+    // An idle connection the server drops is reported here; without a
+    // listener the pool's "error" event would end the process.
+    pool.on("error", () => {});
     const deadline = Date.now() + (options.connectTimeoutMs ?? 10_000);
     for (let attempt = 1;; attempt++) {
       try {
-        await migrate(sql, schema);
+        await migrate(pool, schema);
         break;
       } catch (error) {
         // A database that is starting or restarting answers soon: wait for
@@ -184,7 +194,7 @@ export class PostgresStore implements OrderStore {
           await new Promise((resolve) => setTimeout(resolve, waitMs));
           continue;
         }
-        await sql.end({ timeout: 1 }).catch(() => {});
+        await pool.end().catch(() => {});
         if (error instanceof StoreOpenError) throw error;
         const gaveUp = isUnavailable(error)
           ? ` (still unreachable after ${attempt} attempts)`
@@ -192,11 +202,11 @@ export class PostgresStore implements OrderStore {
         throw new StoreOpenError(what, (error as Error).message + gaveUp);
       }
     }
-    return new PostgresStore(sql, schema, options.now ?? Date.now);
+    return new PostgresStore(pool, schema, options.now ?? Date.now);
   }
 
   create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
-    return this.#run(async (sql) => {
+    return this.#run(async (pool) => {
       const now = this.#now();
       const key = options.idempotencyKey ?? null;
       const timeline: TimelineEntry[] = [{
@@ -206,21 +216,32 @@ export class PostgresStore implements OrderStore {
       }];
       // ON CONFLICT: two requests with one key race to insert; the loser
       // inserts nothing and reads the winner's order below.
-      const inserted = await sql<OrderRow[]>`
-        INSERT INTO ${sql.unsafe(this.#table)}
-          (id, customer_id, restaurant_id, items, status, created_at,
-           updated_at, attempts, failure_reason, cancel_requested, timeline,
-           idempotency_key)
-        VALUES (${this.#newId()}, ${input.customer_id}, ${input.restaurant_id},
-          ${sql.json(input.items)}, 'pending', ${now}, ${now}, 0, NULL, false,
-          ${sql.json(timeline as unknown as postgres.JSONValue)}, ${key})
-        ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING *`;
-      if (inserted[0]) return { order: toOrder(inserted[0]), created: true };
-      const [existing] = await sql<OrderRow[]>`
-        SELECT * FROM ${sql.unsafe(this.#table)}
-        WHERE idempotency_key = ${key}`;
-      const order = toOrder(existing!);
+      const inserted = await pool.query<OrderRow>(
+        `INSERT INTO ${this.#table}
+           (id, customer_id, restaurant_id, items, status, created_at,
+            updated_at, attempts, failure_reason, cancel_requested, timeline,
+            idempotency_key)
+         VALUES ($1, $2, $3, $4::jsonb, 'pending', $5, $5, 0, NULL, false,
+           $6::jsonb, $7)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING *`,
+        [
+          this.#newId(),
+          input.customer_id,
+          input.restaurant_id,
+          JSON.stringify(input.items),
+          now,
+          JSON.stringify(timeline),
+          key,
+        ],
+      );
+      const created = inserted.rows[0];
+      if (created) return { order: toOrder(created), created: true };
+      const existing = await pool.query<OrderRow>(
+        `SELECT * FROM ${this.#table} WHERE idempotency_key = $1`,
+        [key],
+      );
+      const order = toOrder(existing.rows[0]!);
       if (!sameNewOrder(order, input)) {
         throw new IdempotencyConflictError(key!, order.id);
       }
@@ -229,49 +250,54 @@ export class PostgresStore implements OrderStore {
   }
 
   get(id: string): Promise<Order | undefined> {
-    return this.#run(async (sql) => {
-      const [row] = await sql<OrderRow[]>`
-        SELECT * FROM ${sql.unsafe(this.#table)} WHERE id = ${id}`;
+    return this.#run(async (pool) => {
+      const result = await pool.query<OrderRow>(
+        `SELECT * FROM ${this.#table} WHERE id = $1`,
+        [id],
+      );
+      const row = result.rows[0];
       return row && toOrder(row);
     });
   }
 
   getByIdempotencyKey(key: string): Promise<Order | undefined> {
-    return this.#run(async (sql) => {
-      const [row] = await sql<OrderRow[]>`
-        SELECT * FROM ${sql.unsafe(this.#table)}
-        WHERE idempotency_key = ${key}`;
+    return this.#run(async (pool) => {
+      const result = await pool.query<OrderRow>(
+        `SELECT * FROM ${this.#table} WHERE idempotency_key = $1`,
+        [key],
+      );
+      const row = result.rows[0];
       return row && toOrder(row);
     });
   }
 
   list(options: ListOptions): Promise<ListPage> {
-    return this.#run(async (sql) => {
-      const rows = await sql<OrderRow[]>`
-        SELECT * FROM ${sql.unsafe(this.#table)}
-        WHERE (${options.after ?? null}::text IS NULL OR id > ${
-        options.after ?? null
-      })
-          AND (${options.status ?? null}::text IS NULL OR status = ${
-        options.status ?? null
-      })
-        ORDER BY id
-        LIMIT ${options.limit + 1}`;
-      const hasMore = rows.length > options.limit;
+    return this.#run(async (pool) => {
+      const result = await pool.query<OrderRow>(
+        `SELECT * FROM ${this.#table}
+         WHERE ($1::text IS NULL OR id > $1)
+           AND ($2::text IS NULL OR status = $2)
+         ORDER BY id
+         LIMIT $3`,
+        [options.after ?? null, options.status ?? null, options.limit + 1],
+      );
+      const rows = result.rows;
       return {
         orders: rows.slice(0, options.limit).map(toOrder),
-        hasMore,
+        hasMore: rows.length > options.limit,
       };
     });
   }
 
   transition(id: string, change: Transition): Promise<Order> {
-    return this.#run((sql) =>
-      sql.begin(async (tx) => {
+    return this.#run((pool) =>
+      inTransaction(pool, async (client) => {
         // Race: see the class comment; the row lock serialises changes.
-        const [row] = await tx<OrderRow[]>`
-          SELECT * FROM ${tx.unsafe(this.#table)} WHERE id = ${id}
-          FOR UPDATE`;
+        const result = await client.query<OrderRow>(
+          `SELECT * FROM ${this.#table} WHERE id = $1 FOR UPDATE`,
+          [id],
+        );
+        const row = result.rows[0];
         if (!row) throw new OrderNotFoundError(id);
         const current = toOrder(row);
         const refusal = refuseTransition(id, {
@@ -280,30 +306,34 @@ export class PostgresStore implements OrderStore {
         }, change);
         if (refusal) throw refusal;
         const next = applyTransition(current, change, this.#now());
-        await tx`
-          UPDATE ${tx.unsafe(this.#table)} SET
-            status = ${next.status},
-            updated_at = ${next.updated_at},
-            attempts = ${next.attempts},
-            failure_reason = ${next.failure_reason},
-            cancel_requested = ${next.cancel_requested},
-            timeline = ${
-          tx.json(next.timeline as unknown as postgres.JSONValue)
-        }
-          WHERE id = ${id}`;
+        await client.query(
+          `UPDATE ${this.#table} SET status = $2, updated_at = $3,
+             attempts = $4, failure_reason = $5, cancel_requested = $6,
+             timeline = $7::jsonb
+           WHERE id = $1`,
+          [
+            id,
+            next.status,
+            next.updated_at,
+            next.attempts,
+            next.failure_reason,
+            next.cancel_requested,
+            JSON.stringify(next.timeline),
+          ],
+        );
         return next;
       })
     );
   }
 
   async close(): Promise<void> {
-    await this.#sql.end({ timeout: 5 });
+    await this.#pool.end();
   }
 
   /** Runs a query, turning a lost or refused database into `StoreUnavailableError`. */
-  async #run<T>(query: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  async #run<T>(query: (pool: pg.Pool) => Promise<T>): Promise<T> {
     try {
-      return await query(this.#sql);
+      return await query(this.#pool);
     } catch (error) {
       if (isUnavailable(error)) {
         throw new StoreUnavailableError((error as Error).message);
@@ -313,18 +343,53 @@ export class PostgresStore implements OrderStore {
   }
 }
 
-async function migrate(sql: postgres.Sql, schema: string): Promise<void> {
+/**
+ * Runs `body` in a transaction on one pooled connection: COMMIT when it
+ * returns, ROLLBACK when it throws. A connection that failed is destroyed
+ * rather than returned to the pool.
+ */
+async function inTransaction<T>(
+  pool: pg.Pool,
+  body: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  // A checked-out client reports a dropped connection as an "error" event;
+  // with no listener that event ends the process (the pool listens only
+  // while a client is idle). The failed query rejects as well.
+  const onError = (error: Error) => broken = error;
+  client.on("error", onError);
+  try {
+    await client.query("BEGIN");
+    const result = await body(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    if (isUnavailable(error)) broken = error as Error;
+    else await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  } finally {
+    client.off("error", onError);
+    client.release(broken);
+  }
+}
+
+async function migrate(pool: pg.Pool, schema: string): Promise<void> {
   const quoted = `"${schema}"`;
-  await sql.begin(async (tx) => {
+  await inTransaction(pool, async (client) => {
     // Instances that start together take turns; the lock ends with the
     // transaction.
-    await tx`SELECT pg_advisory_xact_lock(hashtext(${`order-service:${schema}`}))`;
-    await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
-    await tx.unsafe(
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+      `order-service:${schema}`,
+    ]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
+    await client.query(
       `CREATE TABLE IF NOT EXISTS ${quoted}.schema_version (version integer NOT NULL)`,
     );
-    const [row] = await tx<{ version: number }[]>`
-      SELECT version FROM ${tx.unsafe(`${quoted}.schema_version`)}`;
+    const result = await client.query<{ version: number }>(
+      `SELECT version FROM ${quoted}.schema_version`,
+    );
+    const row = result.rows[0];
     const version = row?.version ?? 0;
     if (version > POSTGRES_SCHEMA_VERSION) {
       throw new StoreOpenError(
@@ -333,7 +398,7 @@ async function migrate(sql: postgres.Sql, schema: string): Promise<void> {
       );
     }
     if (version === POSTGRES_SCHEMA_VERSION) return;
-    await tx.unsafe(`
+    await client.query(`
       CREATE TABLE ${quoted}.orders (
         id text PRIMARY KEY,
         customer_id text NOT NULL,
@@ -348,17 +413,14 @@ async function migrate(sql: postgres.Sql, schema: string): Promise<void> {
         timeline jsonb NOT NULL,
         idempotency_key text UNIQUE
       )`);
-    await tx.unsafe(
+    await client.query(
       `CREATE INDEX orders_status_id ON ${quoted}.orders (status, id)`,
     );
-    if (row) {
-      await tx`UPDATE ${
-        tx.unsafe(`${quoted}.schema_version`)
-      } SET version = ${POSTGRES_SCHEMA_VERSION}`;
-    } else {
-      await tx`INSERT INTO ${
-        tx.unsafe(`${quoted}.schema_version`)
-      } VALUES (${POSTGRES_SCHEMA_VERSION})`;
-    }
+    await client.query(
+      row
+        ? `UPDATE ${quoted}.schema_version SET version = $1`
+        : `INSERT INTO ${quoted}.schema_version VALUES ($1)`,
+      [POSTGRES_SCHEMA_VERSION],
+    );
   });
 }

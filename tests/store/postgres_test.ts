@@ -6,7 +6,6 @@
  */
 
 import assert from "node:assert/strict";
-import postgres from "postgres";
 import { StoreOpenError } from "../../lib/orders/errors.ts";
 import {
   POSTGRES_SCHEMA_VERSION,
@@ -14,42 +13,17 @@ import {
   redactUrl,
 } from "../../lib/store/postgres.ts";
 import { storeContract } from "./contract.ts";
+import {
+  adminQuery,
+  freshSchema,
+  isReachable,
+  TEST_DATABASE_URL,
+} from "./postgres_admin.ts";
 
-const URL_ = Deno.env.get("TEST_DATABASE_URL") ??
-  "postgres://root@127.0.0.1:5432/test";
-
-async function reachable(): Promise<boolean> {
-  const sql = postgres(URL_, {
-    max: 1,
-    connect_timeout: 3,
-    onnotice: () => {},
-  });
-  try {
-    await sql`SELECT 1`;
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await sql.end({ timeout: 1 }).catch(() => {});
-  }
-}
-
-const available = await reachable();
+const URL_ = TEST_DATABASE_URL;
+const available = await isReachable();
 if (!available && Deno.env.get("CI") === "true") {
   throw new Error(`PostgreSQL must be reachable in CI at ${redactUrl(URL_)}`);
-}
-
-/** A fresh schema name, and a function that drops it. */
-function freshSchema() {
-  const schema = `test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  return {
-    schema,
-    drop: async () => {
-      const sql = postgres(URL_, { max: 1, onnotice: () => {} });
-      await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await sql.end();
-    },
-  };
 }
 
 if (available) {
@@ -77,19 +51,15 @@ Deno.test({
         Array.from({ length: 4 }, () => PostgresStore.open(URL_, { schema })),
       );
       await Promise.all(stores.map((store) => store.close()));
-      const sql = postgres(URL_, { max: 1, onnotice: () => {} });
-      const rows = await sql.unsafe(
+      const rows = await adminQuery<{ version: number }>(
         `SELECT version FROM "${schema}".schema_version`,
       );
       assert.deepEqual(rows.map((row) => row.version), [
         POSTGRES_SCHEMA_VERSION,
       ]);
-      await sql.unsafe(
-        `UPDATE "${schema}".schema_version SET version = ${
-          POSTGRES_SCHEMA_VERSION + 1
-        }`,
-      );
-      await sql.end();
+      await adminQuery(`UPDATE "${schema}".schema_version SET version = $1`, [
+        POSTGRES_SCHEMA_VERSION + 1,
+      ]);
       await assert.rejects(
         PostgresStore.open(URL_, { schema }),
         (error: Error) =>
