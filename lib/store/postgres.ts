@@ -111,11 +111,17 @@ function toOrder(row: OrderRow): Order {
  * retries), the rest stay what they are.
  */
 function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  if (typeof code !== "string") return false;
-  return /^(08|53|57P|58)/.test(code) || // SQLSTATE connection, resources, shutdown
-    /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|CONNECT_TIMEOUT|CONNECTION_)/
-      .test(code);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string") {
+    return /^(08|53|57P|58)/.test(code) || // SQLSTATE connection, resources, shutdown
+      /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)/.test(code);
+  }
+  // node-postgres reports a dropped or unobtainable connection by message
+  // only ("Connection terminated unexpectedly", "Client has encountered a
+  // connection error and is not queryable", "timeout exceeded when trying
+  // to connect").
+  return /connection terminated|connection error|not queryable|timeout exceeded when trying to connect|connection ended/i
+    .test(String((error as Error | null)?.message));
 }
 
 /**
@@ -178,9 +184,13 @@ export class PostgresStore implements OrderStore {
     } catch (error) {
       throw new StoreOpenError(what, (error as Error).message);
     }
-    // An idle connection the server drops is reported here; without a
-    // listener the pool's "error" event would end the process.
+    // A connection the server drops is reported as an "error" event — on
+    // the pool while the client is idle, on the client while a query runs
+    // (also inside pool.query) — and an event nobody listens to ends the
+    // process (seen with pg_terminate_backend under load). The query that
+    // was running rejects as well, and that is where we handle it.
     pool.on("error", () => {});
+    pool.on("connect", (client) => client.on("error", () => {}));
     const deadline = Date.now() + (options.connectTimeoutMs ?? 10_000);
     for (let attempt = 1;; attempt++) {
       try {
