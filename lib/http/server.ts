@@ -86,9 +86,8 @@ export class ResilientServer {
   #rotations = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #checkTimer: ReturnType<typeof setInterval> | undefined;
-  /** Remote ports that started a request since the last check, and before it. */
+  /** Remote ports that started a request since the last check. */
   #seen = new Set<number>();
-  #seenBefore = new Set<number>();
 
   /**
    * Binds the first listener; throws when that fails (a bad address, a port
@@ -217,8 +216,10 @@ export class ResilientServer {
 
   /** Whether some connection on the port started no request for a whole period. */
   #hasStale(): boolean {
-    const seen = new Set([...this.#seenBefore, ...this.#seen]);
-    this.#seenBefore = this.#seen;
+    // A connection idle for a whole period is stale: so an idle keep-alive
+    // connection is closed between one and two periods after its last
+    // request, one that never completes a request within one.
+    const seen = this.#seen;
     this.#seen = new Set();
     const held = (this.#options.remotePorts ?? connectionRemotePorts)(
       this.#port,
