@@ -59,24 +59,24 @@ export interface ServiceProcess {
   stderr: Promise<string>;
 }
 
-/** Starts `main.ts` on a free loopback port with extra environment. */
-export async function startService(
-  env: Record<string, string> = {},
-  options: ProcessOptions = {},
-): Promise<ServiceProcess> {
-  const child = serviceCommand({ LOG_LEVEL: "info", ...env }, options).spawn();
+/**
+ * Reads a service's JSON log lines from `stdout` into `records` (lines that
+ * are not JSON, such as deno task's banner, are skipped). `listening`
+ * resolves with the port of the `Listening` record, or rejects when the
+ * output ends first; `done` resolves when it ends.
+ */
+export function readLogRecords(stdout: ReadableStream<Uint8Array>) {
   const records: Array<Record<string, unknown>> = [];
   const listening = Promise.withResolvers<number>();
-  const reading = (async () => {
+  const done = (async () => {
     let buffered = "";
-    for await (
-      const text of child.stdout.pipeThrough(new TextDecoderStream())
-    ) {
+    for await (const text of stdout.pipeThrough(new TextDecoderStream())) {
       buffered += text;
       let newline;
       while ((newline = buffered.indexOf("\n")) !== -1) {
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
+        if (!line.startsWith("{")) continue;
         const record = JSON.parse(line);
         records.push(record);
         if (record.message === "Listening") listening.resolve(record.port);
@@ -84,9 +84,19 @@ export async function startService(
     }
     listening.reject(new Error("The service exited before listening"));
   })();
+  return { records, listening: listening.promise, done };
+}
+
+/** Starts `main.ts` on a free loopback port with extra environment. */
+export async function startService(
+  env: Record<string, string> = {},
+  options: ProcessOptions = {},
+): Promise<ServiceProcess> {
+  const child = serviceCommand({ LOG_LEVEL: "info", ...env }, options).spawn();
+  const { records, listening, done } = readLogRecords(child.stdout);
   const stderr = new Response(child.stderr).text();
-  const status = reading.then(() => child.status);
-  const port = await listening.promise.catch(async (error) => {
+  const status = done.then(() => child.status);
+  const port = await listening.catch(async (error) => {
     await status;
     throw new Error(`${error.message}: ${await stderr}`);
   });

@@ -6,6 +6,8 @@
 
 import assert from "node:assert/strict";
 
+import { readLogRecords } from "./service_process.ts";
+
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Runs `deno task NAME` on a free port; resolves once it listens. */
@@ -18,28 +20,9 @@ async function startTask(name: string) {
     stdout: "piped",
     stderr: "null",
   }).spawn();
-  const records: Array<Record<string, unknown>> = [];
-  const listening = Promise.withResolvers<number>();
-  const reading = (async () => {
-    let buffered = "";
-    for await (
-      const text of child.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      buffered += text;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (!line.startsWith("{")) continue;
-        const record = JSON.parse(line);
-        records.push(record);
-        if (record.message === "Listening") listening.resolve(record.port);
-      }
-    }
-    listening.reject(new Error(`deno task ${name} exited before listening`));
-  })();
-  const port = await listening.promise;
-  return { child, port, records, done: reading.then(() => child.status) };
+  const { records, listening, done } = readLogRecords(child.stdout);
+  const port = await listening;
+  return { child, port, records, done: done.then(() => child.status) };
 }
 
 async function portIsClosed(port: number): Promise<boolean> {
