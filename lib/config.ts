@@ -6,6 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { isPostgresUrl, isSchemaName, redactUrl } from "./store/postgres.ts";
 
 /** Log levels the service accepts. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -58,20 +59,9 @@ export function redactConfig(
 ): Omit<Config, "apiKeys"> & { apiKeys: string } {
   return {
     ...config,
-    store: redactPassword(config.store),
+    store: isPostgresUrl(config.store) ? redactUrl(config.store) : config.store,
     apiKeys: `${config.apiKeys.length} key(s)`,
   };
-}
-
-function redactPassword(spec: string): string {
-  if (!/^postgres(ql)?:\/\//.test(spec)) return spec;
-  try {
-    const url = new URL(spec);
-    if (url.password) url.password = "***";
-    return url.toString();
-  } catch {
-    return "(an invalid URL)";
-  }
 }
 
 const API_KEY = /^[A-Za-z0-9._~+/-]{16,256}=*$/;
@@ -110,16 +100,6 @@ function decimal(min: number, max: number) {
     const value = Number(raw);
     return value >= min && value <= max ? value : undefined;
   };
-}
-
-function isPostgresUrl(raw: string): boolean {
-  if (!/^postgres(ql)?:\/\/./.test(raw)) return false;
-  try {
-    new URL(raw);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function onOff(raw: string): boolean | undefined {
@@ -251,8 +231,7 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     defaultValue: "order_service",
     accepts: "1 to 63 of a-z, 0-9 and _, not starting with a digit",
     description: "PostgreSQL store: the schema holding its tables",
-    parse: (raw: string) =>
-      /^[a-z_][a-z0-9_]{0,62}$/.test(raw) ? raw : undefined,
+    parse: (raw: string) => isSchemaName(raw) ? raw : undefined,
   },
   {
     key: "sqliteSynchronous",

@@ -5,7 +5,7 @@
  */
 
 import { MemoryStore } from "./memory.ts";
-import { PostgresStore } from "./postgres.ts";
+import { isPostgresUrl, PostgresStore } from "./postgres.ts";
 import { SqliteStore, type SqliteSynchronous } from "./sqlite.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 
@@ -37,7 +37,7 @@ export async function openStore(
       synchronous: options.synchronous,
     });
   }
-  if (/^postgres(ql)?:\/\//.test(spec)) {
+  if (isPostgresUrl(spec)) {
     return await PostgresStore.open(spec, {
       ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
       ...(options.schema !== undefined ? { schema: options.schema } : {}),

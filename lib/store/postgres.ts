@@ -71,7 +71,21 @@ export function redactUrl(url: string): string {
   }
 }
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Whether `spec` is a `postgres://` or `postgresql://` URL this store can open. */
+export function isPostgresUrl(spec: string): boolean {
+  if (!/^postgres(ql)?:\/\/./.test(spec)) return false;
+  try {
+    new URL(spec);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `name` is a schema name this store accepts: 1–63 of a-z, 0-9 and _, not starting with a digit. */
+export function isSchemaName(name: string): boolean {
+  return /^[a-z_][a-z0-9_]{0,62}$/.test(name);
+}
 
 interface OrderRow {
   id: string;
@@ -166,7 +180,7 @@ export class PostgresStore implements OrderStore {
   ): Promise<PostgresStore> {
     const schema = options.schema ?? "order_service";
     const what = `the PostgreSQL store ${redactUrl(url)}`;
-    if (!SCHEMA_NAME.test(schema)) {
+    if (!isSchemaName(schema)) {
       throw new StoreOpenError(
         what,
         `schema name "${schema}" must be 1–63 of a-z, 0-9 and _`,
