@@ -26,7 +26,6 @@ import {
 import {
   type NewOrder,
   type Order,
-  type OrderStatus,
   sameNewOrder,
   type TimelineEntry,
 } from "../orders/order.ts";
@@ -87,19 +86,11 @@ export function isSchemaName(name: string): boolean {
   return /^[a-z_][a-z0-9_]{0,62}$/.test(name);
 }
 
-interface OrderRow {
-  id: string;
-  customer_id: string;
-  restaurant_id: string;
-  items: string[];
-  status: OrderStatus;
+/** An orders row: the order's fields, with bigint times as pg returns them. */
+type OrderRow = Omit<Order, "created_at" | "updated_at"> & {
   created_at: string;
   updated_at: string;
-  attempts: number;
-  failure_reason: string | null;
-  cancel_requested: boolean;
-  timeline: TimelineEntry[];
-}
+};
 
 function toOrder(row: OrderRow): Order {
   return {
@@ -261,11 +252,7 @@ export class PostgresStore implements OrderStore {
       );
       const created = inserted.rows[0];
       if (created) return { order: toOrder(created), created: true };
-      const existing = await pool.query<OrderRow>(
-        `SELECT * FROM ${this.#table} WHERE idempotency_key = $1`,
-        [key],
-      );
-      const order = toOrder(existing.rows[0]!);
+      const order = (await this.#selectOne(pool, "idempotency_key", key!))!;
       if (!sameNewOrder(order, input)) {
         throw new IdempotencyConflictError(key!, order.id);
       }
@@ -274,25 +261,25 @@ export class PostgresStore implements OrderStore {
   }
 
   get(id: string): Promise<Order | undefined> {
-    return this.#run(async (pool) => {
-      const result = await pool.query<OrderRow>(
-        `SELECT * FROM ${this.#table} WHERE id = $1`,
-        [id],
-      );
-      const row = result.rows[0];
-      return row && toOrder(row);
-    });
+    return this.#run((pool) => this.#selectOne(pool, "id", id));
   }
 
   getByIdempotencyKey(key: string): Promise<Order | undefined> {
-    return this.#run(async (pool) => {
-      const result = await pool.query<OrderRow>(
-        `SELECT * FROM ${this.#table} WHERE idempotency_key = $1`,
-        [key],
-      );
-      const row = result.rows[0];
-      return row && toOrder(row);
-    });
+    return this.#run((pool) => this.#selectOne(pool, "idempotency_key", key));
+  }
+
+  /** The order whose `column` (a unique one) holds `value`, if any. */
+  async #selectOne(
+    pool: pg.Pool,
+    column: "id" | "idempotency_key",
+    value: string,
+  ): Promise<Order | undefined> {
+    const result = await pool.query<OrderRow>(
+      `SELECT * FROM ${this.#table} WHERE ${column} = $1`,
+      [value],
+    );
+    const row = result.rows[0];
+    return row && toOrder(row);
   }
 
   list(options: ListOptions): Promise<ListPage> {
