@@ -174,7 +174,8 @@ export function fieldErrors(
   return errors;
 }
 
-function fieldError(path: string[], message: string): FieldError {
+/** One invalid field, at `path` (its pointer escaped per RFC 6901). */
+export function fieldError(path: string[], message: string): FieldError {
   return {
     field: path.join("."),
     pointer: path.map((part) =>

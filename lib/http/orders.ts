@@ -10,7 +10,12 @@ import { OrderNotFoundError } from "../orders/errors.ts";
 import { ORDER_STATUSES, toOrderJson } from "../orders/order.ts";
 import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
-import { type BodyLimits, fieldErrors, jsonBody } from "./json_body.ts";
+import {
+  type BodyLimits,
+  fieldError,
+  fieldErrors,
+  jsonBody,
+} from "./json_body.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import { jsonResponse } from "./request_context.ts";
 import {
@@ -129,11 +134,9 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
         // say so in words rather than as a type mismatch.
         const repeated = Object.entries(value)
           .filter(([, given]) => Array.isArray(given))
-          .map(([name]) => ({
-            field: name,
-            pointer: `/${name}`,
-            message: `${name} may be given only once`,
-          }));
+          .map(([name]) =>
+            fieldError([name], `${name} may be given only once`)
+          );
         if (repeated.length > 0) {
           throw badQuery("Invalid query parameters", repeated);
         }
