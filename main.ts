@@ -67,9 +67,17 @@ if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
   );
 }
 
+/** Start-up cannot go on: say why in the log and on stderr, exit 2. */
+async function stopStartUp(reason: string): Promise<never> {
+  lifecycle.error("Cannot start: {reason}", { reason });
+  await closeLogging();
+  console.error(`order-service: ${reason}`);
+  Deno.exit(2);
+}
+
 const startedAt = Date.now();
-let store: OrderStore;
-let interrupted: number;
+let store!: OrderStore; // assigned, or stopStartUp() exits
+let interrupted!: number;
 try {
   store = await openStore(config.store, {
     maxOrders: config.maxOrders,
@@ -92,10 +100,7 @@ try {
       redactConfig(config).store
     }" refused the recovery's writes: ${error.message}`
     : error.message;
-  lifecycle.error("Cannot start: {reason}", { reason });
-  await closeLogging();
-  console.error(`order-service: ${reason}`);
-  Deno.exit(2);
+  await stopStartUp(reason);
 }
 if (interrupted > 0) {
   lifecycle.warning("Recovered interrupted orders", { interrupted });
@@ -121,7 +126,7 @@ feedPending({
   (error) => logger.error("Recovery stopped: {error}", { error }),
 );
 
-let server: ResilientServer;
+let server!: ResilientServer; // assigned, or stopStartUp() exits
 try {
   server = new ResilientServer(system.app.fetch, {
     port: config.port,
@@ -141,12 +146,9 @@ try {
     !(error instanceof Deno.errors.AddrNotAvailable) &&
     !(error instanceof Deno.errors.PermissionDenied)
   ) throw error;
-  const reason =
-    `Cannot listen on ${config.host}:${config.port}: ${error.message}`;
-  lifecycle.error("Cannot start: {reason}", { reason });
-  await closeLogging();
-  console.error(`order-service: ${reason}`);
-  Deno.exit(2);
+  await stopStartUp(
+    `Cannot listen on ${config.host}:${config.port}: ${error.message}`,
+  );
 }
 
 let draining = false;
