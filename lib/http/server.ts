@@ -82,7 +82,6 @@ export class ResilientServer {
   #closing = false;
   #listened = false;
   #failures = 0;
-  #failureEpisodes = 0;
   #rotations = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #checkTimer: ReturnType<typeof setInterval> | undefined;
@@ -126,11 +125,6 @@ export class ResilientServer {
   /** The bound port. */
   get port(): number {
     return this.#port;
-  }
-
-  /** Times the listener failed and had to be replaced, since start. */
-  get failures(): number {
-    return this.#failureEpisodes;
   }
 
   /** Times stale connections were closed by replacing the listener. */
@@ -201,7 +195,6 @@ export class ResilientServer {
   #scheduleRetry(error: unknown): void {
     if (this.#closing) return;
     if (this.#failures === 0) {
-      this.#failureEpisodes++;
       this.#options.logger.warning(
         "Cannot accept connections: {error}; refusing new ones until a descriptor is free",
         { error: String(error) },
