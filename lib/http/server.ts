@@ -7,7 +7,11 @@
  */
 
 import type { Logger } from "@logtape/logtape";
+import { doublingDelay } from "../async/backoff.ts";
 import { connectionRemotePorts } from "./connections.ts";
+
+// Binding the port again after a failure: 50 ms doubling to 1 s.
+const RELISTEN_DELAY = doublingDelay(50, 1000);
 
 /** What {@linkcode ResilientServer} needs. */
 export interface ResilientServerOptions {
@@ -201,8 +205,9 @@ export class ResilientServer {
       );
     }
     this.#failures++;
-    const delay = this.#options.retryDelayMs?.(this.#failures) ??
-      Math.min(1000, 50 * 2 ** (this.#failures - 1));
+    const delay = (this.#options.retryDelayMs ?? RELISTEN_DELAY)(
+      this.#failures,
+    );
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => this.#relisten(), delay);
   }

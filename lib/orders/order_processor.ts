@@ -5,6 +5,7 @@
  * @module
  */
 
+import { doublingDelay } from "../async/backoff.ts";
 import { delay } from "../async/delay.ts";
 import type { Logger } from "@logtape/logtape";
 import { InvalidTransitionError, StoreUnavailableError } from "./errors.ts";
@@ -32,6 +33,9 @@ export interface OrderProcessorOptions {
    */
   storeRetryMs?: ((attempt: number) => number) | undefined;
 }
+
+// Refused store writes: 10 ms doubling to 1 s (jittered where used).
+const STORE_RETRY = doublingDelay(10, 1000);
 
 /** How processing one order ended. */
 export type ProcessOutcome =
@@ -154,7 +158,7 @@ export class OrderProcessor {
           );
         }
         const waitMs = this.#options.storeRetryMs?.(attempt) ??
-          Math.min(1000, 10 * 2 ** (attempt - 1)) * (0.5 + Math.random());
+          STORE_RETRY(attempt) * (0.5 + Math.random());
         await delay(waitMs, { signal: shutdown });
       }
     }

@@ -17,6 +17,7 @@
 
 // @ts-types="npm:@types/pg@8.23.1"
 import pg from "pg";
+import { doublingDelay } from "../async/backoff.ts";
 import {
   IdempotencyConflictError,
   OrderNotFoundError,
@@ -39,6 +40,9 @@ import type {
   Transition,
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
+
+// A database that does not answer at start: 100 ms doubling to 2 s.
+const CONNECT_RETRY = doublingDelay(100, 2000);
 
 /** The schema version this release creates and understands. */
 export const POSTGRES_SCHEMA_VERSION = 1;
@@ -204,7 +208,7 @@ export class PostgresStore implements OrderStore {
       } catch (error) {
         // A database that is starting or restarting answers soon: wait for
         // it, 100 ms doubling to 2 s, within the bound.
-        const waitMs = Math.min(2000, 100 * 2 ** (attempt - 1));
+        const waitMs = CONNECT_RETRY(attempt);
         if (isUnavailable(error) && Date.now() + waitMs < deadline) {
           await new Promise((resolve) => setTimeout(resolve, waitMs));
           continue;
