@@ -21,9 +21,8 @@ import {
   LOG_CATEGORY,
 } from "./lib/observe/logging.ts";
 import { drain } from "./lib/shutdown.ts";
-import { lastIdAt } from "./lib/orders/order_id.ts";
-import { feedPending, requeueInterrupted } from "./lib/orders/recovery.ts";
 import { openStore } from "./lib/store/open.ts";
+import { PostgresStore } from "./lib/store/postgres.ts";
 import { StoreOpenError, StoreUnavailableError } from "./lib/orders/errors.ts";
 import type { OrderStore } from "./lib/orders/order_store.ts";
 import { createSystem } from "./lib/system.ts";
@@ -75,7 +74,6 @@ async function stopStartUp(reason: string): Promise<never> {
   Deno.exit(2);
 }
 
-const startedAt = Date.now();
 let store!: OrderStore; // assigned, or stopStartUp() exits
 let interrupted!: number;
 try {
@@ -85,9 +83,12 @@ try {
     poolSize: config.pgPoolSize,
     schema: config.pgSchema,
     connectTimeoutMs: config.pgConnectTimeoutMs,
+    instanceId: config.instanceId,
+    leaseMs: config.leaseMs,
   });
-  // Before any worker runs: orders a previous process left mid-processing.
-  interrupted = await requeueInterrupted(store);
+  // Before any worker runs: orders a previous process (or, on a shared
+  // store, a stopped instance) left mid-processing become pending again.
+  interrupted = await store.rescue();
 } catch (error) {
   // A store that cannot be opened, or refuses the recovery's writes (a full
   // disk): nothing can be promised, so stop with the documented code.
@@ -113,18 +114,24 @@ const system = createSystem({
   bodyLimits: { timeoutMs: config.bodyTimeoutMs },
   defaultMetrics: config.metrics,
   heartbeatMs: config.sseHeartbeatMs,
+  ...(store instanceof PostgresStore ? { instanceId: store.instanceId } : {}),
+  leaseHeartbeatMs: config.leaseMs / 5,
 });
+try {
+  await system.feedStarted;
+} catch (error) {
+  await stopStartUp(`the store's event feed did not start: ${error}`);
+}
+if (store instanceof PostgresStore) {
+  lifecycle.info("Registered as instance {instanceId}", {
+    instanceId: store.instanceId,
+    leaseMs: config.leaseMs,
+  });
+}
 system.pool.start();
-// In the background, as the queue has room: every order left pending.
-feedPending({
-  store,
-  requeue: (id) => system.service.requeue(id),
-  until: lastIdAt(startedAt),
-  onFed: () => system.stats.recordRecovered(),
-}).then(
-  (fed) => fed > 0 && lifecycle.info("Recovery queued earlier orders", { fed }),
-  (error) => logger.error("Recovery stopped: {error}", { error }),
-);
+// In the background, as the queue has room: every unclaimed pending order
+// (left by an earlier process, rescued, or handed back by an instance).
+system.claimer.start();
 
 let server!: ResilientServer; // assigned, or stopStartUp() exits
 try {
@@ -132,6 +139,7 @@ try {
     port: config.port,
     hostname: config.host,
     idleTimeoutMs: config.idleTimeoutMs,
+    sharePort: config.reusePort,
     logger: lifecycle,
     onListen: ({ hostname, port }) =>
       lifecycle.info("Listening", {

@@ -6,7 +6,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { isPostgresUrl, isSchemaName, redactUrl } from "./store/postgres.ts";
+import {
+  isInstanceId,
+  isPostgresUrl,
+  isSchemaName,
+  redactUrl,
+} from "./store/postgres_connection.ts";
 
 /** Log levels the service accepts. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -31,6 +36,12 @@ export interface Config {
   pgSchema: string;
   /** PostgreSQL store: how long start-up waits for an unreachable database. */
   pgConnectTimeoutMs: number;
+  /** PostgreSQL store: this instance's id; generated when undefined. */
+  instanceId: string | undefined;
+  /** PostgreSQL store: missed heartbeats for this long make an instance dead. */
+  leaseMs: number;
+  /** Listen with SO_REUSEPORT, so that several processes share the port. */
+  reusePort: boolean;
   sqliteSynchronous: "full" | "normal";
   maxInFlight: number;
   bodyTimeoutMs: number;
@@ -229,9 +240,36 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     key: "pgSchema",
     env: "PG_SCHEMA",
     defaultValue: "order_service",
-    accepts: "1 to 63 of a-z, 0-9 and _, not starting with a digit",
+    accepts: "1 to 56 of a-z, 0-9 and _, not starting with a digit",
     description: "PostgreSQL store: the schema holding its tables",
     parse: (raw: string) => isSchemaName(raw) ? raw : undefined,
+  },
+  {
+    key: "instanceId",
+    env: "INSTANCE_ID",
+    defaultValue: undefined,
+    accepts: "1 to 64 of A-Z a-z 0-9 . _ -",
+    description:
+      "PostgreSQL store: this instance's id among those sharing the database (default: generated at each start)",
+    parse: (raw: string) => isInstanceId(raw) ? raw : undefined,
+  },
+  {
+    key: "leaseMs",
+    env: "LEASE_MS",
+    defaultValue: 5000,
+    accepts: "an integer from 500 to 600000",
+    description:
+      "PostgreSQL store: an instance silent this long is presumed dead and its orders are rescued (heartbeats every fifth of it)",
+    parse: integer(500, 600_000),
+  },
+  {
+    key: "reusePort",
+    env: "REUSE_PORT",
+    defaultValue: false,
+    accepts: "on or off",
+    description:
+      "let several processes listen on one port (Linux SO_REUSEPORT): run one per core on a shared PostgreSQL store",
+    parse: onOff,
   },
   {
     key: "sqliteSynchronous",
@@ -436,6 +474,13 @@ export function parseConfig(
       );
     }
     config[setting.key] = value;
+  }
+  // Processes sharing a port must share their orders too: with a memory or
+  // SQLite store each would answer for its own orders only.
+  if (config.reusePort === true && !isPostgresUrl(String(config.store))) {
+    throw new ConfigError(
+      "REUSE_PORT=on needs a PostgreSQL STORE: processes sharing a port must share one store",
+    );
   }
   return config as unknown as Config;
 }

@@ -10,6 +10,7 @@ import type { OrderService } from "./orders/order_service.ts";
 import type { OrderStats, OrderSummary } from "./orders/stats.ts";
 import type { OrderStore } from "./orders/order_store.ts";
 import type { WorkerPool } from "./async/worker_pool.ts";
+import type { WorkClaimer } from "./orders/work_claimer.ts";
 
 /** What the drain needs. */
 export interface DrainOptions {
@@ -19,15 +20,21 @@ export interface DrainOptions {
   store: OrderStore;
   stats: OrderStats;
   hub: OrderEventHub;
+  /** Stopped first, so that nothing more is claimed. */
+  claimer?: Pick<WorkClaimer, "stop">;
+  /** Hand queued orders back to other instances instead of processing them. */
+  shared?: boolean;
   logger: Logger;
   /** How long to wait for accepted orders before aborting them. */
   timeoutMs: number;
 }
 
 /**
- * Drains the service, in this order: refuse new orders (`/ready` and
- * `POST /orders` answer 503), wait for requests already storing an order,
- * close the queue, let the workers finish everything queued or running —
+ * Drains the service, in this order: stop claiming, refuse new orders
+ * (`/ready` and `POST /orders` answer 503), wait for requests already
+ * storing an order, close the queue — with a shared store, hand what is
+ * still queued back to the other instances — let the workers finish what
+ * is queued or running —
  * aborting running steps after `timeoutMs` — then close the HTTP server and
  * the store. Returns the summary, which is also logged last.
  */
@@ -36,7 +43,21 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
     options;
   stats.startDrain();
   logger.info("Draining: no longer accepting orders");
+  await options.claimer?.stop();
   await service.stopAccepting();
+  if (options.shared) {
+    const queued = service.takeQueued();
+    try {
+      const handedBack = await store.release(queued);
+      stats.recordHandedBack(handedBack);
+      logger.info("Handed {handedBack} queued orders back to other instances", {
+        handedBack,
+      });
+    } catch (error) {
+      // Closing the store hands them back too, or their lease lapses.
+      logger.warning("Could not hand queued orders back: {error}", { error });
+    }
+  }
   logger.info("Queue closed; {queued} orders queued, {busy} in progress", {
     queued: service.queueDepth,
     busy: pool.busy,

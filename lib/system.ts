@@ -23,6 +23,7 @@ import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
 import type { OrderStore } from "./orders/order_store.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
+import { WorkClaimer } from "./orders/work_claimer.ts";
 
 /** What {@linkcode createSystem} needs. */
 export interface SystemOptions {
@@ -60,6 +61,12 @@ export interface SystemOptions {
   corsOrigins?: readonly string[];
   /** Event streams' heartbeat interval (default 15 s). */
   heartbeatMs?: number;
+  /** This instance's id, when several share the store. */
+  instanceId?: string | undefined;
+  /** Between lease heartbeats (default 1 s). */
+  leaseHeartbeatMs?: number;
+  /** The backstop poll for unclaimed orders (default 1 s). */
+  claimPollMs?: number;
 }
 
 /** The assembled service. */
@@ -75,6 +82,18 @@ export interface System {
   processor: OrderProcessor;
   service: OrderService;
   pool: WorkerPool<string>;
+  /** Keeps the lease, rescues, claims unclaimed orders; not started. */
+  claimer: WorkClaimer;
+  /**
+   * Whether other instances share the store: then queued orders are
+   * handed back at shutdown instead of processed.
+   */
+  shared: boolean;
+  /**
+   * Resolves once a shared store's change feed publishes to `hub` (at
+   * once for the others); rejects when the feed cannot start.
+   */
+  feedStarted: Promise<void>;
   app: ReturnType<typeof createApp>;
 }
 
@@ -96,7 +115,10 @@ export interface System {
 export function createSystem(options: SystemOptions): System {
   const { logger } = options;
   const hub = new OrderEventHub();
-  const store = options.events === false
+  const feed = options.store.changeFeed;
+  // A shared store reports every instance's changes itself; otherwise the
+  // wrapper publishes this process's.
+  const store = options.events === false || feed
     ? options.store
     : new ObservedStore(options.store, hub);
   const queue = new Channel<string>({ capacity: options.queueCapacity });
@@ -126,7 +148,7 @@ export function createSystem(options: SystemOptions): System {
   const pool = new WorkerPool<string>({
     receive: (receiveOptions) => queue.receive(receiveOptions),
     process: async (id, signal) => {
-      await processor.process(id, signal);
+      if (await processor.process(id, signal) === "lost") stats.recordLost();
     },
     concurrency: options.workers,
     onError: (error, id) =>
@@ -146,7 +168,33 @@ export function createSystem(options: SystemOptions): System {
     },
     defaultMetrics: options.defaultMetrics ?? false,
   });
-  if (metrics) hub.addListener((event) => metrics.observeOrderEvent(event));
+  if (metrics) {
+    // Each instance counts its own changes, so that summing instances
+    // counts each change once.
+    const self = options.instanceId;
+    hub.addListener((event) => {
+      if (event.instance === undefined || event.instance === self) {
+        metrics.observeOrderEvent(event);
+      }
+    });
+  }
+  // A cancel asked on any instance aborts the step running here.
+  hub.addListener((event) => {
+    if (event.name === "cancel_requested") {
+      processor.abortRunning(event.order.id);
+    }
+  });
+  const feedStarted = feed && options.events !== false
+    ? feed.start((change) => hub.publishStored(change), 1000)
+    : Promise.resolve();
+  const claimer = new WorkClaimer({
+    store,
+    queue: service,
+    logger: logger.getChild("claims"),
+    heartbeatMs: options.leaseHeartbeatMs ?? 1000,
+    pollMs: options.claimPollMs ?? 1000,
+    onClaimed: (count) => stats.recordRecovered(count),
+  });
   const app = createApp({
     hub,
     metrics,
@@ -171,6 +219,9 @@ export function createSystem(options: SystemOptions): System {
     processor,
     service,
     pool,
+    claimer,
+    shared: feed !== undefined,
+    feedStarted,
     app,
   };
 }

@@ -48,6 +48,9 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     pgPoolSize: 10,
     pgSchema: "order_service",
     pgConnectTimeoutMs: 10000,
+    instanceId: undefined,
+    leaseMs: 5000,
+    reusePort: false,
     sqliteSynchronous: "full",
     maxInFlight: 1024,
     bodyTimeoutMs: 10000,
@@ -118,4 +121,17 @@ Deno.test("--help is recognised and the help text lists every variable", () => {
       "STORE",
     ]
   ) assert.match(helpText(), new RegExp(name));
+});
+
+Deno.test("REUSE_PORT=on is refused without a PostgreSQL store: processes sharing a port must share their orders", () => {
+  assert.throws(
+    () => parseConfig(["--reuse-port=on"], noEnv),
+    (error: Error) =>
+      error instanceof ConfigError && /PostgreSQL/.test(error.message),
+  );
+  const config = parseConfig(
+    ["--reuse-port=on", "--store=postgres://127.0.0.1/test"],
+    noEnv,
+  );
+  assert.ok(config !== "help" && config.reusePort);
 });

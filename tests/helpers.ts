@@ -82,6 +82,11 @@ export function refusingStore(inner: OrderStore = new MemoryStore()) {
     get: (id) => inner.get(id),
     getByIdempotencyKey: (key) => inner.getByIdempotencyKey(key),
     list: (options) => inner.list(options),
+    claimPending: (limit) => inner.claimPending(limit),
+    release: (ids) => inner.release(ids),
+    heartbeat: () => inner.heartbeat(),
+    rescue: () => inner.rescue(),
+    onUnclaimed: (wake) => inner.onUnclaimed(wake),
     close: () => inner.close(),
   };
   return { store, control };

@@ -193,7 +193,7 @@ export function eventRoutes(options: EventRoutesOptions) {
         }
         await stream.writeSSE({
           event: "order",
-          id: String(hub.nextId - 1),
+          id: String(hub.lastId),
           data: JSON.stringify(toOrderJson(order)),
         });
         if (isTerminal(order.status)) return;

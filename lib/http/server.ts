@@ -26,6 +26,12 @@ export interface ResilientServerOptions {
    */
   idleTimeoutMs: number;
   logger: Logger;
+  /**
+   * Share the port with other processes that set it too (Linux
+   * `SO_REUSEPORT`): the kernel spreads new connections among them. Off,
+   * a port another process holds fails at once (default off).
+   */
+  sharePort?: boolean;
   /** Called once, when the first listener is bound. */
   onListen?: (addr: Deno.NetAddr) => void;
   /** Waits between attempts to listen again after a failure (default: 50 ms doubling to 1 s). */
@@ -103,7 +109,7 @@ export class ResilientServer {
     };
     this.#options = options;
     this.#port = options.port;
-    if (Deno.build.os === "linux") {
+    if (Deno.build.os === "linux" && !options.sharePort) {
       // Our listeners share the port (SO_REUSEPORT), and so would any other
       // process that sets it: a second instance started on the same port
       // would silently split the traffic. Bind once without it first, so a

@@ -16,6 +16,8 @@ export interface OrderEvent {
   name: string;
   /** The order after the change. */
   order: Order;
+  /** The instance that made the change, when several share the store. */
+  instance?: string | undefined;
 }
 
 /** Options for {@linkcode OrderEventHub}. */
@@ -71,6 +73,11 @@ export class OrderEventHub {
   #history: OrderEvent[] = [];
   #historyStart = 0;
   #nextId = 1;
+  // The newest event's id. Ids the hub numbers itself are consecutive;
+  // a shared store's are its sequence numbers, unique but delivered in the
+  // store's order, so replay then finds the id instead of comparing.
+  #lastId = 0;
+  #numbered = false;
   #subscribers = new Set<Subscriber>();
   #listeners: Array<(event: OrderEvent) => void> = [];
   #closed = false;
@@ -81,9 +88,14 @@ export class OrderEventHub {
     this.#subscriberBuffer = options.subscriberBuffer ?? 256;
   }
 
-  /** The id the next event will get. */
+  /** The id the next event will get (greater than every id so far). */
   get nextId(): number {
     return this.#nextId;
+  }
+
+  /** The newest event's id; 0 before the first. */
+  get lastId(): number {
+    return this.#lastId;
   }
 
   /** The number of live subscriptions. */
@@ -120,6 +132,25 @@ export class OrderEventHub {
   }
 
   /**
+   * Publishes a change as a shared store numbered it (its id is the
+   * store's, the same on every instance). A hub fed this way takes no
+   * {@linkcode publishChange}.
+   */
+  publishStored(
+    event: { id: number; name: string; order: Order; instance?: string },
+  ): void {
+    if (this.#closed) return;
+    this.#numbered = true;
+    if (event.id >= this.#nextId) this.#nextId = event.id + 1;
+    this.#publish({
+      id: event.id,
+      name: event.name,
+      order: event.order,
+      instance: event.instance,
+    });
+  }
+
+  /**
    * Subscribes to events matching `filter`. With `afterId`, first replays
    * the kept events after it; `replayed` is `false` when `afterId` is older
    * than the history kept (the caller should say so and start from now),
@@ -142,15 +173,31 @@ export class OrderEventHub {
     };
     let replayed = true;
     if (options.afterId !== undefined) {
-      const oldest = this.#history[this.#historyStart]?.id ?? this.#nextId;
-      // Events after afterId are all still kept only if afterId + 1 ≥ oldest,
-      // and afterId must be one this process could have sent.
-      replayed = options.afterId + 1 >= oldest &&
-        options.afterId < this.#nextId;
+      const afterId = options.afterId;
+      let follows: (event: OrderEvent) => boolean;
+      if (this.#numbered) {
+        // Replay is possible only if the event is still kept; what
+        // follows it in the history is what the client missed.
+        let seen = false;
+        replayed = false;
+        follows = (event) => {
+          if (seen) return true;
+          if (event.id === afterId) replayed = seen = true;
+          return false;
+        };
+        for (const event of this.#kept()) follows(event);
+        seen = false;
+      } else {
+        const oldest = this.#history[this.#historyStart]?.id ?? this.#nextId;
+        // Events after afterId are all still kept only if afterId + 1 ≥
+        // oldest, and afterId must be one this process could have sent.
+        replayed = afterId + 1 >= oldest && afterId < this.#nextId;
+        follows = (event) => event.id > afterId;
+      }
       if (replayed) {
         for (const event of this.#kept()) {
           if (
-            event.id > options.afterId &&
+            follows(event) &&
             (!subscriber.filter || subscriber.filter(event))
           ) {
             subscriber.buffer.push(event);
@@ -181,6 +228,7 @@ export class OrderEventHub {
   }
 
   #publish(event: OrderEvent): void {
+    this.#lastId = event.id;
     for (const listener of this.#listeners) listener(event);
     if (this.#history.length < this.#historySize) this.#history.push(event);
     else {

@@ -29,6 +29,21 @@ export class InvalidTransitionError extends Error {
   }
 }
 
+/**
+ * A worker's change was refused because this instance no longer holds the
+ * order's claim: it was presumed dead and another instance rescued the
+ * order. The worker must leave the order alone.
+ */
+export class ClaimLostError extends Error {
+  /** Creates the error for order `orderId`. */
+  constructor(readonly orderId: string, readonly wanted: string) {
+    super(
+      `Cannot ${wanted} order "${orderId}": this instance no longer holds its claim`,
+    );
+    this.name = "ClaimLostError";
+  }
+}
+
 /** The queue has no room for another order right now. */
 export class QueueFullError extends Error {
   /** Creates the error; `retryAfterSeconds` is the hint for clients. */

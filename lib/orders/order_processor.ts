@@ -8,7 +8,11 @@
 import { doublingDelay } from "../async/backoff.ts";
 import { delay } from "../async/delay.ts";
 import type { Logger } from "@logtape/logtape";
-import { InvalidTransitionError, StoreUnavailableError } from "./errors.ts";
+import {
+  ClaimLostError,
+  InvalidTransitionError,
+  StoreUnavailableError,
+} from "./errors.ts";
 import { finishedSteps, type Order, type OrderStatus, STEPS } from "./order.ts";
 import type { OrderStats } from "./stats.ts";
 import type { StepRunner } from "./steps.ts";
@@ -43,7 +47,12 @@ export type ProcessOutcome =
   /** The order was not pending when a worker took it (cancelled while queued). */
   | "skipped"
   /** Shutdown aborted the work; the order was left unfinished. */
-  | "abandoned";
+  | "abandoned"
+  /**
+   * This instance lost the order's claim (it was presumed dead and the
+   * order rescued): the order was left to the instance that holds it now.
+   */
+  | "lost";
 
 /**
  * Exponential backoff with jitter: `baseMs · 2^(attempt−2)`, scaled by a
@@ -100,10 +109,12 @@ export class OrderProcessor {
           from: ["pending"],
           to: "processing",
           incrementAttempts: true,
+          claimed: true,
         }));
     } catch (error) {
       // Cancelled (or evicted) while it waited in the queue.
       if (error instanceof InvalidTransitionError) return "skipped";
+      if (error instanceof ClaimLostError) return this.#lost(id);
       if (shutdown.aborted) return "abandoned";
       throw error;
     }
@@ -114,6 +125,7 @@ export class OrderProcessor {
     try {
       return await this.#attempts(order, controller.signal, shutdown);
     } catch (error) {
+      if (error instanceof ClaimLostError) return this.#lost(id);
       // Shutdown ended a wait for the store to take a write.
       if (shutdown.aborted) return "abandoned";
       throw error;
@@ -164,6 +176,14 @@ export class OrderProcessor {
     }
   }
 
+  #lost(id: string): "lost" {
+    this.#options.logger.warn(
+      "Order {orderId} was rescued by another instance while this one held it; leaving it to them",
+      { orderId: id },
+    );
+    return "lost";
+  }
+
   #watch(shutdown: AbortSignal): void {
     if (this.#watched.has(shutdown)) return;
     this.#watched.add(shutdown);
@@ -199,6 +219,7 @@ export class OrderProcessor {
                 action: last ? "complete" : "record a step of",
                 from: ["processing"],
                 cancelRequested: false,
+                claimed: true,
                 append: [{ type: "step_finished", step, attempt }],
                 ...(last ? { to: "completed" as const } : {}),
               }),
@@ -211,6 +232,7 @@ export class OrderProcessor {
         // Every step had finished before (a recovered order).
         return await this.#finish(order.id, "completed", null, shutdown);
       } catch (error) {
+        if (error instanceof ClaimLostError) throw error;
         if (shutdown.aborted) return "abandoned";
         const current = await this.#write(
           order.id,
@@ -247,6 +269,7 @@ export class OrderProcessor {
             store.transition(order.id, {
               action: "retry",
               from: ["processing"],
+              claimed: true,
               set: { attempts: current.attempts + 1 },
               append: [{
                 type: "attempt_failed",
@@ -274,6 +297,7 @@ export class OrderProcessor {
           // client who asked to cancel was told it would happen.
           ...(status === "cancelled" ? {} : { cancelRequested: false }),
           to: status,
+          claimed: true,
           set: { failure_reason: reason },
         }));
     } catch (error) {

@@ -6,7 +6,6 @@
  */
 
 import type { Channel } from "../async/channel.ts";
-import { delay } from "../async/delay.ts";
 import {
   IdempotencyConflictError,
   InvalidTransitionError,
@@ -162,21 +161,41 @@ export class OrderService {
     }
   }
 
+  /** Queue slots free for claimed work: none once draining. */
+  get room(): number {
+    if (!this.#accepting) return 0;
+    return Math.max(
+      0,
+      this.#queue.capacity - this.#queue.size - this.#reserved,
+    );
+  }
+
   /**
-   * Queues an order a previous process left `pending` (recovery), waiting
-   * until the queue has room that no request has reserved. Resolves `false`
-   * without queuing once the service is draining.
+   * Queues an order this instance has claimed (left by an earlier process,
+   * rescued, or handed back by another instance), if there is room that no
+   * request has reserved. Returns `false` without queuing otherwise; the
+   * caller then hands its claim back.
    */
-  async requeue(id: string): Promise<boolean> {
-    while (this.#accepting) {
-      if (this.#queue.size + this.#reserved < this.#queue.capacity) {
-        return this.#queue.trySend(id);
+  enqueueClaimed(id: string): boolean {
+    return this.room > 0 && this.#queue.trySend(id);
+  }
+
+  /**
+   * Takes every order still queued after {@linkcode stopAccepting}: a
+   * shared store hands them back to the other instances instead of
+   * processing them here.
+   */
+  takeQueued(): string[] {
+    const ids: string[] = [];
+    while (true) {
+      try {
+        const next = this.#queue.tryReceive();
+        if (!next.ok) return ids;
+        ids.push(next.value);
+      } catch {
+        return ids; // closed and drained
       }
-      // The channel has no "room available" signal; recovery is a bounded
-      // background task, so a short poll is cheap enough.
-      await delay(5);
     }
-    return false;
   }
 
   /**

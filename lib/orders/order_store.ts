@@ -71,11 +71,55 @@ export interface Transition {
   };
   /** Timeline entries to append (before the status entry, if any). */
   append?: NewTimelineEntry[];
+  /**
+   * Applies only while this instance still holds its claim on the order
+   * (the fencing check). Every change a worker makes sets it: an instance
+   * that was presumed dead and comes back cannot overwrite an order that
+   * another instance rescued. A change that finishes the order ends the
+   * claim.
+   */
+  claimed?: boolean;
+}
+
+/** A change to one order as a store shared by several instances reports it. */
+export interface StoredChange {
+  /** The database's sequence number: the same on every instance. */
+  id: number;
+  /** `created`, or the type of the timeline entry the change added. */
+  name: string;
+  /** The order after the change. */
+  order: Order;
+  /** The instance that made the change. */
+  instance: string;
+}
+
+/**
+ * Every instance's changes, in one order that every instance sees alike.
+ * Only stores shared by several instances have one; for the others the
+ * in-process wrapper (`store/observed.ts`) publishes each change.
+ */
+export interface ChangeFeed {
+  /**
+   * Calls `publish` for the last `history` changes already stored, then for
+   * every change made from now on, by any instance, each exactly once and
+   * in the feed's order. Stops when the store closes.
+   */
+  start(
+    publish: (change: StoredChange) => void,
+    history: number,
+  ): Promise<void>;
 }
 
 /**
  * Where orders live. Every method is atomic with respect to every other.
  * Orders returned are snapshots: later changes never alter them.
+ *
+ * **Claims.** An order that an instance holds in its queue or is processing
+ * is claimed by it: `create` claims the new order for this instance,
+ * `claimPending` claims unclaimed ones, `release` hands claims back, a
+ * finishing transition ends one. `rescue` returns the claims of instances
+ * that stopped. A single-process store (memory, SQLite) keeps its claims in
+ * the process, so after a restart every unfinished order is unclaimed.
  */
 export interface OrderStore {
   /**
@@ -99,6 +143,41 @@ export interface OrderStore {
    * @throws {InvalidTransitionError} when the order does not match.
    */
   transition(id: string, change: Transition): Promise<Order>;
-  /** Releases resources. */
+  /**
+   * Claims up to `limit` unclaimed `pending` orders for this instance,
+   * oldest first, and returns their ids.
+   */
+  claimPending(limit: number): Promise<string[]>;
+  /**
+   * Hands back this instance's claims on those of `ids` that are still
+   * `pending` (queued, not started), so that another instance, or the next
+   * start, takes them. Returns how many were handed back.
+   */
+  release(ids: readonly string[]): Promise<number>;
+  /**
+   * Tells the other instances that this one is alive. Resolves `false`
+   * when they had presumed it dead and rescued its orders (its claims are
+   * void; it has registered again).
+   */
+  heartbeat(): Promise<boolean>;
+  /**
+   * Returns the orders claimed by instances that stopped (a previous
+   * process, or an instance whose lease lapsed) to the unclaimed: a
+   * `processing` one gets an `interrupted` entry and becomes `pending`
+   * again (it resumes after its last finished step). Returns how many.
+   */
+  rescue(): Promise<number>;
+  /**
+   * Calls `wake` whenever unclaimed work may have appeared (a release or a
+   * rescue, here or on another instance).
+   */
+  onUnclaimed(wake: () => void): void;
+  /** Every instance's changes, when the store is shared by several. */
+  readonly changeFeed?: ChangeFeed | undefined;
+  /**
+   * Releases resources. A shared store first hands back what this instance
+   * still claims (an unfinished `processing` order is marked interrupted)
+   * and deregisters it, so that nothing waits for its lease to lapse.
+   */
   close(): Promise<void>;
 }

@@ -12,11 +12,18 @@ export interface OrderSummary {
   completed: number;
   failed: number;
   cancelled: number;
-  /** Orders a previous process left unfinished that this one took on. */
+  /**
+   * Unclaimed orders this process took on: left unfinished by a previous
+   * process, rescued from a stopped instance, or handed back by another.
+   */
   recovered: number;
+  /** Queued orders handed back, unstarted, to other instances at shutdown. */
+  handed_back: number;
+  /** Orders another instance rescued while this one held them. */
+  lost: number;
   /** Orders that finished while the service was draining. */
   drained: number;
-  /** Orders accepted or recovered that this process did not finish. */
+  /** Orders accepted or recovered that this process neither finished nor handed on. */
   abandoned: number;
 }
 
@@ -31,6 +38,8 @@ export class OrderStats {
   #cancelled = 0;
   #drained = 0;
   #recovered = 0;
+  #handedBack = 0;
+  #lost = 0;
   #draining = false;
 
   /** Counts an order the service acknowledged with 201. */
@@ -38,9 +47,19 @@ export class OrderStats {
     this.#accepted++;
   }
 
-  /** Counts an order recovered from a previous process and queued. */
-  recordRecovered(): void {
-    this.#recovered++;
+  /** Counts unclaimed orders claimed and queued. */
+  recordRecovered(count = 1): void {
+    this.#recovered += count;
+  }
+
+  /** Counts queued orders handed back at shutdown. */
+  recordHandedBack(count: number): void {
+    this.#handedBack += count;
+  }
+
+  /** Counts an order whose claim another instance took over. */
+  recordLost(): void {
+    this.#lost++;
   }
 
   /** Counts an order that reached a terminal status. */
@@ -68,8 +87,11 @@ export class OrderStats {
       failed: this.#failed,
       cancelled: this.#cancelled,
       recovered: this.#recovered,
+      handed_back: this.#handedBack,
+      lost: this.#lost,
       drained: this.#drained,
-      abandoned: this.#accepted + this.#recovered - finished,
+      abandoned: this.#accepted + this.#recovered - finished -
+        this.#handedBack - this.#lost,
     };
   }
 }

@@ -29,6 +29,7 @@ import type {
   Transition,
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
+import { LocalClaims } from "./local_claims.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -114,6 +115,13 @@ export class MemoryStore implements OrderStore {
   // and cursors can binary-search.
   #ids: string[] = [];
   #evictFrom = 0;
+  // Starts empty, so nothing is left by an earlier process: no scan.
+  readonly #claims = new LocalClaims({
+    isPending: (id) => {
+      const held = this.#orders.get(id);
+      return held !== undefined && !isPacked(held) && held.status === "pending";
+    },
+  });
 
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
@@ -164,6 +172,7 @@ export class MemoryStore implements OrderStore {
     };
     this.#orders.set(order.id, order);
     this.#ids.push(order.id);
+    this.#claims.claim(order.id);
     if (key !== undefined) {
       this.#byKey.set(key, order.id);
       this.#keyOf.set(order.id, key);
@@ -210,10 +219,35 @@ export class MemoryStore implements OrderStore {
       cancelRequested: current.cancel_requested,
     }, change);
     if (refusal) return Promise.reject(refusal);
+    const lost = this.#claims.refuse(id, change);
+    if (lost) return Promise.reject(lost);
     const next = applyTransition(current, change, this.#now());
     // A finished order's timeline is final: pack it to save memory.
     this.#orders.set(id, isTerminal(next.status) ? pack(next) : next);
+    this.#claims.settle(id, next.status);
     return Promise.resolve(next);
+  }
+
+  claimPending(limit: number): Promise<string[]> {
+    return Promise.resolve(this.#claims.take(limit));
+  }
+
+  release(ids: readonly string[]): Promise<number> {
+    return Promise.resolve(this.#claims.release(ids));
+  }
+
+  /** Always `true`: one process, no one else to presume it dead. */
+  heartbeat(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  /** Always 0: a memory store begins empty, so no earlier process left work. */
+  rescue(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
+  onUnclaimed(wake: () => void): void {
+    this.#claims.onUnclaimed(wake);
   }
 
   close(): Promise<void> {

@@ -67,6 +67,26 @@ export class ObservedStore implements OrderStore {
     return this.#inner.list(options);
   }
 
+  claimPending(limit: number): Promise<string[]> {
+    return this.#inner.claimPending(limit);
+  }
+
+  release(ids: readonly string[]): Promise<number> {
+    return this.#inner.release(ids);
+  }
+
+  heartbeat(): Promise<boolean> {
+    return this.#inner.heartbeat();
+  }
+
+  rescue(): Promise<number> {
+    return this.#inner.rescue();
+  }
+
+  onUnclaimed(wake: () => void): void {
+    this.#inner.onUnclaimed(wake);
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

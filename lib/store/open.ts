@@ -21,6 +21,10 @@ export interface OpenStoreOptions {
   schema?: string;
   /** PostgreSQL store only: how long start-up waits for the database. */
   connectTimeoutMs?: number;
+  /** PostgreSQL store only: this instance's id (generated when absent). */
+  instanceId?: string | undefined;
+  /** PostgreSQL store only: the lease, in milliseconds. */
+  leaseMs?: number;
 }
 
 /**
@@ -44,6 +48,10 @@ export async function openStore(
       ...(options.connectTimeoutMs !== undefined
         ? { connectTimeoutMs: options.connectTimeoutMs }
         : {}),
+      ...(options.instanceId !== undefined
+        ? { instanceId: options.instanceId }
+        : {}),
+      ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
     });
   }
   if (spec === "memory") {

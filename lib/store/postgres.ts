@@ -1,16 +1,15 @@
 /**
- * The PostgreSQL order store: one database that survives the process, with
- * the schema created and migrated on start.
+ * The PostgreSQL order store: one database that any number of instances
+ * share. Each instance claims the orders it holds, with a fencing token;
+ * a heartbeat keeps its lease, and when the lease lapses another instance
+ * rescues its orders. Every change writes an event row in its own
+ * transaction, which every instance reads (see `postgres_feed.ts`).
  *
  * On node-postgres (`pg`): the `postgres` client (3.4.9) crashed the whole
  * process under Deno when the database cut a connection while a write was
  * queued (porsager/postgres#1154, #1208); `pg` reports the same event as a
  * catchable error (SQLSTATE 57P01), checked by terminating every backend
  * under load.
- *
- * This is the single-instance part of the PostgreSQL work (issue 12):
- * claims, leases, rescue and cross-instance events are not here yet, so one
- * instance at a time may use a schema.
  *
  * @module
  */
@@ -19,12 +18,13 @@
 import pg from "pg";
 import { doublingDelay } from "../async/backoff.ts";
 import {
+  ClaimLostError,
   IdempotencyConflictError,
   OrderNotFoundError,
   StoreOpenError,
-  StoreUnavailableError,
 } from "../orders/errors.ts";
 import {
+  isTerminal,
   type NewOrder,
   type Order,
   sameNewOrder,
@@ -40,18 +40,36 @@ import type {
   Transition,
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
+import {
+  inTransaction,
+  isInstanceId,
+  isSchemaName,
+  isUnavailable,
+  orUnavailable,
+  redactUrl,
+} from "./postgres_connection.ts";
+import { PostgresFeed } from "./postgres_feed.ts";
+import { PostgresListener } from "./postgres_listener.ts";
+import { eventsChannel, migrate, workChannel } from "./postgres_schema.ts";
+
+export {
+  isPostgresUrl,
+  isSchemaName,
+  redactUrl,
+} from "./postgres_connection.ts";
+export { POSTGRES_SCHEMA_VERSION } from "./postgres_schema.ts";
 
 // A database that does not answer at start: 100 ms doubling to 2 s.
 const CONNECT_RETRY = doublingDelay(100, 2000);
 
-/** The schema version this release creates and understands. */
-export const POSTGRES_SCHEMA_VERSION = 1;
+/** Events kept in the table; older ones are deleted by the rescuing instance. */
+export const EVENT_RETENTION = 100_000;
 
 /** Options for {@linkcode PostgresStore.open}. */
 export interface PostgresStoreOptions {
   /** The schema holding the tables (default `order_service`). */
   schema?: string;
-  /** Connections in the pool (default 10). */
+  /** Connections in the pool (default 10); the listener has one more. */
   poolSize?: number;
   /**
    * How long start-up keeps trying a database it cannot reach (refused,
@@ -59,41 +77,28 @@ export interface PostgresStoreOptions {
    * password or a missing database fails at once.
    */
   connectTimeoutMs?: number;
+  /** This instance's id (default: generated, unique per start). */
+  instanceId?: string;
+  /**
+   * How long an instance may miss heartbeats before another rescues its
+   * orders, in milliseconds (default 5000).
+   */
+  leaseMs?: number;
   /** The clock, in epoch milliseconds (injected by tests). */
   now?: () => number;
 }
 
-/** The URL as it may be logged: the password replaced. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(an invalid URL)";
-  }
-}
-
-/** Whether `spec` is a `postgres://` or `postgresql://` URL this store can open. */
-export function isPostgresUrl(spec: string): boolean {
-  if (!/^postgres(ql)?:\/\/./.test(spec)) return false;
-  try {
-    new URL(spec);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `name` is a schema name this store accepts: 1–63 of a-z, 0-9 and _, not starting with a digit. */
-export function isSchemaName(name: string): boolean {
-  return /^[a-z_][a-z0-9_]{0,62}$/.test(name);
+/** A fresh instance id: the process id and 8 random hex digits. */
+export function generateInstanceId(): string {
+  return `i${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 /** An orders row: the order's fields, with bigint times as pg returns them. */
 type OrderRow = Omit<Order, "created_at" | "updated_at"> & {
   created_at: string;
   updated_at: string;
+  claimed_by: string | null;
+  claim_epoch: string;
 };
 
 function toOrder(row: OrderRow): Order {
@@ -113,31 +118,21 @@ function toOrder(row: OrderRow): Order {
   };
 }
 
-/**
- * Whether an error means the database could not be reached or used (a
- * refused or lost connection, a server shutting down), as opposed to a bug
- * in a query: those become `StoreUnavailableError` (503, and a worker
- * retries), the rest stay what they are.
- */
-function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === "string") {
-    return /^(08|53|57P|58)/.test(code) || // SQLSTATE connection, resources, shutdown
-      /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)/.test(code);
-  }
-  // node-postgres reports a dropped or unobtainable connection by message
-  // only ("Connection terminated unexpectedly", "Client has encountered a
-  // connection error and is not queryable", "timeout exceeded when trying
-  // to connect").
-  return /connection terminated|connection error|not queryable|timeout exceeded when trying to connect|connection ended/i
-    .test(String((error as Error | null)?.message));
-}
+/** The columns an API order has (not the claim's). */
+const ORDER_COLUMNS = `id, customer_id, restaurant_id, items, status,
+  created_at, updated_at, attempts, failure_reason, cancel_requested, timeline`;
 
 /**
  * Orders in PostgreSQL. Every change is one transaction that locks the
  * order's row (`SELECT … FOR UPDATE`) before deciding: without the lock,
  * two changes that both read `processing` could both apply (a cancel and a
  * completion); with it, the second waits and then sees the first's result.
+ *
+ * **Claims.** `claimed_by` names the instance that holds an order (queued
+ * or processing) and `claim_epoch`, the fencing token, grows at every
+ * claim and every rescue. This instance remembers the epoch of each claim
+ * it took; a change marked `claimed` applies only while the row still
+ * shows this instance and that epoch.
  *
  * @example
  * ```ts ignore
@@ -148,23 +143,66 @@ function isUnavailable(error: unknown): boolean {
  */
 export class PostgresStore implements OrderStore {
   readonly #pool: pg.Pool;
+  readonly #schema: string;
   readonly #table: string;
   readonly #now: () => number;
   readonly #newId = createOrderIdFactory();
+  readonly #instanceId: string;
+  readonly #leaseMs: number;
+  readonly #listener: PostgresListener;
+  readonly #feed: PostgresFeed;
+  // This instance's claims: order id → the claim's epoch.
+  readonly #claims = new Map<string, string>();
+  readonly #wakers: Array<() => void> = [];
+  #closed = false;
 
   private constructor(
     pool: pg.Pool,
+    listenerConfig: pg.ClientConfig,
     schema: string,
+    instanceId: string,
+    leaseMs: number,
     now: () => number,
   ) {
     this.#pool = pool;
+    this.#schema = schema;
     this.#table = `"${schema}".orders`;
+    this.#instanceId = instanceId;
+    this.#leaseMs = leaseMs;
     this.#now = now;
+    this.#listener = new PostgresListener(
+      listenerConfig,
+      [eventsChannel(schema), workChannel(schema)],
+      {
+        onNotify: (channel, payload) => {
+          if (channel === workChannel(schema)) this.#wake();
+          else this.#feed.notified(Number(payload));
+        },
+        onConnect: () => {
+          // What was notified while the connection was down is lost.
+          this.#feed.read();
+          this.#wake();
+        },
+      },
+    );
+    this.#feed = new PostgresFeed(this.#listener, schema);
+  }
+
+  /** This instance's id, as other instances see it. */
+  get instanceId(): string {
+    return this.#instanceId;
+  }
+
+  /** Every instance's changes. */
+  get changeFeed(): PostgresFeed {
+    return this.#feed;
   }
 
   /**
-   * Connects, then creates or migrates the schema under an advisory lock,
-   * so that instances starting together do not race.
+   * Connects, creates or migrates the schema under an advisory lock (so
+   * that instances starting together do not race), and registers this
+   * instance; orders a previous run under the same instance id still
+   * claimed are handed back first.
    *
    * @throws {StoreOpenError} when the database cannot be reached, refuses
    * the login, or holds a schema newer than this release.
@@ -174,21 +212,35 @@ export class PostgresStore implements OrderStore {
     options: PostgresStoreOptions = {},
   ): Promise<PostgresStore> {
     const schema = options.schema ?? "order_service";
+    const instanceId = options.instanceId ?? generateInstanceId();
+    const leaseMs = options.leaseMs ?? 5000;
     const what = `the PostgreSQL store ${redactUrl(url)}`;
     if (!isSchemaName(schema)) {
       throw new StoreOpenError(
         what,
-        `schema name "${schema}" must be 1–63 of a-z, 0-9 and _`,
+        `schema name "${schema}" must be 1–56 of a-z, 0-9 and _`,
       );
     }
+    if (!isInstanceId(instanceId)) {
+      throw new StoreOpenError(
+        what,
+        `instance id "${instanceId}" must be 1–64 of A-Z, a-z, 0-9, ".", "_" and "-"`,
+      );
+    }
+    if (!Number.isInteger(leaseMs) || leaseMs < 100) {
+      throw new StoreOpenError(what, `lease ${leaseMs} ms is below 100 ms`);
+    }
+    const listenerConfig: pg.ClientConfig = {
+      connectionString: url,
+      connectionTimeoutMillis: 5000,
+    };
     let pool: pg.Pool;
     try {
       pool = new pg.Pool({
-        connectionString: url,
+        ...listenerConfig,
         max: options.poolSize ?? 10,
-        // A query that cannot get a connection fails instead of waiting
-        // for ever: requests answer 503, workers retry.
-        connectionTimeoutMillis: 5000,
+        // The event trigger records which instance made each change.
+        options: `-c order_service.instance=${instanceId}`,
       });
     } catch (error) {
       throw new StoreOpenError(what, (error as Error).message);
@@ -200,10 +252,20 @@ export class PostgresStore implements OrderStore {
     // was running rejects as well, and that is where we handle it.
     pool.on("error", () => {});
     pool.on("connect", (client) => client.on("error", () => {}));
+    const store = new PostgresStore(
+      pool,
+      listenerConfig,
+      schema,
+      instanceId,
+      leaseMs,
+      options.now ?? Date.now,
+    );
     const deadline = Date.now() + (options.connectTimeoutMs ?? 10_000);
     for (let attempt = 1;; attempt++) {
       try {
         await migrate(pool, schema);
+        await store.#register();
+        await store.#listener.connect();
         break;
       } catch (error) {
         // A database that is starting or restarting answers soon: wait for
@@ -213,6 +275,7 @@ export class PostgresStore implements OrderStore {
           await new Promise((resolve) => setTimeout(resolve, waitMs));
           continue;
         }
+        await store.#listener.close();
         await pool.end().catch(() => {});
         if (error instanceof StoreOpenError) throw error;
         const gaveUp = isUnavailable(error)
@@ -221,11 +284,11 @@ export class PostgresStore implements OrderStore {
         throw new StoreOpenError(what, (error as Error).message + gaveUp);
       }
     }
-    return new PostgresStore(pool, schema, options.now ?? Date.now);
+    return store;
   }
 
   create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
-    return this.#run(async (pool) => {
+    return orUnavailable(async () => {
       const now = this.#now();
       const key = options.idempotencyKey ?? null;
       const timeline: TimelineEntry[] = [{
@@ -233,17 +296,20 @@ export class PostgresStore implements OrderStore {
         type: "status",
         status: "pending",
       }];
-      // ON CONFLICT: two requests with one key race to insert; the loser
-      // inserts nothing and reads the winner's order below.
-      const inserted = await pool.query<OrderRow>(
+      // Claimed by this instance as it is inserted: it goes straight into
+      // this instance's queue, with no second round trip.
+      // ON CONFLICT: two requests with one key race to insert (on one
+      // instance or two); the loser inserts nothing and reads the
+      // winner's order below.
+      const inserted = await this.#pool.query<OrderRow>(
         `INSERT INTO ${this.#table}
            (id, customer_id, restaurant_id, items, status, created_at,
             updated_at, attempts, failure_reason, cancel_requested, timeline,
-            idempotency_key)
+            idempotency_key, claimed_by, claim_epoch)
          VALUES ($1, $2, $3, $4::jsonb, 'pending', $5, $5, 0, NULL, false,
-           $6::jsonb, $7)
+           $6::jsonb, $7, $8, 1)
          ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING *`,
+         RETURNING ${ORDER_COLUMNS}`,
         [
           this.#newId(),
           input.customer_id,
@@ -252,11 +318,15 @@ export class PostgresStore implements OrderStore {
           now,
           JSON.stringify(timeline),
           key,
+          this.#instanceId,
         ],
       );
       const created = inserted.rows[0];
-      if (created) return { order: toOrder(created), created: true };
-      const order = (await this.#selectOne(pool, "idempotency_key", key!))!;
+      if (created) {
+        this.#claims.set(created.id, "1");
+        return { order: toOrder(created), created: true };
+      }
+      const order = (await this.#selectOne("idempotency_key", key!))!;
       if (!sameNewOrder(order, input)) {
         throw new IdempotencyConflictError(key!, order.id);
       }
@@ -265,21 +335,20 @@ export class PostgresStore implements OrderStore {
   }
 
   get(id: string): Promise<Order | undefined> {
-    return this.#run((pool) => this.#selectOne(pool, "id", id));
+    return orUnavailable(() => this.#selectOne("id", id));
   }
 
   getByIdempotencyKey(key: string): Promise<Order | undefined> {
-    return this.#run((pool) => this.#selectOne(pool, "idempotency_key", key));
+    return orUnavailable(() => this.#selectOne("idempotency_key", key));
   }
 
   /** The order whose `column` (a unique one) holds `value`, if any. */
   async #selectOne(
-    pool: pg.Pool,
     column: "id" | "idempotency_key",
     value: string,
   ): Promise<Order | undefined> {
-    const result = await pool.query<OrderRow>(
-      `SELECT * FROM ${this.#table} WHERE ${column} = $1`,
+    const result = await this.#pool.query<OrderRow>(
+      `SELECT ${ORDER_COLUMNS} FROM ${this.#table} WHERE ${column} = $1`,
       [value],
     );
     const row = result.rows[0];
@@ -287,9 +356,9 @@ export class PostgresStore implements OrderStore {
   }
 
   list(options: ListOptions): Promise<ListPage> {
-    return this.#run(async (pool) => {
-      const result = await pool.query<OrderRow>(
-        `SELECT * FROM ${this.#table}
+    return orUnavailable(async () => {
+      const result = await this.#pool.query<OrderRow>(
+        `SELECT ${ORDER_COLUMNS} FROM ${this.#table}
          WHERE ($1::text IS NULL OR id > $1)
            AND ($2::text IS NULL OR status = $2)
          ORDER BY id
@@ -305,8 +374,8 @@ export class PostgresStore implements OrderStore {
   }
 
   transition(id: string, change: Transition): Promise<Order> {
-    return this.#run((pool) =>
-      inTransaction(pool, async (client) => {
+    return orUnavailable(() =>
+      inTransaction(this.#pool, async (client) => {
         // Race: see the class comment; the row lock serialises changes.
         const result = await client.query<OrderRow>(
           `SELECT * FROM ${this.#table} WHERE id = $1 FOR UPDATE`,
@@ -320,11 +389,22 @@ export class PostgresStore implements OrderStore {
           cancelRequested: current.cancel_requested,
         }, change);
         if (refusal) throw refusal;
+        // The fence: under the row lock, so no rescue can slip in between.
+        if (
+          change.claimed &&
+          (row.claimed_by !== this.#instanceId ||
+            row.claim_epoch !== this.#claims.get(id))
+        ) {
+          this.#claims.delete(id);
+          throw new ClaimLostError(id, change.action);
+        }
         const next = applyTransition(current, change, this.#now());
+        const finished = isTerminal(next.status);
         await client.query(
           `UPDATE ${this.#table} SET status = $2, updated_at = $3,
              attempts = $4, failure_reason = $5, cancel_requested = $6,
-             timeline = $7::jsonb
+             timeline = $7::jsonb,
+             claimed_by = CASE WHEN $8 THEN NULL ELSE claimed_by END
            WHERE id = $1`,
           [
             id,
@@ -334,108 +414,201 @@ export class PostgresStore implements OrderStore {
             next.failure_reason,
             next.cancel_requested,
             JSON.stringify(next.timeline),
+            finished,
           ],
         );
         return next;
       })
+    ).then((order) => {
+      // A finished order needs no claim (the row's ended with the commit).
+      if (isTerminal(order.status)) this.#claims.delete(id);
+      return order;
+    });
+  }
+
+  claimPending(limit: number): Promise<string[]> {
+    return orUnavailable(async () => {
+      // SKIP LOCKED: instances claiming at once take different orders
+      // instead of queuing behind each other's row locks.
+      const result = await this.#pool.query<{ id: string; epoch: string }>(
+        `UPDATE ${this.#table}
+         SET claimed_by = $1, claim_epoch = claim_epoch + 1
+         WHERE id IN (
+           SELECT id FROM ${this.#table}
+           WHERE status = 'pending' AND claimed_by IS NULL
+           ORDER BY id LIMIT $2
+           FOR UPDATE SKIP LOCKED)
+         RETURNING id, claim_epoch::text AS epoch`,
+        [this.#instanceId, limit],
+      );
+      const ids: string[] = [];
+      for (const row of result.rows) {
+        this.#claims.set(row.id, row.epoch);
+        ids.push(row.id);
+      }
+      return ids.sort();
+    });
+  }
+
+  release(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return Promise.resolve(0);
+    return orUnavailable(async () => {
+      const result = await this.#pool.query<{ id: string }>(
+        `UPDATE ${this.#table}
+         SET claimed_by = NULL, claim_epoch = claim_epoch + 1
+         WHERE id = ANY($1) AND claimed_by = $2 AND status = 'pending'
+         RETURNING id`,
+        [ids, this.#instanceId],
+      );
+      for (const row of result.rows) this.#claims.delete(row.id);
+      if (result.rows.length > 0) {
+        await this.#pool.query("SELECT pg_notify($1, '')", [
+          workChannel(this.#schema),
+        ]);
+      }
+      return result.rows.length;
+    });
+  }
+
+  heartbeat(): Promise<boolean> {
+    return orUnavailable(async () => {
+      // On the listener's connection: a busy pool cannot delay it.
+      const renewed = await this.#listener.query(
+        `UPDATE "${this.#schema}".instances SET heartbeat_at = now()
+         WHERE id = $1`,
+        [this.#instanceId],
+      );
+      if (renewed.rowCount === 1) return true;
+      // Presumed dead and rescued: every claim held is void (the epochs
+      // moved on), and the instance registers again.
+      this.#claims.clear();
+      await this.#listener.query(
+        `INSERT INTO "${this.#schema}".instances (id, lease_ms)
+         VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`,
+        [this.#instanceId, this.#leaseMs],
+      );
+      return false;
+    });
+  }
+
+  rescue(): Promise<number> {
+    return orUnavailable(() =>
+      inTransaction(this.#pool, async (client) => {
+        // One rescuer at a time; the others skip this round.
+        const lock = await client.query<{ locked: boolean }>(
+          "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked",
+          [`order-service:${this.#schema}:rescue`],
+        );
+        if (!lock.rows[0]?.locked) return 0;
+        const instances = `"${this.#schema}".instances`;
+        await client.query(
+          `DELETE FROM ${instances}
+           WHERE heartbeat_at < now() - lease_ms * interval '1 millisecond'`,
+        );
+        // Orders no live instance holds: their holder stopped, or (a
+        // processing order never lacks a holder otherwise) an older
+        // release left them so.
+        const rescued = await this.#free(
+          client,
+          `(claimed_by IS NOT NULL
+             AND claimed_by NOT IN (SELECT id FROM ${instances}))
+           OR (status = 'processing' AND claimed_by IS NULL)`,
+          [],
+        );
+        await client.query(
+          `DELETE FROM "${this.#schema}".events
+           WHERE seq <= (SELECT max(seq) FROM "${this.#schema}".events) - $1`,
+          [EVENT_RETENTION],
+        );
+        return rescued;
+      })
     );
+  }
+
+  onUnclaimed(wake: () => void): void {
+    this.#wakers.push(wake);
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#feed.close();
+    await this.#listener.close();
+    try {
+      // Nothing of ours should wait for the lease to lapse.
+      await inTransaction(this.#pool, async (client) => {
+        await this.#free(client, "claimed_by = $1", [this.#instanceId]);
+        await client.query(
+          `DELETE FROM "${this.#schema}".instances WHERE id = $1`,
+          [this.#instanceId],
+        );
+      });
+    } catch {
+      // The database is gone: the lease lapses, and another instance, or
+      // the next start, rescues what this one held.
+    }
     await this.#pool.end();
   }
 
-  /** Runs a query, turning a lost or refused database into `StoreUnavailableError`. */
-  async #run<T>(query: (pool: pg.Pool) => Promise<T>): Promise<T> {
-    try {
-      return await query(this.#pool);
-    } catch (error) {
-      if (isUnavailable(error)) {
-        throw new StoreUnavailableError((error as Error).message);
-      }
-      throw error;
-    }
-  }
-}
-
-/**
- * Runs `body` in a transaction on one pooled connection: COMMIT when it
- * returns, ROLLBACK when it throws. A connection that failed is destroyed
- * rather than returned to the pool.
- */
-async function inTransaction<T>(
-  pool: pg.Pool,
-  body: (client: pg.PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  // A checked-out client reports a dropped connection as an "error" event;
-  // with no listener that event ends the process (the pool listens only
-  // while a client is idle). The failed query rejects as well.
-  const onError = (error: Error) => broken = error;
-  client.on("error", onError);
-  try {
-    await client.query("BEGIN");
-    const result = await body(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (error) {
-    if (isUnavailable(error)) broken = error as Error;
-    else await client.query("ROLLBACK").catch(() => {});
-    throw error;
-  } finally {
-    client.off("error", onError);
-    client.release(broken);
-  }
-}
-
-async function migrate(pool: pg.Pool, schema: string): Promise<void> {
-  const quoted = `"${schema}"`;
-  await inTransaction(pool, async (client) => {
-    // Instances that start together take turns; the lock ends with the
-    // transaction.
-    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
-      `order-service:${schema}`,
-    ]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${quoted}.schema_version (version integer NOT NULL)`,
-    );
-    const result = await client.query<{ version: number }>(
-      `SELECT version FROM ${quoted}.schema_version`,
-    );
-    const row = result.rows[0];
-    const version = row?.version ?? 0;
-    if (version > POSTGRES_SCHEMA_VERSION) {
-      throw new StoreOpenError(
-        `the PostgreSQL schema "${schema}"`,
-        `its version ${version} is newer than this release understands (${POSTGRES_SCHEMA_VERSION}); upgrade order-service`,
+  /** Registers this instance, first freeing what a previous run under its id held. */
+  async #register(): Promise<void> {
+    await inTransaction(this.#pool, async (client) => {
+      // Waits for a rescue in progress, so both never touch one order.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+        `order-service:${this.#schema}:rescue`,
+      ]);
+      await this.#free(client, "claimed_by = $1", [this.#instanceId]);
+      await client.query(
+        `INSERT INTO "${this.#schema}".instances (id, lease_ms)
+         VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(),
+           started_at = now(), lease_ms = excluded.lease_ms`,
+        [this.#instanceId, this.#leaseMs],
       );
+    });
+  }
+
+  /**
+   * Makes the unfinished orders matching `where` unclaimed, with a new
+   * epoch: a processing one gets an `interrupted` entry and becomes
+   * pending again (it resumes after its last finished step). Wakes every
+   * instance's claimer at commit. Returns how many.
+   */
+  async #free(
+    client: pg.PoolClient,
+    where: string,
+    params: unknown[],
+  ): Promise<number> {
+    const at = params.length + 1;
+    const result = await client.query<{ id: string }>(
+      `UPDATE ${this.#table} SET
+         claimed_by = NULL,
+         claim_epoch = claim_epoch + 1,
+         status = 'pending',
+         updated_at = CASE WHEN status = 'processing'
+           THEN greatest($${at}::bigint, created_at) ELSE updated_at END,
+         timeline = CASE WHEN status = 'processing'
+           THEN timeline || jsonb_build_array(
+             jsonb_build_object('at', greatest($${at}::bigint, created_at),
+               'type', 'interrupted', 'attempt', attempts),
+             jsonb_build_object('at', greatest($${at}::bigint, created_at),
+               'type', 'status', 'status', 'pending'))
+           ELSE timeline END
+       WHERE status IN ('pending', 'processing') AND (${where})
+       RETURNING id`,
+      [...params, this.#now()],
+    );
+    for (const row of result.rows) this.#claims.delete(row.id);
+    if (result.rows.length > 0) {
+      await client.query("SELECT pg_notify($1, '')", [
+        workChannel(this.#schema),
+      ]);
     }
-    if (version === POSTGRES_SCHEMA_VERSION) return;
-    await client.query(`
-      CREATE TABLE ${quoted}.orders (
-        id text PRIMARY KEY,
-        customer_id text NOT NULL,
-        restaurant_id text NOT NULL,
-        items jsonb NOT NULL,
-        status text NOT NULL,
-        created_at bigint NOT NULL,
-        updated_at bigint NOT NULL,
-        attempts integer NOT NULL,
-        failure_reason text,
-        cancel_requested boolean NOT NULL,
-        timeline jsonb NOT NULL,
-        idempotency_key text UNIQUE
-      )`);
-    await client.query(
-      `CREATE INDEX orders_status_id ON ${quoted}.orders (status, id)`,
-    );
-    await client.query(
-      row
-        ? `UPDATE ${quoted}.schema_version SET version = $1`
-        : `INSERT INTO ${quoted}.schema_version VALUES ($1)`,
-      [POSTGRES_SCHEMA_VERSION],
-    );
-  });
+    return result.rows.length;
+  }
+
+  #wake(): void {
+    for (const wake of this.#wakers) wake();
+  }
 }

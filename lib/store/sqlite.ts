@@ -8,6 +8,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   IdempotencyConflictError,
+  InvalidTransitionError,
   OrderNotFoundError,
   StoreOpenError,
   StoreUnavailableError,
@@ -19,7 +20,7 @@ import {
   sameNewOrder,
   type TimelineEntry,
 } from "../orders/order.ts";
-import { createOrderIdFactory } from "../orders/order_id.ts";
+import { createOrderIdFactory, lastIdAt } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
@@ -29,6 +30,7 @@ import type {
   Transition,
 } from "../orders/order_store.ts";
 import { refuseTransition } from "../orders/transition.ts";
+import { LocalClaims } from "./local_claims.ts";
 
 /** The schema version this release writes (`PRAGMA user_version`). */
 export const SCHEMA_VERSION = 1;
@@ -82,6 +84,9 @@ const SQL = {
   page: "SELECT * FROM orders WHERE id > ? ORDER BY id LIMIT ?",
   pageByStatus:
     "SELECT * FROM orders WHERE status = ? AND id > ? ORDER BY id LIMIT ?",
+  pendingIds:
+    "SELECT id FROM orders WHERE status = 'pending' AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+  statusOf: "SELECT status FROM orders WHERE id = ?",
 } as const;
 
 interface Row {
@@ -151,6 +156,7 @@ export class SqliteStore implements OrderStore {
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #commits = 0;
+  #claims: LocalClaims;
 
   /**
    * Opens (creating if needed) and migrates the database at `path`.
@@ -181,6 +187,8 @@ export class SqliteStore implements OrderStore {
         update: db.prepare(SQL.update),
         page: db.prepare(SQL.page),
         pageByStatus: db.prepare(SQL.pageByStatus),
+        pendingIds: db.prepare(SQL.pendingIds),
+        statusOf: db.prepare(SQL.statusOf),
       };
     } catch (error) {
       try {
@@ -190,6 +198,18 @@ export class SqliteStore implements OrderStore {
       throw openError(path, (error as Error).message);
     }
     this.#db = db;
+    // Orders made from now on are claimed at creation; the ones already
+    // here when the file was opened were left by an earlier process.
+    const until = lastIdAt(this.#now());
+    this.#claims = new LocalClaims({
+      isPending: (id) =>
+        (this.#statements.statusOf.get(id) as { status?: string } | undefined)
+          ?.status === "pending",
+      pendingAfter: (after, limit) =>
+        (this.#statements.pendingIds.all(after ?? "", until, limit) as Array<
+          { id: string }
+        >).map((row) => row.id),
+    });
   }
 
   create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
@@ -235,6 +255,10 @@ export class SqliteStore implements OrderStore {
         key ?? null,
       );
       return { order, created: true };
+    }).then((result) => {
+      // After the commit: a claim on a write that failed would hold nothing.
+      if (result.created) this.#claims.claim(result.order.id);
+      return result;
     });
   }
 
@@ -278,6 +302,8 @@ export class SqliteStore implements OrderStore {
         cancelRequested: order.cancel_requested,
       }, change);
       if (refusal) throw refusal;
+      const lost = this.#claims.refuse(id, change);
+      if (lost) throw lost;
       const now = Math.max(this.#now(), order.created_at);
       for (const entry of change.append ?? []) {
         order.timeline.push({ ...entry, at: now } as TimelineEntry);
@@ -307,7 +333,58 @@ export class SqliteStore implements OrderStore {
         id,
       );
       return order;
+    }).then((order) => {
+      this.#claims.settle(id, order.status);
+      return order;
     });
+  }
+
+  claimPending(limit: number): Promise<string[]> {
+    return this.#read(() => this.#claims.take(limit));
+  }
+
+  release(ids: readonly string[]): Promise<number> {
+    return this.#read(() => this.#claims.release(ids));
+  }
+
+  /** Always `true`: one process opens the file, no one else to presume it dead. */
+  heartbeat(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  /**
+   * Orders found `processing` that this process does not hold were
+   * interrupted by a crash or a kill of the previous one: each gets an
+   * `interrupted` entry and becomes `pending` again.
+   */
+  async rescue(): Promise<number> {
+    const rescued: string[] = [];
+    let after: string | undefined;
+    while (true) {
+      const page = await this.list({ status: "processing", limit: 100, after });
+      for (const order of page.orders) {
+        if (this.#claims.holds(order.id)) continue;
+        try {
+          await this.transition(order.id, {
+            action: "recover",
+            from: ["processing"],
+            to: "pending",
+            append: [{ type: "interrupted", attempt: order.attempts }],
+          });
+          rescued.push(order.id);
+        } catch (error) {
+          if (!(error instanceof InvalidTransitionError)) throw error;
+        }
+      }
+      after = page.orders.at(-1)?.id;
+      if (!page.hasMore || after === undefined) break;
+    }
+    this.#claims.rescued(rescued);
+    return rescued.length;
+  }
+
+  onUnclaimed(wake: () => void): void {
+    this.#claims.onUnclaimed(wake);
   }
 
   /** The number of transactions committed so far (each holds a batch). */
@@ -399,6 +476,7 @@ export class SqliteStore implements OrderStore {
 }
 
 const DOMAIN_ERRORS: Record<string, true> = {
+  ClaimLostError: true,
   IdempotencyConflictError: true,
   InvalidTransitionError: true,
   OrderNotFoundError: true,

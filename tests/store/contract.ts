@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  ClaimLostError,
   IdempotencyConflictError,
   InvalidTransitionError,
   OrderNotFoundError,
@@ -382,5 +383,89 @@ export function storeContract(name: string, factory: StoreFactory): void {
       "no order skipped, oldest first",
     );
     assert.ok(seen.length >= 20);
+  });
+
+  // Claims: what lets instances share work without running an order twice.
+
+  const start = {
+    action: "start",
+    from: ["pending" as const],
+    to: "processing" as const,
+    incrementAttempts: true,
+    claimed: true,
+  };
+
+  test("a new order is claimed by the instance that created it: its worker's claimed changes apply, and claimPending() does not hand it out again", async (store) => {
+    const { order } = await store.create(burger);
+    assert.deepEqual(await store.claimPending(10), []);
+    const started = await store.transition(order.id, start);
+    assert.equal(started.status, "processing");
+  });
+
+  test("release() hands back only this instance's pending orders; claimPending() then takes them oldest first, at most the limit", async (store) => {
+    const ids: string[] = [];
+    for (let index = 0; index < 5; index++) {
+      ids.push((await store.create(orderFor(index))).order.id);
+    }
+    await store.transition(ids[4]!, start); // processing: not handed back
+    let wakes = 0;
+    store.onUnclaimed(() => wakes++);
+    assert.equal(await store.release([...ids].reverse()), 4);
+    assert.ok(wakes >= 1, "claimers are woken by a release");
+    assert.equal(await store.release(ids), 0, "nothing is held twice");
+    assert.deepEqual(await store.claimPending(3), ids.slice(0, 3));
+    assert.deepEqual(await store.claimPending(3), ids.slice(3, 4));
+    assert.deepEqual(await store.claimPending(3), []);
+  });
+
+  test("a claimed change is refused with ClaimLostError once the claim was handed back, and changes nothing; an unclaimed change still applies", async (store) => {
+    const { order } = await store.create(burger);
+    await store.release([order.id]);
+    await assert.rejects(
+      store.transition(order.id, start),
+      (error: Error) =>
+        error instanceof ClaimLostError && error.orderId === order.id,
+    );
+    assert.equal((await store.get(order.id))?.status, "pending");
+    const cancelled = await store.transition(order.id, {
+      action: "cancel",
+      from: ["pending"],
+      to: "cancelled",
+    });
+    assert.equal(cancelled.status, "cancelled");
+    assert.deepEqual(
+      await store.claimPending(10),
+      [],
+      "a finished order is no work",
+    );
+  });
+
+  test("claiming again restores the claim, and a finished order holds none", async (store) => {
+    const { order } = await store.create(burger);
+    await store.release([order.id]);
+    assert.deepEqual(await store.claimPending(1), [order.id]);
+    await store.transition(order.id, start);
+    await store.transition(order.id, {
+      action: "complete",
+      from: ["processing"],
+      to: "completed",
+      claimed: true,
+    });
+    assert.equal(await store.release([order.id]), 0);
+    assert.deepEqual(await store.claimPending(10), []);
+  });
+
+  test("heartbeat() keeps a live instance's claims, and rescue() leaves them alone", async (store) => {
+    const { order } = await store.create(burger);
+    await store.transition(order.id, start);
+    assert.equal(await store.heartbeat(), true);
+    assert.equal(await store.rescue(), 0);
+    const step = await store.transition(order.id, {
+      action: "record",
+      from: ["processing"],
+      claimed: true,
+      append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+    });
+    assert.equal(step.status, "processing");
   });
 }

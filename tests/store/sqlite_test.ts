@@ -188,3 +188,54 @@ Deno.test("POST /orders answers 503 without acknowledging when the SQLite write 
     await cleanup();
   }
 });
+
+Deno.test("after a restart, what the previous process left is unclaimed: rescue() returns its processing orders to pending, noting the interruption, and claimPending() takes the pending ones oldest first", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    const first = new SqliteStore(path);
+    const running = (await first.create(order)).order;
+    const waiting = (await first.create(order)).order;
+    const done = (await first.create(order)).order;
+    await first.transition(running.id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+      incrementAttempts: true,
+    });
+    await first.transition(done.id, {
+      action: "cancel",
+      from: ["pending"],
+      to: "cancelled",
+    });
+    await first.close(); // as a crash leaves it: nothing handed back
+
+    const second = new SqliteStore(path);
+    try {
+      assert.equal(await second.rescue(), 1);
+      const rescued = await second.get(running.id);
+      assert.equal(rescued?.status, "pending");
+      assert.equal(
+        rescued?.attempts,
+        1,
+        "the interrupted attempt stays counted",
+      );
+      assert.deepEqual(
+        rescued?.timeline.slice(-2).map((entry) => entry.type),
+        ["interrupted", "status"],
+      );
+      const fresh = (await second.create(order)).order;
+      assert.deepEqual(await second.claimPending(10), [running.id, waiting.id]);
+      assert.deepEqual(await second.claimPending(10), []);
+      assert.equal(
+        await second.rescue(),
+        0,
+        "orders this process holds are never rescued",
+      );
+      assert.equal((await second.get(fresh.id))?.status, "pending");
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -1,0 +1,144 @@
+/**
+ * Every instance's order changes, read from the PostgreSQL event table.
+ *
+ * @module
+ */
+
+import type { Order } from "../orders/order.ts";
+import type { ChangeFeed, StoredChange } from "../orders/order_store.ts";
+import type { PostgresListener } from "./postgres_listener.ts";
+
+/** Rows read at most per query. */
+const PAGE = 200;
+/** The backstop poll: a NOTIFY lost with its connection delays events at most this long. */
+const POLL_MS = 1000;
+/** While a notified event is not yet readable, look again this often. */
+const RETRY_MS = 5;
+/** A notified event not read within this long is left to the poll. */
+const GIVE_UP_MS = 5000;
+
+interface EventRow {
+  seq: string;
+  xid: string;
+  name: string;
+  order: Order;
+  instance: string;
+}
+
+/**
+ * Reads events in `(xid, seq)` order, and only below the oldest running
+ * transaction (`pg_snapshot_xmin`). Race: sequence numbers are drawn
+ * before commit and transactions commit out of order, so "every seq above
+ * the last one read" would pass over an event whose transaction commits a
+ * moment after a later one's. Every transaction that can still commit has
+ * an xid at or above that horizon, so nothing can appear behind the
+ * cursor. Every instance reads the same rows in the same order, so the
+ * events and their ids are alike everywhere.
+ */
+export class PostgresFeed implements ChangeFeed {
+  readonly #listener: PostgresListener;
+  readonly #table: string;
+  #publish: ((change: StoredChange) => void) | undefined;
+  #cursor = { xid: "0", seq: "0" };
+  #reading = false;
+  #again = false;
+  // Notified sequence numbers not read yet, with when they were notified.
+  readonly #awaited = new Map<number, number>();
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #poll: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  /** A feed of `schema`'s event table, read through `listener`. */
+  constructor(listener: PostgresListener, schema: string) {
+    this.#listener = listener;
+    this.#table = `"${schema}".events`;
+  }
+
+  async start(
+    publish: (change: StoredChange) => void,
+    history: number,
+  ): Promise<void> {
+    // The last `history` events, for Last-Event-ID replay on this instance
+    // too; the cursor then stands after them.
+    const result = await this.#listener.query<EventRow>(
+      `SELECT seq::text, xid::text, name, "order", instance FROM (
+         SELECT * FROM ${this.#table}
+         WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY xid DESC, seq DESC LIMIT $1) AS recent
+       ORDER BY recent.xid, recent.seq`,
+      [history],
+    );
+    this.#publish = publish;
+    this.#deliver(result.rows);
+    this.#poll = setInterval(() => this.read(), POLL_MS);
+    this.read();
+  }
+
+  /** A NOTIFY for event `seq`: read what is new. */
+  notified(seq: number): void {
+    if (!this.#publish) return;
+    if (Number.isSafeInteger(seq)) this.#awaited.set(seq, Date.now());
+    this.read();
+  }
+
+  /** Reads every event not read yet (one read at a time). */
+  read(): void {
+    if (!this.#publish || this.#closed) return;
+    if (this.#reading) {
+      this.#again = true;
+      return;
+    }
+    this.#reading = true;
+    this.#readAll().catch(() => {
+      // The connection is down; its return (onConnect) reads again.
+    }).finally(() => {
+      this.#reading = false;
+      if (this.#again) {
+        this.#again = false;
+        this.read();
+      } else if (this.#awaited.size > 0 && !this.#closed) {
+        clearTimeout(this.#retry);
+        this.#retry = setTimeout(() => this.read(), RETRY_MS);
+      }
+    });
+  }
+
+  /** Stops reading. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    clearInterval(this.#poll);
+  }
+
+  async #readAll(): Promise<void> {
+    while (!this.#closed) {
+      const result = await this.#listener.query<EventRow>(
+        `SELECT seq::text, xid::text, name, "order", instance FROM ${this.#table}
+         WHERE (xid, seq) > ($1::xid8, $2::bigint)
+           AND xid < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY xid, seq LIMIT ${PAGE}`,
+        [this.#cursor.xid, this.#cursor.seq],
+      );
+      this.#deliver(result.rows);
+      if (result.rows.length < PAGE) break;
+    }
+    const now = Date.now();
+    for (const [seq, at] of this.#awaited) {
+      if (now - at > GIVE_UP_MS) this.#awaited.delete(seq);
+    }
+  }
+
+  #deliver(rows: EventRow[]): void {
+    for (const row of rows) {
+      this.#cursor = { xid: row.xid, seq: row.seq };
+      const id = Number(row.seq);
+      this.#awaited.delete(id);
+      this.#publish!({
+        id,
+        name: row.name,
+        order: row.order,
+        instance: row.instance,
+      });
+    }
+  }
+}

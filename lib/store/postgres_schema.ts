@@ -1,0 +1,165 @@
+/**
+ * The PostgreSQL store's schema: its versions and the migrations between
+ * them, run under an advisory lock so that instances starting together
+ * take turns.
+ *
+ * @module
+ */
+
+// @ts-types="npm:@types/pg@8.23.1"
+import type pg from "pg";
+import { StoreOpenError } from "../orders/errors.ts";
+import { inTransaction } from "./postgres_connection.ts";
+
+/** The NOTIFY channel that carries new events' sequence numbers. */
+export function eventsChannel(schema: string): string {
+  return `${schema}_events`;
+}
+
+/** The NOTIFY channel that says unclaimed orders may be waiting. */
+export function workChannel(schema: string): string {
+  return `${schema}_work`;
+}
+
+/**
+ * Each migration takes the schema from the version before it to its index
+ * + 1. `s` is the quoted schema name; `name` the bare one.
+ */
+const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
+  // 1: orders.
+  (s) => [
+    `CREATE TABLE ${s}.orders (
+      id text PRIMARY KEY,
+      customer_id text NOT NULL,
+      restaurant_id text NOT NULL,
+      items jsonb NOT NULL,
+      status text NOT NULL,
+      created_at bigint NOT NULL,
+      updated_at bigint NOT NULL,
+      attempts integer NOT NULL,
+      failure_reason text,
+      cancel_requested boolean NOT NULL,
+      timeline jsonb NOT NULL,
+      idempotency_key text UNIQUE
+    )`,
+    `CREATE INDEX orders_status_id ON ${s}.orders (status, id)`,
+  ],
+  // 2: claims and instances; the event table every change writes to.
+  (s, name) => [
+    // claim_epoch is the fencing token: it grows at every claim and every
+    // rescue, and every worker change is conditional on it.
+    `ALTER TABLE ${s}.orders ADD COLUMN claimed_by text,
+       ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0`,
+    `CREATE INDEX orders_unclaimed ON ${s}.orders (id)
+       WHERE status = 'pending' AND claimed_by IS NULL`,
+    `CREATE INDEX orders_claimed_by ON ${s}.orders (claimed_by)
+       WHERE claimed_by IS NOT NULL`,
+    `CREATE TABLE ${s}.instances (
+      id text PRIMARY KEY,
+      started_at timestamptz NOT NULL DEFAULT now(),
+      heartbeat_at timestamptz NOT NULL DEFAULT now(),
+      lease_ms integer NOT NULL
+    )`,
+    // xid is the writing transaction's: readers follow (xid, seq) below
+    // the oldest running transaction, so that an event whose transaction
+    // commits late can never be passed over (a bigserial alone is drawn
+    // before commit, and commits land out of order).
+    `CREATE TABLE ${s}.events (
+      seq bigserial PRIMARY KEY,
+      xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+      order_id text NOT NULL,
+      name text NOT NULL,
+      "order" jsonb NOT NULL,
+      instance text NOT NULL
+    )`,
+    `CREATE INDEX events_feed ON ${s}.events (xid, seq)`,
+    // In the database, so that no write can change an order without its
+    // event: one row per new timeline entry ('created' for a new order),
+    // in the same transaction; NOTIFY carries the sequence number only
+    // (payloads are limited to 8000 bytes) and is sent at commit.
+    `CREATE FUNCTION ${s}.record_events() RETURNS trigger
+     LANGUAGE plpgsql AS $fn$
+     DECLARE
+       before integer := 0;
+       after integer := jsonb_array_length(NEW.timeline);
+       snapshot jsonb;
+       origin text := coalesce(current_setting('order_service.instance', true), '');
+       last_seq bigint;
+     BEGIN
+       IF TG_OP = 'UPDATE' THEN
+         before := jsonb_array_length(OLD.timeline);
+         IF after <= before THEN RETURN NULL; END IF;
+       END IF;
+       snapshot := jsonb_build_object(
+         'id', NEW.id, 'customer_id', NEW.customer_id,
+         'restaurant_id', NEW.restaurant_id, 'items', NEW.items,
+         'status', NEW.status, 'created_at', NEW.created_at,
+         'updated_at', NEW.updated_at, 'attempts', NEW.attempts,
+         'failure_reason', NEW.failure_reason,
+         'cancel_requested', NEW.cancel_requested, 'timeline', NEW.timeline);
+       IF TG_OP = 'INSERT' THEN
+         INSERT INTO ${s}.events (order_id, name, "order", instance)
+           VALUES (NEW.id, 'created', snapshot, origin)
+           RETURNING seq INTO last_seq;
+       ELSE
+         FOR position IN before .. after - 1 LOOP
+           INSERT INTO ${s}.events (order_id, name, "order", instance)
+             VALUES (NEW.id, NEW.timeline -> position ->> 'type', snapshot, origin)
+             RETURNING seq INTO last_seq;
+         END LOOP;
+       END IF;
+       PERFORM pg_notify('${eventsChannel(name)}', last_seq::text);
+       RETURN NULL;
+     END
+     $fn$`,
+    `CREATE TRIGGER orders_record_events
+       AFTER INSERT OR UPDATE ON ${s}.orders
+       FOR EACH ROW EXECUTE FUNCTION ${s}.record_events()`,
+  ],
+];
+
+/** The schema version this release creates and understands. */
+export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Creates the schema or brings it to {@linkcode POSTGRES_SCHEMA_VERSION}.
+ *
+ * @throws {StoreOpenError} when the schema is newer than this release.
+ */
+export async function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  const quoted = `"${schema}"`;
+  await inTransaction(pool, async (client) => {
+    // Instances that start together take turns; the lock ends with the
+    // transaction.
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+      `order-service:${schema}`,
+    ]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${quoted}.schema_version (version integer NOT NULL)`,
+    );
+    const result = await client.query<{ version: number }>(
+      `SELECT version FROM ${quoted}.schema_version`,
+    );
+    const row = result.rows[0];
+    const version = row?.version ?? 0;
+    if (version > POSTGRES_SCHEMA_VERSION) {
+      throw new StoreOpenError(
+        `the PostgreSQL schema "${schema}"`,
+        `its version ${version} is newer than this release understands (${POSTGRES_SCHEMA_VERSION}); upgrade order-service`,
+      );
+    }
+    if (version === POSTGRES_SCHEMA_VERSION) return;
+    for (const migration of MIGRATIONS.slice(version)) {
+      for (const statement of migration(quoted, schema)) {
+        await client.query(statement);
+      }
+    }
+    await client.query(
+      row
+        ? `UPDATE ${quoted}.schema_version SET version = $1`
+        : `INSERT INTO ${quoted}.schema_version VALUES ($1)`,
+      [POSTGRES_SCHEMA_VERSION],
+    );
+  });
+}

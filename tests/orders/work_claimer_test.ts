@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import { getLogger } from "@logtape/logtape";
+import type { Step } from "../../lib/orders/order.ts";
+import type { StepRunner } from "../../lib/orders/steps.ts";
+import { drain } from "../../lib/shutdown.ts";
+import { MemoryStore } from "../../lib/store/memory.ts";
+import { SqliteStore } from "../../lib/store/sqlite.ts";
+import {
+  drainSystem,
+  EXAMPLE_ORDER,
+  testSystem,
+  waitForStatus,
+  waitUntil,
+} from "../helpers.ts";
+
+/** A SQLite file holding what a killed process left: `prepare` writes it. */
+async function leftByEarlierProcess(
+  prepare: (store: SqliteStore) => Promise<void>,
+): Promise<{ store: SqliteStore; cleanup: () => Promise<void> }> {
+  const directory = await Deno.makeTempDir({ prefix: "order-service-claims-" });
+  const path = `${directory}/orders.db`;
+  const first = new SqliteStore(path);
+  await prepare(first);
+  await first.close();
+  const store = new SqliteStore(path);
+  return {
+    store,
+    cleanup: async () => {
+      await store.close().catch(() => {});
+      await Deno.remove(directory, { recursive: true });
+    },
+  };
+}
+
+Deno.test("a backlog larger than the queue, left by an earlier process, is processed completely and never past the queue's bound", async () => {
+  const { store, cleanup } = await leftByEarlierProcess(async (first) => {
+    for (let index = 0; index < 250; index++) {
+      await first.create(EXAMPLE_ORDER);
+    }
+  });
+  try {
+    const system = testSystem({ store, queueCapacity: 10, workers: 3 });
+    let largestQueue = 0;
+    const watch = setInterval(() => {
+      largestQueue = Math.max(largestQueue, system.queue.size);
+    }, 0);
+    system.pool.start();
+    system.claimer.start();
+    await waitUntil(
+      () => system.stats.summary().completed === 250,
+      "250 completed",
+      20_000,
+    );
+    clearInterval(watch);
+    await system.claimer.stop();
+    await drainSystem(system);
+    assert.ok(largestQueue <= 10, `queue held ${largestQueue}`);
+    const completed = await store.list({ status: "completed", limit: 1000 });
+    assert.equal(completed.orders.length, 250);
+    const summary = system.stats.summary();
+    assert.equal(summary.recovered, 250);
+    assert.equal(summary.abandoned, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("a rescued order resumes after its last finished step instead of repeating it", async () => {
+  let id = "";
+  const { store, cleanup } = await leftByEarlierProcess(async (first) => {
+    id = (await first.create(EXAMPLE_ORDER)).order.id;
+    // As a killed process left it: started, first step finished.
+    await first.transition(id, {
+      action: "start",
+      from: ["pending"],
+      to: "processing",
+      incrementAttempts: true,
+    });
+    await first.transition(id, {
+      action: "record",
+      from: ["processing"],
+      append: [{
+        type: "step_finished",
+        step: "restaurant_confirmation",
+        attempt: 1,
+      }],
+    });
+  });
+  try {
+    const runs: Partial<Record<Step, number>> = {};
+    const runStep: StepRunner = (step) => {
+      runs[step] = (runs[step] ?? 0) + 1;
+      return Promise.resolve();
+    };
+    assert.equal(await store.rescue(), 1);
+    const system = testSystem({ store, runStep });
+    system.pool.start();
+    system.claimer.start();
+    const final = await waitForStatus(store, id, ["completed"]);
+    await system.claimer.stop();
+    await drainSystem(system);
+    assert.equal(final.attempts, 2);
+    assert.deepEqual(runs, { payment: 1, courier_assignment: 1 });
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("a release wakes the claimer at once, long before its poll", async () => {
+  const store = new MemoryStore();
+  const system = testSystem({ store, claimPollMs: 60_000 });
+  system.pool.start();
+  system.claimer.start();
+  try {
+    // The first look finds nothing; the claimer then sleeps for its poll.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const { order } = await store.create(EXAMPLE_ORDER);
+    await store.release([order.id]);
+    const final = await waitForStatus(store, order.id, ["completed"], 2000);
+    assert.equal(final.status, "completed");
+    assert.equal(system.stats.summary().recovered, 1);
+  } finally {
+    await system.claimer.stop();
+    await drainSystem(system);
+  }
+});
+
+Deno.test("a shared store's drain finishes the running order and hands the queued ones back, unstarted and unclaimed", async () => {
+  const store = new MemoryStore();
+  const release = Promise.withResolvers<void>();
+  let started = 0;
+  const system = testSystem({
+    store,
+    workers: 1,
+    runStep: async () => {
+      started++;
+      await release.promise;
+    },
+  });
+  const ids: string[] = [];
+  for (let index = 0; index < 5; index++) {
+    ids.push((await system.service.create(EXAMPLE_ORDER)).order.id);
+  }
+  system.pool.start();
+  await waitUntil(() => started === 1, "the first order running");
+  const drained = drain({
+    ...system,
+    shared: true,
+    server: { shutdown: () => Promise.resolve() },
+    logger: getLogger(["order-service-test"]),
+    timeoutMs: 5000,
+  });
+  await waitUntil(() => system.queue.size === 0, "the queue emptied");
+  release.resolve();
+  const summary = await drained;
+  assert.equal(summary.handed_back, 4);
+  assert.equal(summary.completed, 1);
+  assert.equal(summary.abandoned, 0);
+  assert.equal((await store.get(ids[0]!))?.status, "completed");
+  for (const id of ids.slice(1)) {
+    assert.equal((await store.get(id))?.status, "pending");
+  }
+  assert.deepEqual(await store.claimPending(10), ids.slice(1));
+});
