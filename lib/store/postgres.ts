@@ -233,11 +233,14 @@ export class PostgresStore implements OrderStore {
     const listenerConfig: pg.ClientConfig = {
       connectionString: url,
       connectionTimeoutMillis: 5000,
+      // pg_stat_activity then tells which instance holds a connection.
+      application_name: `order-service listener ${instanceId}`,
     };
     let pool: pg.Pool;
     try {
       pool = new pg.Pool({
         ...listenerConfig,
+        application_name: `order-service ${instanceId}`,
         max: options.poolSize ?? 10,
         // The event trigger records which instance made each change.
         options: `-c order_service.instance=${instanceId}`,

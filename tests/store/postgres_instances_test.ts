@@ -1,0 +1,245 @@
+/**
+ * Several instances on one PostgreSQL schema, as stores: leases, rescue,
+ * fencing, claiming without overlap, and one event feed for all. Needs the
+ * PostgreSQL server (see postgres_test.ts); CI requires these tests.
+ */
+
+import assert from "node:assert/strict";
+import { ClaimLostError } from "../../lib/orders/errors.ts";
+import type { StoredChange } from "../../lib/orders/order_store.ts";
+import { PostgresStore } from "../../lib/store/postgres.ts";
+import { EXAMPLE_ORDER, waitUntil } from "../helpers.ts";
+import {
+  adminQuery,
+  freshSchema,
+  isReachable,
+  TEST_DATABASE_URL,
+} from "./postgres_admin.ts";
+
+const available = await isReachable();
+if (!available && Deno.env.get("CI") === "true") {
+  throw new Error("PostgreSQL must be reachable in CI");
+}
+
+/** Runs `body` with `count` instances sharing a fresh schema. */
+function withInstances(
+  name: string,
+  count: number,
+  body: (stores: PostgresStore[], schema: string) => Promise<void>,
+  leaseMs = 300,
+): void {
+  Deno.test({
+    name,
+    ignore: !available, // stated reason: no PostgreSQL server reachable here
+    async fn() {
+      const { schema, drop } = freshSchema();
+      const stores: PostgresStore[] = [];
+      try {
+        for (let index = 0; index < count; index++) {
+          stores.push(
+            await PostgresStore.open(TEST_DATABASE_URL, {
+              schema,
+              poolSize: 4,
+              leaseMs,
+              instanceId: `test-${"abc"[index]}`,
+            }),
+          );
+        }
+        await body(stores, schema);
+      } finally {
+        await Promise.all(stores.map((store) => store.close()));
+        await drop();
+      }
+    },
+  });
+}
+
+const start = {
+  action: "start",
+  from: ["pending" as const],
+  to: "processing" as const,
+  incrementAttempts: true,
+  claimed: true,
+};
+
+withInstances(
+  "PostgreSQL instances: when one misses its heartbeats for the lease, another rescues its orders, and the presumed-dead one's fenced writes are refused",
+  2,
+  async ([a, b]) => {
+    const running = (await a!.create(EXAMPLE_ORDER)).order;
+    const queued = (await a!.create(EXAMPLE_ORDER)).order;
+    await a!.transition(running.id, start);
+    // Within the lease, nothing is rescued.
+    assert.equal(await b!.heartbeat(), true);
+    assert.equal(await b!.rescue(), 0);
+    assert.deepEqual(await b!.claimPending(10), []);
+    // a stops sending heartbeats (a pause, a partition) past its lease.
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    assert.equal(await b!.heartbeat(), true);
+    assert.equal(await b!.rescue(), 2);
+    const rescued = await b!.get(running.id);
+    assert.equal(rescued?.status, "pending");
+    assert.deepEqual(
+      rescued?.timeline.slice(-2).map((entry) => entry.type),
+      ["interrupted", "status"],
+    );
+    assert.deepEqual(
+      await b!.claimPending(10),
+      [running.id, queued.id].sort(),
+    );
+    await b!.transition(running.id, start);
+    // a comes back and goes on where it was: refused (River #1302).
+    await assert.rejects(
+      a!.transition(running.id, {
+        action: "record a step of",
+        from: ["processing"],
+        claimed: true,
+        append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+      }),
+      ClaimLostError,
+    );
+    await assert.rejects(a!.transition(queued.id, start), ClaimLostError);
+    assert.equal(await a!.heartbeat(), false, "a learns it was presumed dead");
+    assert.equal(await a!.heartbeat(), true, "and is registered again");
+    const final = await b!.get(running.id);
+    assert.equal(
+      final?.timeline.filter((entry) => entry.type === "step_finished").length,
+      0,
+    );
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: claiming at once, they never take one order twice",
+  3,
+  async ([a, b, c]) => {
+    const ids: string[] = [];
+    for (let index = 0; index < 60; index++) {
+      ids.push((await a!.create(EXAMPLE_ORDER)).order.id);
+    }
+    assert.equal(await a!.release(ids), 60);
+    const claimed = await Promise.all(
+      [a!, b!, c!, a!, b!, c!].map((store) => store.claimPending(15)),
+    );
+    const all = claimed.flat();
+    assert.equal(all.length, 60);
+    assert.equal(new Set(all).size, 60, "no order claimed twice");
+    const firstBatch = await Promise.all(
+      [a!, b!].map((s) => s.claimPending(5)),
+    );
+    assert.deepEqual(firstBatch.flat(), []);
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: one idempotency key sent to two instances at once creates one order",
+  2,
+  async ([a, b]) => {
+    const results = await Promise.all(
+      Array.from(
+        { length: 10 },
+        (_, index) =>
+          (index % 2 ? a! : b!).create(EXAMPLE_ORDER, {
+            idempotencyKey: "same-key",
+          }),
+      ),
+    );
+    assert.equal(new Set(results.map((r) => r.order.id)).size, 1);
+    assert.equal(results.filter((r) => r.created).length, 1);
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: close() hands back what the instance held, so another takes it at once, and deregisters it",
+  2,
+  async ([a, b], schema) => {
+    const running = (await a!.create(EXAMPLE_ORDER)).order;
+    const queued = (await a!.create(EXAMPLE_ORDER)).order;
+    await a!.transition(running.id, start);
+    let woken = 0;
+    b!.onUnclaimed(() => woken++);
+    await a!.close();
+    assert.deepEqual(
+      await b!.claimPending(10),
+      [running.id, queued.id].sort(),
+      "without waiting for a's lease",
+    );
+    assert.equal(
+      (await b!.get(running.id))?.timeline.at(-2)?.type,
+      "interrupted",
+    );
+    await waitUntil(() => woken > 0, "b woken by NOTIFY");
+    const instances = await adminQuery<{ id: string }>(
+      `SELECT id FROM "${schema}".instances ORDER BY id`,
+    );
+    assert.deepEqual(instances.map((row) => row.id), ["test-b"]);
+  },
+  60_000,
+);
+
+withInstances(
+  "PostgreSQL instances: every instance's feed delivers every instance's changes once, in one order, with the same ids",
+  2,
+  async ([a, b]) => {
+    const seen: StoredChange[][] = [[], []];
+    await a!.changeFeed.start((change) => seen[0]!.push(change), 100);
+    await b!.changeFeed.start((change) => seen[1]!.push(change), 100);
+    const ids: string[] = [];
+    await Promise.all(Array.from({ length: 20 }, async (_, index) => {
+      const store = index % 2 ? a! : b!;
+      const { order } = await store.create(EXAMPLE_ORDER);
+      ids.push(order.id);
+      await store.transition(order.id, start);
+      // A cancel on the other instance.
+      await (index % 2 ? b! : a!).transition(order.id, {
+        action: "cancel",
+        from: ["processing"],
+        set: { cancel_requested: true },
+        append: [{ type: "cancel_requested" }],
+      });
+    }));
+    // created, status (processing), cancel_requested: 3 per order.
+    await waitUntil(
+      () => seen[0]!.length === 60 && seen[1]!.length === 60,
+      `60 events on each (a ${seen[0]!.length}, b ${seen[1]!.length})`,
+    );
+    const key = (change: StoredChange) =>
+      `${change.id} ${change.name} ${change.order.id} ${change.instance}`;
+    assert.deepEqual(seen[0]!.map(key), seen[1]!.map(key));
+    assert.equal(new Set(seen[0]!.map((c) => c.id)).size, 60);
+    for (const id of ids) {
+      const names = seen[0]!.filter((c) => c.order.id === id).map((c) =>
+        c.name
+      );
+      assert.deepEqual(names, ["created", "status", "cancel_requested"]);
+    }
+    const cancels = seen[0]!.filter((c) => c.name === "cancel_requested");
+    assert.ok(cancels.every((c) => c.order.cancel_requested));
+    assert.ok(
+      seen[0]!.some((c) => c.instance === "test-a") &&
+        seen[0]!.some((c) => c.instance === "test-b"),
+    );
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: a feed whose connection is cut catches up when it returns, missing nothing",
+  2,
+  async ([a, b]) => {
+    const seen: StoredChange[] = [];
+    await a!.changeFeed.start((change) => seen.push(change), 0);
+    await b!.create(EXAMPLE_ORDER);
+    await waitUntil(() => seen.length === 1, "the first event");
+    await adminQuery(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE application_name = 'order-service listener test-a'`,
+    );
+    for (let index = 0; index < 5; index++) await b!.create(EXAMPLE_ORDER);
+    await waitUntil(
+      () => seen.length === 6,
+      `6 events (${seen.length})`,
+      10_000,
+    );
+    assert.equal(new Set(seen.map((c) => c.id)).size, 6);
+  },
+);
