@@ -10,6 +10,11 @@
  */
 
 import { startService } from "../tests/e2e/service_process.ts";
+import {
+  freshSchema,
+  isReachable,
+  TEST_DATABASE_URL,
+} from "../tests/store/postgres_admin.ts";
 
 const quick = Deno.args.includes("--quick");
 const SECONDS = quick ? 1 : 10;
@@ -338,6 +343,107 @@ async function sqliteVersusMemory(): Promise<Row> {
   };
 }
 
+/** A row for a figure this machine cannot measure, saying why. */
+function skipped(figure: string, why: string, target: string): Row {
+  return {
+    figure,
+    value: `skipped: ${why}`,
+    baseline: "",
+    ratio: undefined,
+    target,
+    met: undefined,
+  };
+}
+
+/** POST /orders on the PostgreSQL store (one instance) as a ratio to memory. */
+async function postgresVersusMemory(): Promise<Row> {
+  const figure =
+    "POST /orders with the PostgreSQL store (one instance, multi-row batches)";
+  const target = "≥ 0.5× memory store";
+  if (!await isReachable()) {
+    return skipped(figure, "PostgreSQL not reachable", target);
+  }
+  const schemas: Array<ReturnType<typeof freshSchema>> = [];
+  const result = await comparePost(
+    "PostgreSQL",
+    {
+      label: "postgres",
+      env: () => {
+        const schema = freshSchema("bench");
+        schemas.push(schema);
+        return { STORE: TEST_DATABASE_URL, PG_SCHEMA: schema.schema };
+      },
+    },
+    { label: "memory", env: () => ({ STORE: "memory" }) },
+  );
+  for (const schema of schemas) await schema.drop();
+  return {
+    figure,
+    value: format(result.a),
+    baseline: `${format(result.b)} (memory store)`,
+    ratio: result.ratio,
+    target,
+    met: result.ratio >= 0.5,
+  };
+}
+
+/**
+ * POST /orders against two instances sharing one port (REUSE_PORT=on) and
+ * one PostgreSQL schema, as a ratio to one instance, alternated.
+ */
+async function instancesTwoVersusOne(): Promise<Row> {
+  const figure =
+    "POST /orders on PostgreSQL: 2 instances on one port (REUSE_PORT=on) against 1";
+  if (!await isReachable()) {
+    return skipped(figure, "PostgreSQL not reachable", "reported");
+  }
+  const ratios: number[] = [];
+  const rates: Record<1 | 2, number[]> = { 1: [], 2: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const count of [1, 2] as const) {
+      const schema = freshSchema("bench");
+      const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (probe.addr as Deno.NetAddr).port;
+      probe.close();
+      const services = [];
+      for (let index = 0; index < count; index++) {
+        services.push(
+          await startService({
+            ...SERVICE_ENV,
+            STORE: TEST_DATABASE_URL,
+            PG_SCHEMA: schema.schema,
+            PORT: String(port),
+            REUSE_PORT: "on",
+          }),
+        );
+      }
+      const url = `http://127.0.0.1:${port}/orders`;
+      await wrk(url, "post_order.lua", WARM_UP_SECONDS);
+      rates[count].push(
+        (await wrk(url, "post_order.lua", SECONDS))
+          .requestsPerSecond,
+      );
+      for (const service of services) await stopService(service);
+      await schema.drop();
+    }
+    ratios.push(rates[2].at(-1)! / rates[1].at(-1)!);
+    console.error(
+      `instances round ${round + 1}: 1 instance ${
+        format(rates[1].at(-1)!)
+      } req/s, 2 instances ${format(rates[2].at(-1)!)} req/s`,
+    );
+  }
+  return {
+    figure,
+    value: format(median(rates[2])),
+    baseline: `${format(median(rates[1]))} (1 instance)`,
+    ratio: median(ratios),
+    target:
+      `reported (${navigator.hardwareConcurrency} cores, shared with PostgreSQL and wrk)`,
+    met: undefined,
+  };
+}
+
 /**
  * Whether the workers keep up: orders completed per second (from the start
  * of the load until the drain ends) against orders accepted per second
@@ -616,6 +722,8 @@ rows.push(await featureCost("metrics", "METRICS"));
 rows.push(await featureCost("events", "EVENTS"));
 rows.push(await featureCost("request ids", "REQUEST_IDS"));
 rows.push(await sqliteVersusMemory());
+rows.push(await postgresVersusMemory());
+rows.push(await instancesTwoVersusOne());
 rows.push(await pipeline());
 rows.push(await settleTime());
 rows.push(...await memory());

@@ -304,6 +304,9 @@ export class PostgresStore implements OrderStore {
         ...listenerConfig,
         application_name: `order-service ${instanceId}`,
         max: options.poolSize ?? 10,
+        // A database that stops answering (not closing) fails a query
+        // after 5 s instead of holding its request for ever: 503.
+        query_timeout: 5000,
         // The event trigger records which instance made each change.
         options: `-c order_service.instance=${instanceId}`,
       });

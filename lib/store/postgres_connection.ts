@@ -62,7 +62,7 @@ export function isUnavailable(error: unknown): boolean {
   // only ("Connection terminated unexpectedly", "Client has encountered a
   // connection error and is not queryable", "timeout exceeded when trying
   // to connect").
-  return /connection terminated|connection error|not queryable|timeout exceeded when trying to connect|connection ended/i
+  return /connection terminated|connection error|not queryable|timeout exceeded when trying to connect|connection ended|query read timeout/i
     .test(String((error as Error | null)?.message));
 }
 
