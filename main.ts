@@ -116,11 +116,20 @@ const system = createSystem({
   heartbeatMs: config.sseHeartbeatMs,
   ...(store instanceof PostgresStore ? { instanceId: store.instanceId } : {}),
   leaseHeartbeatMs: config.leaseMs / 5,
+  storeKind: store instanceof PostgresStore
+    ? "postgres"
+    : config.store.startsWith("sqlite:")
+    ? "sqlite"
+    : "memory",
 });
 try {
   await system.feedStarted;
+  // Once, at start; from here the dashboard counts from events.
+  system.dashboard.addExisting(await store.countByStatus());
 } catch (error) {
-  await stopStartUp(`the store's event feed did not start: ${error}`);
+  await stopStartUp(
+    `the store did not start its event feed or count: ${error}`,
+  );
 }
 if (store instanceof PostgresStore) {
   lifecycle.info("Registered as instance {instanceId}", {

@@ -445,6 +445,53 @@ async function instancesTwoVersusOne(): Promise<Row> {
 }
 
 /**
+ * The dashboard: the bytes of its first load (page, scripts, styles, first
+ * summary; the service sends them uncompressed), and how long the summary
+ * takes with a million orders in the store (bench/dashboard_summary.ts).
+ */
+async function dashboard(): Promise<Row[]> {
+  const service = await startService({ ...SERVICE_ENV });
+  let bytes = 0;
+  for (
+    const path of [
+      "/dashboard",
+      "/dashboard/assets/app.js",
+      "/dashboard/assets/app.css",
+      "/dashboard/assets/uPlot.iife.min.js",
+      "/dashboard/assets/uPlot.min.css",
+      "/dashboard/api/summary",
+    ]
+  ) {
+    bytes += (await (await fetch(service.url + path)).arrayBuffer()).byteLength;
+  }
+  await stopService(service);
+  const orders = quick ? 20_000 : 1_000_000;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${BENCH_DIR}dashboard_summary.ts`, String(orders)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const result = JSON.parse(new TextDecoder().decode(output.stdout));
+  return [{
+    figure: "Dashboard first load (page, scripts, styles, first summary)",
+    value: `${format(bytes / 1024, 1)} KiB`,
+    baseline: "",
+    ratio: undefined,
+    target: "reported",
+    met: undefined,
+  }, {
+    figure: `GET /dashboard/api/summary with ${
+      format(result.orders)
+    } orders (memory store, in process), median / p99`,
+    value: `${format(result.medianMs, 2)} / ${format(result.p99Ms, 2)} ms`,
+    baseline: "",
+    ratio: undefined,
+    target: "independent of the number of orders",
+    met: undefined,
+  }];
+}
+
+/**
  * Whether the workers keep up: orders completed per second (from the start
  * of the load until the drain ends) against orders accepted per second
  * during the load, at WORKERS=500 and LATENCY_SCALE=0.01.
@@ -725,6 +772,7 @@ rows.push(await sqliteVersusMemory());
 rows.push(await postgresVersusMemory());
 rows.push(await instancesTwoVersusOne());
 rows.push(await pipeline());
+rows.push(...await dashboard());
 rows.push(await settleTime());
 rows.push(...await memory());
 rows.push(await memoryWithoutGc());

@@ -24,6 +24,8 @@ import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
 import type { OrderStore } from "./orders/order_store.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
 import { WorkClaimer } from "./orders/work_claimer.ts";
+import { DashboardStats } from "./observe/dashboard_stats.ts";
+import type { InstanceStatus } from "./orders/order_store.ts";
 
 /** What {@linkcode createSystem} needs. */
 export interface SystemOptions {
@@ -67,6 +69,8 @@ export interface SystemOptions {
   leaseHeartbeatMs?: number;
   /** The backstop poll for unclaimed orders (default 1 s). */
   claimPollMs?: number;
+  /** `memory`, `sqlite` or `postgres`, as the dashboard names it (default memory). */
+  storeKind?: string;
 }
 
 /** The assembled service. */
@@ -94,6 +98,8 @@ export interface System {
    * once for the others); rejects when the feed cannot start.
    */
   feedStarted: Promise<void>;
+  /** The dashboard's figures, fed by the hub once the feed has started. */
+  dashboard: DashboardStats;
   app: ReturnType<typeof createApp>;
 }
 
@@ -168,7 +174,15 @@ export function createSystem(options: SystemOptions): System {
     },
     defaultMetrics: options.defaultMetrics ?? false,
   });
-  if (metrics) {
+  const feedStarted = feed && options.events !== false
+    ? feed.start((change) => hub.publishStored(change), 1000)
+    : Promise.resolve();
+  const dashboard = new DashboardStats();
+  // Counted from the feed's live events only: the history it loads at start
+  // is already in the store's counts.
+  feedStarted.then(() => {
+    hub.addListener((event) => dashboard.observe(event));
+    if (!metrics) return;
     // Each instance counts its own changes, so that summing instances
     // counts each change once.
     const self = options.instanceId;
@@ -177,16 +191,20 @@ export function createSystem(options: SystemOptions): System {
         metrics.observeOrderEvent(event);
       }
     });
-  }
+  }, () => {});
   // A cancel asked on any instance aborts the step running here.
   hub.addListener((event) => {
     if (event.name === "cancel_requested") {
       processor.abortRunning(event.order.id);
     }
   });
-  const feedStarted = feed && options.events !== false
-    ? feed.start((change) => hub.publishStored(change), 1000)
-    : Promise.resolve();
+  const localStatus = (): InstanceStatus => ({
+    queue_depth: queue.size,
+    queue_capacity: queue.capacity,
+    workers_busy: pool.busy,
+    workers_total: pool.concurrency,
+    accepting: service.accepting,
+  });
   const claimer = new WorkClaimer({
     store,
     queue: service,
@@ -194,6 +212,7 @@ export function createSystem(options: SystemOptions): System {
     heartbeatMs: options.leaseHeartbeatMs ?? 1000,
     pollMs: options.claimPollMs ?? 1000,
     onClaimed: (count) => stats.recordRecovered(count),
+    status: localStatus,
   });
   const app = createApp({
     hub,
@@ -208,6 +227,12 @@ export function createSystem(options: SystemOptions): System {
     maxInFlight: options.maxInFlight,
     apiKeys: options.apiKeys,
     requestIds: options.requestIds,
+    dashboard: {
+      stats: dashboard,
+      localStatus,
+      instanceId: options.instanceId,
+      storeKind: options.storeKind ?? "memory",
+    },
   });
   return {
     store,
@@ -222,6 +247,7 @@ export function createSystem(options: SystemOptions): System {
     claimer,
     shared: feed !== undefined,
     feedStarted,
+    dashboard,
     app,
   };
 }

@@ -50,6 +50,9 @@ function readGraph(): ImportGraph {
           new URL(spec, fileUrl).href.slice(LIB.href.length)
         );
         graph.set(path, targets);
+      } else {
+        // An asset imported as text (the dashboard's script and styles).
+        graph.set(path, []);
       }
     }
   };

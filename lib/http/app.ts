@@ -10,6 +10,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import type { OrderEventHub } from "../observe/events.ts";
 import type { ServiceMetrics } from "../observe/metrics.ts";
+import { type DashboardOptions, dashboardRoutes } from "./dashboard.ts";
 import { docsRoutes } from "./docs.ts";
 import { eventRoutes } from "./events.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -50,6 +51,8 @@ export interface AppOptions {
   heartbeatMs?: number | undefined;
   /** X-Request-Id on every response (default on). */
   requestIds?: boolean | undefined;
+  /** Serves `/dashboard` when given. */
+  dashboard?: Omit<DashboardOptions, "store"> | undefined;
 }
 
 /**
@@ -102,6 +105,12 @@ export function createApp(options: AppOptions) {
   }
   if (options.apiKeys?.length) base.use(apiKeyAuth(options.apiKeys));
   if (options.metrics) base.route("/", metricsRoutes(options.metrics));
+  if (options.dashboard) {
+    base.route(
+      "/",
+      dashboardRoutes({ ...options.dashboard, store: options.store }),
+    );
+  }
   const app = base
     .route("/orders", ordersRoutes(options))
     .route(

@@ -22,7 +22,10 @@ export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set([
  */
 export function isOpenPath(path: string): boolean {
   return UNAUTHENTICATED_PATHS.has(path) || path === "/openapi.json" ||
-    path === "/docs" || path.startsWith("/docs/assets/");
+    path === "/docs" || path.startsWith("/docs/assets/") ||
+    // The page and its code hold no data; it asks for a key, and its API
+    // (/dashboard/api/…) needs one.
+    path === "/dashboard" || path.startsWith("/dashboard/assets/");
 }
 
 function unauthorized(detail: string) {

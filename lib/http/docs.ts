@@ -12,6 +12,7 @@ import swaggerBundle from "swagger-ui-dist/swagger-ui-bundle.js" with {
   type: "text",
 };
 import swaggerCss from "swagger-ui-dist/swagger-ui.css" with { type: "text" };
+import { type Asset, assetHandler, CSS, JAVASCRIPT } from "./assets.ts";
 import {
   type DocContext,
   json,
@@ -45,15 +46,10 @@ const PAGE = `<!doctype html>
 </html>
 `;
 
-// A Map, not an object literal: a lookup of "constructor" or "__proto__"
-// in an object finds what every object inherits.
-const ASSETS = new Map<string, { body: string; type: string }>([
-  ["swagger-ui.css", { body: swaggerCss, type: "text/css; charset=utf-8" }],
-  ["swagger-ui-bundle.js", {
-    body: swaggerBundle,
-    type: "text/javascript; charset=utf-8",
-  }],
-  ["init.js", { body: INIT_SCRIPT, type: "text/javascript; charset=utf-8" }],
+const ASSETS = new Map<string, Asset>([
+  ["swagger-ui.css", { body: swaggerCss, type: CSS }],
+  ["swagger-ui-bundle.js", { body: swaggerBundle, type: JAVASCRIPT }],
+  ["init.js", { body: INIT_SCRIPT, type: JAVASCRIPT }],
 ]);
 
 /** Creates `/openapi.json`, `/docs` and `/docs/assets/:file`. */
@@ -68,14 +64,10 @@ export function docsRoutes(
       return c.body(cached, 200, { "content-type": "application/json" });
     })
     .get("/docs", (c) => c.html(PAGE))
-    .get("/docs/assets/:file", (c) => {
-      const asset = ASSETS.get(c.req.param("file"));
-      if (!asset) return c.notFound();
-      return c.body(asset.body, 200, {
-        "content-type": asset.type,
-        "cache-control": "public, max-age=3600",
-      });
-    });
+    .get(
+      "/docs/assets/:file",
+      assetHandler(ASSETS, "public, max-age=3600"),
+    );
 }
 
 /**

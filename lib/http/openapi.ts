@@ -10,6 +10,7 @@
  */
 
 import { z } from "zod";
+import { DASHBOARD_SUMMARY_SCHEMA, dashboardDocs } from "./dashboard.ts";
 import { docsDocs } from "./docs.ts";
 import { eventsDocs } from "./events.ts";
 import { healthDocs } from "./health.ts";
@@ -59,6 +60,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     ...eventsDocs(ctx),
     ...healthDocs(ctx),
     ...docsDocs(ctx),
+    ...dashboardDocs(ctx),
     ...(options.metrics ? metricsDocs(ctx) : {}),
   };
   return {
@@ -77,7 +79,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
       { name: "events", description: "Live order events (Server-Sent Events)" },
       {
         name: "operations",
-        description: "Health, metrics and this description",
+        description: "Health, metrics, the dashboard and this description",
       },
     ],
     paths,
@@ -89,6 +91,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         Problem: schemaOf(problemSchema, "output"),
         Health: schemaOf(healthSchema, "output"),
         Ready: schemaOf(readySchema, "output"),
+        DashboardSummary: DASHBOARD_SUMMARY_SCHEMA,
       },
       headers: {
         "Retry-After": {

@@ -9,6 +9,7 @@ import type { Context, MiddlewareHandler, TypedResponse } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type {} from "hono/request-id"; // types c.get("requestId")
 import type { ServiceMetrics } from "../observe/metrics.ts";
+import { DASHBOARD_CSP } from "./dashboard.ts";
 import { DOCS_CSP } from "./docs.ts";
 import { problem, problemType } from "./problem.ts";
 
@@ -123,6 +124,10 @@ export function requestContext(
       headers.set("x-content-type-options", "nosniff");
       if (c.req.path.startsWith("/docs")) {
         headers.set("content-security-policy", DOCS_CSP);
+        headers.set("x-frame-options", "DENY");
+        headers.set("referrer-policy", "no-referrer");
+      } else if (c.req.path.startsWith("/dashboard")) {
+        headers.set("content-security-policy", DASHBOARD_CSP);
         headers.set("x-frame-options", "DENY");
         headers.set("referrer-policy", "no-referrer");
       }

@@ -7,6 +7,26 @@
 
 import type { NewOrder, Order, OrderStatus, TimelineEntry } from "./order.ts";
 
+/** What an instance tells the others with each heartbeat (the dashboard shows it). */
+export interface InstanceStatus {
+  queue_depth: number;
+  queue_capacity: number;
+  workers_busy: number;
+  workers_total: number;
+  accepting: boolean;
+}
+
+/** A live instance as the shared store knows it. */
+export interface InstanceInfo {
+  id: string;
+  /** Epoch milliseconds. */
+  started_at: number;
+  /** Epoch milliseconds of its last heartbeat. */
+  heartbeat_at: number;
+  /** As of that heartbeat. */
+  status: InstanceStatus | null;
+}
+
 /** Options for {@linkcode OrderStore.create}. */
 export interface CreateOptions {
   /** A client's `Idempotency-Key`; one key creates at most one order. */
@@ -159,7 +179,14 @@ export interface OrderStore {
    * when they had presumed it dead and rescued its orders (its claims are
    * void; it has registered again).
    */
-  heartbeat(): Promise<boolean>;
+  heartbeat(status?: InstanceStatus): Promise<boolean>;
+  /** The instances sharing the store (none for a single-process store). */
+  instances(): Promise<InstanceInfo[]>;
+  /**
+   * How many orders have each status: read once at start (the dashboard
+   * then counts from events), so it may scan.
+   */
+  countByStatus(): Promise<Record<OrderStatus, number>>;
   /**
    * Returns the orders claimed by instances that stopped (a previous
    * process, or an instance whose lease lapsed) to the unclaimed: a

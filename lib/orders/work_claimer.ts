@@ -8,7 +8,7 @@
 
 import type { Logger } from "@logtape/logtape";
 import { delay } from "../async/delay.ts";
-import type { OrderStore } from "./order_store.ts";
+import type { InstanceStatus, OrderStore } from "./order_store.ts";
 
 /** Options for {@linkcode WorkClaimer}. */
 export interface WorkClaimerOptions {
@@ -33,6 +33,8 @@ export interface WorkClaimerOptions {
   batchSize?: number;
   /** Told of every order claimed. */
   onClaimed?: (count: number) => void;
+  /** What each heartbeat tells the other instances. */
+  status?: () => InstanceStatus;
 }
 
 /**
@@ -82,7 +84,7 @@ export class WorkClaimer {
     let failing = false;
     while (!signal.aborted) {
       try {
-        if (!(await store.heartbeat())) {
+        if (!(await store.heartbeat(this.#options.status?.()))) {
           logger.warn(
             "This instance was presumed dead and its orders were rescued; it has registered again",
           );

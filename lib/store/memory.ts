@@ -23,6 +23,7 @@ import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
+  InstanceInfo,
   ListOptions,
   ListPage,
   OrderStore,
@@ -239,6 +240,18 @@ export class MemoryStore implements OrderStore {
   /** Always `true`: one process, no one else to presume it dead. */
   heartbeat(): Promise<boolean> {
     return Promise.resolve(true);
+  }
+
+  instances(): Promise<InstanceInfo[]> {
+    return Promise.resolve([]);
+  }
+
+  countByStatus(): Promise<Record<OrderStatus, number>> {
+    const counts = Object.fromEntries(
+      ORDER_STATUSES.map((status) => [status, 0]),
+    ) as Record<OrderStatus, number>;
+    for (const held of this.#orders.values()) counts[held.status]++;
+    return Promise.resolve(counts);
   }
 
   /** Always 0: a memory store begins empty, so no earlier process left work. */

@@ -5,10 +5,12 @@
  */
 
 import type { OrderEventHub } from "../observe/events.ts";
-import type { NewOrder, Order } from "../orders/order.ts";
+import type { NewOrder, Order, OrderStatus } from "../orders/order.ts";
 import type {
   CreateOptions,
   CreateResult,
+  InstanceInfo,
+  InstanceStatus,
   ListOptions,
   ListPage,
   OrderStore,
@@ -75,8 +77,16 @@ export class ObservedStore implements OrderStore {
     return this.#inner.release(ids);
   }
 
-  heartbeat(): Promise<boolean> {
-    return this.#inner.heartbeat();
+  heartbeat(status?: InstanceStatus): Promise<boolean> {
+    return this.#inner.heartbeat(status);
+  }
+
+  instances(): Promise<InstanceInfo[]> {
+    return this.#inner.instances();
+  }
+
+  countByStatus(): Promise<Record<OrderStatus, number>> {
+    return this.#inner.countByStatus();
   }
 
   rescue(): Promise<number> {

@@ -28,6 +28,8 @@ import {
   isTerminal,
   type NewOrder,
   type Order,
+  ORDER_STATUSES,
+  type OrderStatus,
   sameNewOrder,
   type TimelineEntry,
 } from "../orders/order.ts";
@@ -35,6 +37,8 @@ import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
+  InstanceInfo,
+  InstanceStatus,
   ListOptions,
   ListPage,
   OrderStore,
@@ -692,13 +696,14 @@ export class PostgresStore implements OrderStore {
     });
   }
 
-  heartbeat(): Promise<boolean> {
+  heartbeat(status?: InstanceStatus): Promise<boolean> {
     return orUnavailable(async () => {
       // On the listener's connection: a busy pool cannot delay it.
       const renewed = await this.#listener.query(
-        `UPDATE "${this.#schema}".instances SET heartbeat_at = now()
+        `UPDATE "${this.#schema}".instances SET heartbeat_at = now(),
+           status = coalesce($2::jsonb, status)
          WHERE id = $1`,
-        [this.#instanceId],
+        [this.#instanceId, status ? JSON.stringify(status) : null],
       );
       if (renewed.rowCount === 1) return true;
       // Presumed dead and rescued: every claim held is void (the epochs
@@ -757,6 +762,48 @@ export class PostgresStore implements OrderStore {
 
   onUnclaimed(wake: () => void): void {
     this.#wakers.push(wake);
+  }
+
+  instances(): Promise<InstanceInfo[]> {
+    return orUnavailable(async () => {
+      const result = await this.#pool.query<
+        {
+          id: string;
+          started: string;
+          beat: string;
+          status: InstanceStatus | null;
+        }
+      >(
+        `SELECT id,
+           (extract(epoch FROM started_at) * 1000)::bigint::text AS started,
+           (extract(epoch FROM heartbeat_at) * 1000)::bigint::text AS beat,
+           status
+         FROM "${this.#schema}".instances
+         WHERE heartbeat_at >= now() - lease_ms * interval '1 millisecond'
+         ORDER BY id`,
+      );
+      return result.rows.map((row) => ({
+        id: row.id,
+        started_at: Number(row.started),
+        heartbeat_at: Number(row.beat),
+        status: row.status && Object.keys(row.status).length
+          ? row.status
+          : null,
+      }));
+    });
+  }
+
+  countByStatus(): Promise<Record<OrderStatus, number>> {
+    return orUnavailable(async () => {
+      const counts = Object.fromEntries(
+        ORDER_STATUSES.map((status) => [status, 0]),
+      ) as Record<OrderStatus, number>;
+      const result = await this.#pool.query<{ status: OrderStatus; n: string }>(
+        `SELECT status, count(*)::text AS n FROM ${this.#table} GROUP BY status`,
+      );
+      for (const row of result.rows) counts[row.status] = Number(row.n);
+      return counts;
+    });
   }
 
   async close(): Promise<void> {

@@ -58,7 +58,8 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
       id text PRIMARY KEY,
       started_at timestamptz NOT NULL DEFAULT now(),
       heartbeat_at timestamptz NOT NULL DEFAULT now(),
-      lease_ms integer NOT NULL
+      lease_ms integer NOT NULL,
+      status jsonb NOT NULL DEFAULT '{}'
     )`,
     // xid is the writing transaction's: readers follow (xid, seq) below
     // the oldest running transaction, so that an event whose transaction

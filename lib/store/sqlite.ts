@@ -16,6 +16,7 @@ import {
 import {
   type NewOrder,
   type Order,
+  ORDER_STATUSES,
   type OrderStatus,
   sameNewOrder,
   type TimelineEntry,
@@ -24,6 +25,7 @@ import { createOrderIdFactory, lastIdAt } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
+  InstanceInfo,
   ListOptions,
   ListPage,
   OrderStore,
@@ -385,6 +387,23 @@ export class SqliteStore implements OrderStore {
 
   onUnclaimed(wake: () => void): void {
     this.#claims.onUnclaimed(wake);
+  }
+
+  instances(): Promise<InstanceInfo[]> {
+    return Promise.resolve([]);
+  }
+
+  countByStatus(): Promise<Record<OrderStatus, number>> {
+    return this.#read(() => {
+      const counts = Object.fromEntries(
+        ORDER_STATUSES.map((status) => [status, 0]),
+      ) as Record<OrderStatus, number>;
+      const rows = this.#db.prepare(
+        "SELECT status, count(*) AS n FROM orders GROUP BY status",
+      ).all() as Array<{ status: OrderStatus; n: number }>;
+      for (const row of rows) counts[row.status] = row.n;
+      return counts;
+    });
   }
 
   /** The number of transactions committed so far (each holds a batch). */

@@ -6,19 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { chromium } from "../deps.ts";
+import { launchChromium, skipBrowserTests } from "./browser.ts";
 import { startService } from "./service_process.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-// Without a browser this test cannot run. CI sets REQUIRE_BROWSER=1 (and
-// installs Debian's chromium) so there it fails instead of being skipped.
-const skip = !hasChromium && Deno.env.get("REQUIRE_BROWSER") !== "1";
-if (skip) {
-  console.warn(
-    `Skipping the /docs browser test: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`,
-  );
-}
+const skip = skipBrowserTests("/docs");
 
 Deno.test({
   ignore: skip,
@@ -31,18 +22,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const service = await startService({ LATENCY_SCALE: "0" });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const requested: string[] = [];

@@ -470,4 +470,24 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
     assert.equal(step.status, "processing");
   });
+
+  test("countByStatus() counts the orders of each status", async (store) => {
+    const ids: string[] = [];
+    for (let index = 0; index < 4; index++) {
+      ids.push((await store.create(orderFor(index))).order.id);
+    }
+    await store.transition(ids[0]!, start);
+    await store.transition(ids[1]!, {
+      action: "cancel",
+      from: ["pending"],
+      to: "cancelled",
+    });
+    assert.deepEqual(await store.countByStatus(), {
+      pending: 2,
+      processing: 1,
+      completed: 0,
+      failed: 0,
+      cancelled: 1,
+    });
+  });
 }

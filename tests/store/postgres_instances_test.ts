@@ -243,3 +243,29 @@ withInstances(
     assert.equal(new Set(seen.map((c) => c.id)).size, 6);
   },
 );
+
+withInstances(
+  "PostgreSQL instances: instances() lists the live instances with what their last heartbeat said, and not a lapsed one",
+  2,
+  async ([a, b]) => {
+    const status = {
+      queue_depth: 3,
+      queue_capacity: 100,
+      workers_busy: 2,
+      workers_total: 5,
+      accepting: true,
+    };
+    await a!.heartbeat(status);
+    const listed = await b!.instances();
+    assert.deepEqual(listed.map((instance) => instance.id), [
+      "test-a",
+      "test-b",
+    ]);
+    assert.deepEqual(listed[0]!.status, status);
+    assert.equal(listed[1]!.status, null, "b has not told its status yet");
+    assert.ok(Math.abs(listed[0]!.heartbeat_at - Date.now()) < 5000);
+    await new Promise((resolve) => setTimeout(resolve, 450)); // past the lease
+    await b!.heartbeat();
+    assert.deepEqual((await b!.instances()).map((i) => i.id), ["test-b"]);
+  },
+);

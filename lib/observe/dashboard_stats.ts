@@ -1,0 +1,185 @@
+/**
+ * The dashboard's figures, kept from the order events as they happen, so
+ * that reading them never touches the orders table: counts by status,
+ * orders created and finished per second, processing times, and the
+ * latest failures.
+ *
+ * @module
+ */
+
+import {
+  isTerminal,
+  type Order,
+  ORDER_STATUSES,
+  type OrderStatus,
+} from "../orders/order.ts";
+import type { OrderEvent } from "./events.ts";
+
+/** Seconds of per-second history kept (15 minutes). */
+export const THROUGHPUT_SECONDS = 900;
+/** Processing times kept for the percentiles. */
+const DURATIONS_KEPT = 1024;
+/** Failed orders kept. */
+const FAILURES_KEPT = 20;
+
+/** A failed order as the dashboard lists it. */
+export interface FailureSummary {
+  id: string;
+  failure_reason: string | null;
+  attempts: number;
+  /** The reason of every failed attempt, in order. */
+  attempt_reasons: string[];
+  /** When it failed, epoch milliseconds. */
+  at: number;
+}
+
+/** The figures at one moment. */
+export interface DashboardFigures {
+  counts: Record<OrderStatus, number>;
+  throughput: {
+    /** Epoch seconds of the first bucket; one bucket per second after it. */
+    start: number;
+    created: number[];
+    finished: number[];
+    failed: number[];
+  };
+  /** Processing time (first start to completion) of recent completed orders. */
+  processing_ms: { p50: number | null; p99: number | null; samples: number };
+  recent_failures: FailureSummary[];
+}
+
+/**
+ * Fed every order event (`observe`), in the order the hub publishes them.
+ * With a shared store the hub carries every instance's events, so the
+ * figures are the whole cluster's.
+ */
+export class DashboardStats {
+  readonly #now: () => number;
+  readonly #counts = Object.fromEntries(
+    ORDER_STATUSES.map((status) => [status, 0]),
+  ) as Record<OrderStatus, number>;
+  // Rings of per-second buckets, indexed by epoch second mod the size.
+  readonly #created = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  readonly #finished = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  readonly #failed = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  #lastSecond: number;
+  readonly #durations: number[] = [];
+  #durationNext = 0;
+  readonly #failures: FailureSummary[] = [];
+
+  /** Empty figures; `now` is the clock in epoch milliseconds (tests inject it). */
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+    this.#lastSecond = Math.floor(now() / 1000);
+  }
+
+  /**
+   * Adds the counts of the orders already in the store when this process
+   * started (read once, at start).
+   */
+  addExisting(counts: Partial<Record<OrderStatus, number>>): void {
+    for (const status of ORDER_STATUSES) {
+      this.#counts[status] += counts[status] ?? 0;
+    }
+  }
+
+  /** Takes one event into account. */
+  observe(event: OrderEvent): void {
+    const second = this.#advance();
+    const slot = second % THROUGHPUT_SECONDS;
+    const order = event.order;
+    if (event.name === "created") {
+      this.#counts.pending++;
+      this.#created[slot]!++;
+      return;
+    }
+    if (event.name !== "status") return;
+    const previous = previousStatus(order);
+    if (previous !== undefined) this.#counts[previous]--;
+    this.#counts[order.status]++;
+    if (!isTerminal(order.status)) return;
+    this.#finished[slot]!++;
+    if (order.status === "completed") this.#recordDuration(order);
+    if (order.status === "failed") {
+      this.#failed[slot]!++;
+      this.#failures.unshift({
+        id: order.id,
+        failure_reason: order.failure_reason,
+        attempts: order.attempts,
+        attempt_reasons: order.timeline.flatMap((entry) =>
+          entry.type === "attempt_failed" ? [entry.reason] : []
+        ),
+        at: order.updated_at,
+      });
+      if (this.#failures.length > FAILURES_KEPT) this.#failures.pop();
+    }
+  }
+
+  /** The figures now. */
+  figures(): DashboardFigures {
+    const second = this.#advance();
+    const start = second - THROUGHPUT_SECONDS + 1;
+    const series = (ring: number[]) =>
+      Array.from(
+        { length: THROUGHPUT_SECONDS },
+        (_, index) => ring[(start + index) % THROUGHPUT_SECONDS]!,
+      );
+    const sorted = [...this.#durations].sort((a, b) => a - b);
+    const percentile = (p: number) =>
+      sorted.length === 0
+        ? null
+        : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+    return {
+      counts: { ...this.#counts },
+      throughput: {
+        start,
+        created: series(this.#created),
+        finished: series(this.#finished),
+        failed: series(this.#failed),
+      },
+      processing_ms: {
+        p50: percentile(0.5),
+        p99: percentile(0.99),
+        samples: sorted.length,
+      },
+      recent_failures: this.#failures.map((failure) => ({ ...failure })),
+    };
+  }
+
+  /** Clears the buckets of the seconds that passed without events; the current second. */
+  #advance(): number {
+    const second = Math.floor(this.#now() / 1000);
+    const gap = Math.min(second - this.#lastSecond, THROUGHPUT_SECONDS);
+    for (let offset = 1; offset <= gap; offset++) {
+      const slot = (this.#lastSecond + offset) % THROUGHPUT_SECONDS;
+      this.#created[slot] = 0;
+      this.#finished[slot] = 0;
+      this.#failed[slot] = 0;
+    }
+    if (second > this.#lastSecond) this.#lastSecond = second;
+    return this.#lastSecond;
+  }
+
+  #recordDuration(order: Order): void {
+    const started = order.timeline.find((entry) =>
+      entry.type === "status" && entry.status === "processing"
+    );
+    if (!started) return;
+    const duration = order.updated_at - started.at;
+    if (this.#durations.length < DURATIONS_KEPT) this.#durations.push(duration);
+    else this.#durations[this.#durationNext] = duration;
+    this.#durationNext = (this.#durationNext + 1) % DURATIONS_KEPT;
+  }
+}
+
+/** The status an order had before its last status entry, if any. */
+function previousStatus(order: Order): OrderStatus | undefined {
+  let seenLast = false;
+  for (let index = order.timeline.length - 1; index >= 0; index--) {
+    const entry = order.timeline[index]!;
+    if (entry.type !== "status") continue;
+    if (seenLast) return entry.status;
+    seenLast = true;
+  }
+  return undefined;
+}

@@ -1,0 +1,254 @@
+/**
+ * The dashboard as a person uses it: headless Chromium (Debian's
+ * `chromium`, driven by playwright-core) on the real service. Orders posted
+ * through the API show up in the counts and the feed; an order found by
+ * id fills its timeline as it runs; a pending order is cancelled from its
+ * page; with API keys nothing shows before a key is entered. No console
+ * errors, and no request to another host.
+ */
+
+import assert from "node:assert/strict";
+import { launchChromium, skipBrowserTests } from "./browser.ts";
+import { EXAMPLE_ORDER } from "../helpers.ts";
+import { type ServiceProcess, startService } from "./service_process.ts";
+
+const skip = skipBrowserTests("dashboard");
+
+// The page's own global, for the functions that run in the browser
+// (page.evaluate, waitForFunction); Deno's types have no DOM.
+// deno-lint-ignore no-explicit-any
+declare const document: any;
+
+type Browser = Awaited<ReturnType<typeof launchChromium>>;
+type Page = Awaited<ReturnType<Browser["newPage"]>>;
+
+/** Opens `/dashboard` and records console errors and foreign requests. */
+async function withDashboard(
+  env: Record<string, string>,
+  body: (page: Page, service: ServiceProcess) => Promise<void>,
+): Promise<void> {
+  const service = await startService(env);
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage({
+      viewport: { width: 1280, height: 900 },
+    });
+    const requested: string[] = [];
+    page.on("request", (request) => requested.push(request.url()));
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    page.on("console", (message) => {
+      // A 401 answer to the key probe is what the page expects with keys.
+      if (message.type() === "error" && !/401/.test(message.text())) {
+        errors.push(message.text());
+      }
+    });
+    await page.goto(`${service.url}/dashboard`);
+    await body(page, service);
+    assert.deepEqual(errors, [], "no console errors");
+    const foreign = requested.filter((url) =>
+      !url.startsWith(service.url) && !url.startsWith("data:")
+    );
+    assert.deepEqual(foreign, [], "the page asked another host");
+  } finally {
+    await browser.close();
+    service.kill("SIGTERM");
+    await service.status;
+  }
+}
+
+async function post(url: string, headers: Record<string, string> = {}) {
+  const response = await fetch(`${url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(EXAMPLE_ORDER),
+  });
+  assert.equal(response.status, 201);
+  return (await response.json()).id as string;
+}
+
+const count = async (page: Page, status: string) =>
+  Number(
+    (await page.locator(`#count-${status}`).innerText()).replace(/,/g, ""),
+  );
+
+Deno.test({
+  ignore: skip,
+  name:
+    "the dashboard shows new orders in its counts and feed, follows an order found by id as it runs, and cancels a pending order from its page",
+  // playwright-core owns the browser process and its pipes and releases
+  // them on browser.close(); Deno's sanitizers cannot see that.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // One worker and steps of 0.2–0.4 s: the first order runs while the
+    // others wait, pending.
+    await withDashboard(
+      { LATENCY_SCALE: "0.2", WORKERS: "1" },
+      async (page, service) => {
+        await page.waitForSelector("#dashboard:not([hidden])");
+        await page.waitForFunction(() =>
+          document.getElementById("count-pending")?.textContent !== "—"
+        );
+        // Twelve orders of about 0.5 s each on one worker: the last waits
+        // several seconds, pending.
+        const ids: string[] = [];
+        for (let index = 0; index < 12; index++) {
+          ids.push(await post(service.url));
+        }
+        const last = ids.at(-1)!;
+
+        // Counts and the feed change within a few seconds.
+        await page.waitForFunction(
+          () => {
+            const total = ["pending", "processing", "completed"].reduce(
+              (sum, status) =>
+                sum +
+                Number(
+                  document.getElementById(`count-${status}`)!.textContent!
+                    .replace(/,/g, ""),
+                ),
+              0,
+            );
+            return total >= 3;
+          },
+          undefined,
+          { timeout: 5000 },
+        );
+        await page.waitForFunction(
+          (id) => document.getElementById("feed")!.textContent!.includes(id),
+          last,
+          { timeout: 5000 },
+        );
+
+        // Find an order still waiting by id; its timeline fills in as it
+        // runs, without a reload.
+        const followed = ids[5]!;
+        await page.fill("#search-input", followed);
+        await page.click("#search-form button[type=submit]");
+        await page.waitForFunction(
+          (id) =>
+            document.getElementById("order-title")!.textContent!.includes(id),
+          followed,
+        );
+        await page.waitForSelector("#timeline");
+        const rowsAtFirst = await page.locator("#timeline tbody tr").count();
+        assert.ok(
+          rowsAtFirst < 5,
+          `it had not finished yet (${rowsAtFirst} rows)`,
+        );
+        await page.waitForFunction(
+          () =>
+            document.querySelectorAll("#timeline tbody tr").length >= 5 &&
+            document.getElementById("order-status")?.textContent ===
+              "completed",
+          undefined,
+          { timeout: 10_000 },
+        );
+        const steps = await page.locator("#timeline tbody tr", {
+          hasText: "finished",
+        }).count();
+        assert.equal(steps, 3, "a row per finished step");
+        assert.equal(
+          await page.locator("#timeline .bar").count(),
+          3,
+          "a bar per step",
+        );
+
+        // Cancel the last, still pending, from its page, confirming.
+        assert.equal(
+          (await (await fetch(`${service.url}/orders/${last}`)).json())
+            .status,
+          "pending",
+        );
+        await page.fill("#search-input", last);
+        await page.press("#search-input", "Enter"); // the keyboard works too
+        await page.waitForFunction(
+          (id) =>
+            document.getElementById("order-title")!.textContent!.includes(id),
+          last,
+        );
+        page.once("dialog", (dialog) => dialog.accept());
+        await page.click("#cancel");
+        await page.waitForFunction(() =>
+          document.getElementById("cancel-result")!.textContent === "Cancelled."
+        );
+        assert.equal(
+          await page.locator("#order-status").innerText(),
+          "cancelled",
+        );
+        assert.equal(
+          (await (await fetch(`${service.url}/orders/${last}`)).json())
+            .status,
+          "cancelled",
+        );
+        await page.waitForFunction(
+          () =>
+            Number(document.getElementById("count-cancelled")!.textContent) ===
+              1,
+          undefined,
+          { timeout: 5000 },
+        );
+        assert.equal(await count(page, "cancelled"), 1);
+        // Every control has a label a screen reader can read.
+        const unlabelled = await page.evaluate(() =>
+          [...document.querySelectorAll("input, select")].filter((control) =>
+            !control.closest("label") && !control.getAttribute("aria-label")
+          ).length
+        );
+        assert.equal(unlabelled, 0);
+      },
+    );
+  },
+});
+
+Deno.test({
+  ignore: skip,
+  name:
+    "with API keys the dashboard shows nothing before a key is entered, refuses a wrong one, and works with a right one",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const key = "browser-test-key-0123456789abcdef";
+    await withDashboard(
+      { API_KEYS: key, LATENCY_SCALE: "0" },
+      async (page, service) => {
+        await page.waitForSelector("#key-gate:not([hidden])");
+        assert.equal(await page.locator("#dashboard").isHidden(), true);
+        assert.equal(
+          await page.locator("#count-pending").innerText().catch(() => "—"),
+          "—",
+        );
+        await page.fill("#key-input", "wrong-key-wrong-key-wrong-key");
+        await page.click("#key-form button[type=submit]");
+        await page.waitForFunction(() =>
+          /refused/.test(document.getElementById("key-message")!.textContent!)
+        );
+        assert.equal(await page.locator("#dashboard").isHidden(), true);
+        await post(service.url, { authorization: `Bearer ${key}` });
+        await page.fill("#key-input", key);
+        await page.click("#key-form button[type=submit]");
+        await page.waitForSelector("#dashboard:not([hidden])");
+        await page.waitForFunction(
+          () =>
+            Number(document.getElementById("count-completed")?.textContent) >=
+              1 ||
+            Number(document.getElementById("count-pending")?.textContent) >= 1,
+          undefined,
+          { timeout: 5000 },
+        );
+        // The key is in sessionStorage, never in a URL.
+        const urls: string[] = await page.evaluate(() =>
+          performance.getEntriesByType("resource").map((entry) => entry.name)
+        );
+        assert.ok(urls.every((url) => !url.includes(key)));
+        assert.equal(
+          await page.evaluate(() =>
+            sessionStorage.getItem("order-service-api-key")
+          ),
+          key,
+        );
+      },
+    );
+  },
+});

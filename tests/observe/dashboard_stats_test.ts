@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import {
+  DashboardStats,
+  THROUGHPUT_SECONDS,
+} from "../../lib/observe/dashboard_stats.ts";
+import { OrderEventHub } from "../../lib/observe/events.ts";
+import type { Order, TimelineEntry } from "../../lib/orders/order.ts";
+
+/** An order whose timeline is `entries`, each at the given millisecond. */
+function order(
+  id: string,
+  entries: Array<[number, TimelineEntry["type"], string?]>,
+  extra: Partial<Order> = {},
+): Order {
+  const timeline = entries.map(([at, type, value]): TimelineEntry => {
+    if (type === "status") return { at, type, status: value as never };
+    if (type === "attempt_failed") {
+      return { at, type, attempt: 1, reason: value ?? "" };
+    }
+    if (type === "step_finished") {
+      return { at, type, step: "payment", attempt: 1 };
+    }
+    return { at, type } as TimelineEntry;
+  });
+  const last = timeline.at(-1)!;
+  const status = [...timeline].reverse().find((entry) =>
+    entry.type === "status"
+  );
+  return {
+    id,
+    customer_id: "c",
+    restaurant_id: "r",
+    items: ["x"],
+    status: (status as { status: Order["status"] }).status,
+    created_at: timeline[0]!.at,
+    updated_at: last.at,
+    attempts: 1,
+    failure_reason: null,
+    cancel_requested: false,
+    timeline,
+    ...extra,
+  };
+}
+
+Deno.test("DashboardStats counts by status, per second, processing times and failures from known traffic", () => {
+  let now = 1_000_000_000_000; // an exact second
+  const stats = new DashboardStats(() => now);
+  const hub = new OrderEventHub();
+  hub.addListener((event) => stats.observe(event));
+  stats.addExisting({ completed: 10, pending: 2 });
+
+  // Second 0: three orders created.
+  for (const id of ["A", "B", "C"]) {
+    hub.publishChange(order(id, [[now, "status", "pending"]]), "created");
+  }
+  // Second 1: A and B start; A completes after 200 ms.
+  now += 1000;
+  const start = now;
+  for (const id of ["A", "B"]) {
+    hub.publishChange(
+      order(id, [[start - 1000, "status", "pending"], [
+        start,
+        "status",
+        "processing",
+      ]]),
+      1,
+    );
+  }
+  hub.publishChange(
+    order("A", [
+      [start - 1000, "status", "pending"],
+      [start, "status", "processing"],
+      [start + 150, "step_finished"],
+      [start + 200, "status", "completed"],
+    ]),
+    2,
+  );
+  // Second 2: B fails after an attempt failed, with 800 ms of processing;
+  // C is cancelled while pending.
+  now += 1000;
+  hub.publishChange(
+    order("B", [
+      [start - 1000, "status", "pending"],
+      [start, "status", "processing"],
+      [start + 400, "attempt_failed", "payment declined"],
+      [start + 800, "status", "failed"],
+    ], { failure_reason: "payment declined", attempts: 2 }),
+    2,
+  );
+  hub.publishChange(
+    order("C", [[start - 1000, "status", "pending"], [
+      now,
+      "status",
+      "cancelled",
+    ]]),
+    1,
+  );
+
+  const figures = stats.figures();
+  assert.deepEqual(figures.counts, {
+    pending: 2, // the two that existed; A, B and C have moved on
+    processing: 0,
+    completed: 11,
+    failed: 1,
+    cancelled: 1,
+  });
+  const { start: first, created, finished, failed } = figures.throughput;
+  assert.equal(created.length, THROUGHPUT_SECONDS);
+  assert.equal(first + THROUGHPUT_SECONDS - 1, now / 1000, "ends now");
+  assert.deepEqual(created.slice(-3), [3, 0, 0]);
+  assert.deepEqual(finished.slice(-3), [0, 1, 2]);
+  assert.deepEqual(failed.slice(-3), [0, 0, 1]);
+  // Only completed orders are timed: A took 200 ms.
+  assert.deepEqual(figures.processing_ms, { p50: 200, p99: 200, samples: 1 });
+  assert.deepEqual(figures.recent_failures, [{
+    id: "B",
+    failure_reason: "payment declined",
+    attempts: 2,
+    attempt_reasons: ["payment declined"],
+    at: start + 800,
+  }]);
+
+  // Fifteen minutes later the buckets have rolled over; counts stay.
+  now += THROUGHPUT_SECONDS * 1000;
+  const later = stats.figures();
+  assert.ok(later.throughput.created.every((value) => value === 0));
+  assert.equal(later.counts.completed, 11);
+});
