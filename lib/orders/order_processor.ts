@@ -103,8 +103,9 @@ export class OrderProcessor {
     const { store } = this.#options;
     let order: Order;
     try {
-      order = await this.#write(id, shutdown, () =>
+      order = await this.#write(id, shutdown, (token) =>
         store.transition(id, {
+          token,
           action: "start",
           from: ["pending"],
           to: "processing",
@@ -144,13 +145,17 @@ export class OrderProcessor {
   async #write<T>(
     id: string,
     shutdown: AbortSignal,
-    call: () => Promise<T>,
+    call: (token: string) => Promise<T>,
     options: { read?: boolean } = {},
   ): Promise<T> {
     const { storeHealth, logger } = this.#options;
+    // One token for every try of this write: a store whose refused write
+    // may still have committed (a connection lost before the answer)
+    // applies it once and answers the retry with its result.
+    const token = crypto.randomUUID();
     for (let attempt = 1;; attempt++) {
       try {
-        const result = await call();
+        const result = await call(token);
         // A read that works says nothing of writes.
         if (!options.read) storeHealth?.recordWritten();
         if (attempt > 1) {
@@ -214,8 +219,9 @@ export class OrderProcessor {
           order = await this.#write(
             order.id,
             shutdown,
-            () =>
+            (token) =>
               store.transition(order.id, {
+                token,
                 action: last ? "complete" : "record a step of",
                 from: ["processing"],
                 cancelRequested: false,
@@ -265,8 +271,9 @@ export class OrderProcessor {
         order = await this.#write(
           order.id,
           shutdown,
-          () =>
+          (token) =>
             store.transition(order.id, {
+              token,
               action: "retry",
               from: ["processing"],
               claimed: true,
@@ -289,17 +296,22 @@ export class OrderProcessor {
     shutdown: AbortSignal,
   ): Promise<ProcessOutcome> {
     try {
-      await this.#write(id, shutdown, () =>
-        this.#options.store.transition(id, {
-          action: status === "cancelled" ? "cancel" : `mark ${status}`,
-          from: ["processing"],
-          // Completing or failing requires that no cancel is pending: the
-          // client who asked to cancel was told it would happen.
-          ...(status === "cancelled" ? {} : { cancelRequested: false }),
-          to: status,
-          claimed: true,
-          set: { failure_reason: reason },
-        }));
+      await this.#write(
+        id,
+        shutdown,
+        (token) =>
+          this.#options.store.transition(id, {
+            token,
+            action: status === "cancelled" ? "cancel" : `mark ${status}`,
+            from: ["processing"],
+            // Completing or failing requires that no cancel is pending: the
+            // client who asked to cancel was told it would happen.
+            ...(status === "cancelled" ? {} : { cancelRequested: false }),
+            to: status,
+            claimed: true,
+            set: { failure_reason: reason },
+          }),
+      );
     } catch (error) {
       if (!(error instanceof InvalidTransitionError)) throw error;
       if (error.actual === "processing") {

@@ -99,6 +99,13 @@ export interface Transition {
    * claim.
    */
   claimed?: boolean;
+  /**
+   * The same for every try of one change. A store whose failed write may
+   * still have committed (PostgreSQL: the connection lost before the
+   * answer) applies a change with a token once, and answers a retry with
+   * the order as that change left it instead of refusing it.
+   */
+  token?: string;
 }
 
 /** A change to one order as a store shared by several instances reports it. */

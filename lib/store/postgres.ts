@@ -22,6 +22,7 @@ import {
   IdempotencyConflictError,
   OrderNotFoundError,
   StoreOpenError,
+  StoreUnavailableError,
 } from "../orders/errors.ts";
 import {
   canTransition,
@@ -215,6 +216,8 @@ export class PostgresStore implements OrderStore {
   // Changes waiting for the next multi-row update, and whether one runs.
   #changes: QueuedChange[] = [];
   #updating = 0;
+  // Whether a write may have committed without our hearing (see #rescue).
+  #uncertain = false;
   #closed = false;
 
   private constructor(
@@ -382,6 +385,9 @@ export class PostgresStore implements OrderStore {
     if (batch.length === 0) return;
     this.#inserting++;
     this.#insert(batch).catch((error) => {
+      // The insert may have committed with its answer lost: orders claimed
+      // here that no request was told of. The next rescue hands them back.
+      if (error instanceof StoreUnavailableError) this.#uncertain = true;
       for (const { result } of batch) result.reject(error);
     }).finally(() => {
       this.#inserting--;
@@ -513,8 +519,9 @@ export class PostgresStore implements OrderStore {
         if (isTerminal(order.status)) this.#claims.delete(id);
         return order;
       }
-      const error = await this.#whyNot(id, change, epoch);
-      if (error) throw error;
+      const outcome = await this.#whyNot(id, change, epoch);
+      if (outcome instanceof Error) throw outcome;
+      if (outcome) return outcome;
       // The order changed between the two queries so that it matches now.
       if (tries === 3) {
         throw new Error(
@@ -568,6 +575,7 @@ export class PostgresStore implements OrderStore {
         if_cancel: change.cancelRequested ?? null,
         claimed: change.claimed ?? false,
         epoch,
+        token: change.token ?? null,
       };
     });
     // Deadlock: two instances' statements locking the same rows in
@@ -594,15 +602,17 @@ export class PostgresStore implements OrderStore {
                   'at', greatest($2::bigint, o.created_at),
                   'type', 'status', 'status', c.to))
                 ELSE '[]' END,
-           claimed_by = CASE WHEN c.finishes THEN NULL ELSE o.claimed_by END
+           claimed_by = CASE WHEN c.finishes THEN NULL ELSE o.claimed_by END,
+           last_change = c.token
          FROM jsonb_to_recordset($1::jsonb) AS c(
            i integer, id text, "to" text, increment boolean, attempts integer,
            set_reason boolean, reason text, cancel boolean, append jsonb,
            finishes boolean, "from" text[], if_cancel boolean,
-           claimed boolean, epoch bigint)
+           claimed boolean, epoch bigint, token text)
          WHERE o.id = c.id AND o.status = ANY(c."from")
            AND (c.if_cancel IS NULL OR o.cancel_requested = c.if_cancel)
            AND (NOT c.claimed OR (o.claimed_by = $3 AND o.claim_epoch = c.epoch))
+           AND (c.token IS NULL OR o.last_change IS DISTINCT FROM c.token)
          RETURNING c.i, o.id, o.customer_id, o.restaurant_id, o.items,
            o.status, o.created_at, o.updated_at, o.attempts, o.failure_reason,
            o.cancel_requested, o.timeline`,
@@ -622,21 +632,20 @@ export class PostgresStore implements OrderStore {
     id: string,
     change: Transition,
     epoch: string | null,
-  ): Promise<Error | undefined> {
+  ): Promise<Error | Order | undefined> {
     const result = await orUnavailable(() =>
-      this.#pool.query<
-        Pick<
-          OrderRow,
-          "status" | "cancel_requested" | "claimed_by" | "claim_epoch"
-        >
-      >(
-        `SELECT status, cancel_requested, claimed_by, claim_epoch::text
+      this.#pool.query<OrderRow & { last_change: string | null }>(
+        `SELECT ${ORDER_COLUMNS}, claimed_by, claim_epoch::text, last_change
          FROM ${this.#table} WHERE id = $1`,
         [id],
       )
     );
     const row = result.rows[0];
     if (!row) return new OrderNotFoundError(id);
+    // A retry of a change whose first try committed unheard: done already.
+    if (change.token !== undefined && row.last_change === change.token) {
+      return toOrder(row);
+    }
     const refusal = refuseTransition(id, {
       status: row.status,
       cancelRequested: row.cancel_requested,
@@ -653,6 +662,14 @@ export class PostgresStore implements OrderStore {
   }
 
   claimPending(limit: number): Promise<string[]> {
+    return this.#claimPending(limit).catch((error) => {
+      // As for an insert: the claim may have committed unheard.
+      if (error instanceof StoreUnavailableError) this.#uncertain = true;
+      throw error;
+    });
+  }
+
+  #claimPending(limit: number): Promise<string[]> {
     return orUnavailable(async () => {
       // SKIP LOCKED: instances claiming at once take different orders
       // instead of queuing behind each other's row locks.
@@ -726,7 +743,30 @@ export class PostgresStore implements OrderStore {
     });
   }
 
-  #rescue(): Promise<number> {
+  async #rescue(): Promise<number> {
+    let handedBack = 0;
+    if (this.#uncertain) {
+      // Orders claimed here by a write whose answer was lost: pending,
+      // claimed by this instance, yet not among the claims it knows of.
+      // Nothing holds them, so they go back to the unclaimed.
+      const held = [...this.#claims.keys()];
+      const orphans = await orUnavailable(() =>
+        this.#pool.query<{ id: string }>(
+          `UPDATE ${this.#table}
+           SET claimed_by = NULL, claim_epoch = claim_epoch + 1
+           WHERE claimed_by = $1 AND status = 'pending' AND NOT (id = ANY($2))
+           RETURNING id`,
+          [this.#instanceId, held],
+        )
+      );
+      this.#uncertain = false;
+      handedBack = orphans.rows.length;
+      if (handedBack > 0) this.#wake();
+    }
+    return handedBack + await this.#rescueStopped();
+  }
+
+  #rescueStopped(): Promise<number> {
     return orUnavailable(() =>
       inTransaction(this.#pool, async (client) => {
         // One rescuer at a time; the others skip this round.

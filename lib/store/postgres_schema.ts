@@ -48,8 +48,11 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
   (s) => [
     // claim_epoch is the fencing token: it grows at every claim and every
     // rescue, and every worker change is conditional on it.
+    // last_change: the token of the last change applied, so that a retry
+    // of a change whose first try committed unheard is not applied twice.
     `ALTER TABLE ${s}.orders ADD COLUMN claimed_by text,
-       ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0`,
+       ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0,
+       ADD COLUMN last_change text`,
     `CREATE INDEX orders_unclaimed ON ${s}.orders (id)
        WHERE status = 'pending' AND claimed_by IS NULL`,
     `CREATE INDEX orders_claimed_by ON ${s}.orders (claimed_by)

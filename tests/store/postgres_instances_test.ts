@@ -269,3 +269,26 @@ withInstances(
     assert.deepEqual((await b!.instances()).map((i) => i.id), ["test-b"]);
   },
 );
+
+withInstances(
+  "PostgreSQL: a retried change whose first try committed unheard (same token) is applied once and answered with its result",
+  1,
+  async ([a]) => {
+    const { order } = await a!.create(EXAMPLE_ORDER);
+    const change = { ...start, token: "token-1" };
+    const first = await a!.transition(order.id, change);
+    // The retry a worker makes when the answer to the first was lost.
+    const retry = await a!.transition(order.id, change);
+    assert.deepEqual(retry, first);
+    assert.equal(retry.attempts, 1);
+    assert.equal(
+      retry.timeline.filter((entry) => entry.type === "status").length,
+      2,
+    );
+    // Another change (another token) is judged on its own.
+    await assert.rejects(
+      a!.transition(order.id, { ...start, token: "token-2" }),
+      (error: Error) => error.name === "InvalidTransitionError",
+    );
+  },
+);
