@@ -113,3 +113,53 @@ Deno.test("SQLite store: a bad path or a file that is not a database stops start
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("SQLite store: after a restart the dashboard's counts include the orders already in the file, then follow new ones", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "order-service-dash-" });
+  const env = { STORE: `sqlite:${directory}/orders.db`, LATENCY_SCALE: "0" };
+  try {
+    const first = await startService(env);
+    for (let index = 0; index < 5; index++) {
+      const response = await fetch(`${first.url}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          customer_id: "c_1",
+          restaurant_id: "r_1",
+          items: ["soup"],
+        }),
+      });
+      assert.equal(response.status, 201);
+      await response.body?.cancel();
+    }
+    await waitUntilSettled(first.url, 10_000);
+    first.kill("SIGTERM");
+    assert.equal((await first.status).code, 0);
+
+    const second = await startService(env);
+    const summary = await (await fetch(`${second.url}/dashboard/api/summary`))
+      .json();
+    assert.equal(summary.store, "sqlite");
+    assert.equal(summary.counts.completed, 5, "counted once at start");
+    const response = await fetch(`${second.url}/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        customer_id: "c",
+        restaurant_id: "r",
+        items: ["x"],
+      }),
+    });
+    await response.body?.cancel();
+    await waitUntilSettled(second.url, 10_000);
+    await sleep(50);
+    const after = await (await fetch(`${second.url}/dashboard/api/summary`))
+      .json();
+    assert.equal(after.counts.completed, 6, "then kept from events");
+    assert.equal(after.counts.pending, 0);
+    second.kill("SIGTERM");
+    assert.equal((await second.status).code, 0);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});

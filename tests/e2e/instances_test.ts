@@ -389,3 +389,68 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "the dashboard summary on PostgreSQL lists every live instance with its queue and workers, and counts the whole cluster's orders",
+  ignore: !available,
+  async fn() {
+    const { schema, drop } = freshSchema("e2e");
+    const env = {
+      STORE: TEST_DATABASE_URL,
+      PG_SCHEMA: schema,
+      LATENCY_SCALE: "0",
+      LEASE_MS: "1000",
+    };
+    const instances: ServiceProcess[] = [];
+    try {
+      instances.push(
+        await startService({ ...env, INSTANCE_ID: "a", WORKERS: "3" }),
+      );
+      instances.push(
+        await startService({ ...env, INSTANCE_ID: "b", WORKERS: "4" }),
+      );
+      const [a, b] = instances as [ServiceProcess, ServiceProcess];
+      for (let index = 0; index < 6; index++) {
+        assert.equal((await postOrder([a, b][index % 2]!.url)).status, 201);
+      }
+      const summary = await waitFor(
+        "both instances and 6 completed",
+        async () => {
+          const body = await (await fetch(`${a.url}/dashboard/api/summary`))
+            .json();
+          return body.counts.completed === 6 && body.instances.length === 2 &&
+              body.instances.every((i: { status: unknown }) => i.status)
+            ? body
+            : undefined;
+        },
+        10_000,
+      );
+      assert.equal(summary.store, "postgres");
+      const byId = new Map(
+        summary.instances.map((i: { id: string }) => [i.id, i]),
+      );
+      assert.equal(
+        (byId.get("a") as { self: boolean }).self,
+        true,
+      );
+      assert.equal(
+        (byId.get("b") as { status: { workers_total: number } }).status
+          .workers_total,
+        4,
+      );
+      const sum = (values: number[]) => values.reduce((x, y) => x + y, 0);
+      assert.equal(sum(summary.throughput.created), 6, "b's orders too");
+      await stop(a);
+      await stop(b);
+    } finally {
+      for (const instance of instances) {
+        try {
+          instance.kill("SIGKILL");
+        } catch { /* already exited */ }
+        await instance.status;
+      }
+      await drop();
+    }
+  },
+});
