@@ -82,10 +82,10 @@ const PAGE = `<!doctype html>
     <h2 id="now-title">Now</h2>
     <div class="cards">${countCards}</div>
     <h3>Instances</h3>
-    <table>
+    <div class="scroll"><table>
       <thead><tr><th>instance</th><th class="num">last heartbeat</th><th class="num">queue</th><th class="num">workers busy</th><th>accepting</th></tr></thead>
       <tbody id="instances"></tbody>
-    </table>
+    </table></div>
   </section>
   <section class="wide" aria-labelledby="throughput-title">
     <h2 id="throughput-title">Throughput, last 15 minutes</h2>
@@ -121,10 +121,10 @@ const PAGE = `<!doctype html>
       <button type="submit">List</button>
     </form>
     <p id="results-message" class="muted" role="status"></p>
-    <table>
+    <div class="scroll"><table>
       <thead><tr><th>order</th><th>status</th><th>created</th><th class="num">attempts</th></tr></thead>
       <tbody id="results"></tbody>
-    </table>
+    </table></div>
     <p><button id="next-page" type="button" hidden>Next page</button></p>
   </section>
   <section id="order" hidden aria-labelledby="order-title">

@@ -197,6 +197,15 @@ Deno.test({
           ).length
         );
         assert.equal(unlabelled, 0);
+        // At a phone's width the page is one column and nothing needs
+        // sideways scrolling (a wide table scrolls inside its own box).
+        await page.setViewportSize({ width: 390, height: 844 });
+        await page.waitForTimeout(100);
+        const overflow = await page.evaluate(() =>
+          document.documentElement.scrollWidth -
+          document.documentElement.clientWidth
+        );
+        assert.ok(overflow <= 0, `the page is ${overflow} px too wide`);
       },
     );
   },

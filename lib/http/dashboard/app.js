@@ -157,7 +157,9 @@ async function refreshSummary() {
 
 function drawChart(data) {
   const box = $("chart");
-  const width = Math.max(280, box.clientWidth);
+  // The section's width, not the chart's own (which the canvas sets).
+  const widthOf = () => Math.max(240, box.parentElement.clientWidth - 32);
+  const width = widthOf();
   if (!chart) {
     const styles = getComputedStyle(document.documentElement);
     const color = (name) => styles.getPropertyValue(name).trim();
@@ -186,8 +188,7 @@ function drawChart(data) {
     );
     addEventListener(
       "resize",
-      () =>
-        chart.setSize({ width: Math.max(280, box.clientWidth), height: 220 }),
+      () => chart.setSize({ width: widthOf(), height: 220 }),
     );
   } else chart.setData(data);
 }
@@ -462,7 +463,11 @@ function renderOrder(order) {
     ),
     el("tbody", {}, ...rows),
   );
-  $("order-body").replaceChildren(fields, el("h3", {}, "Timeline"), table);
+  $("order-body").replaceChildren(
+    fields,
+    el("h3", {}, "Timeline"),
+    el("div", { class: "scroll" }, table),
+  );
 }
 
 $("cancel").addEventListener("click", async () => {
