@@ -38,6 +38,12 @@ export interface EventRoutesOptions {
 const HEARTBEAT = Symbol("heartbeat");
 
 /**
+ * Events replayed at most from a shared store's table for one reconnect;
+ * a client further behind gets a `reset`.
+ */
+const TABLE_REPLAY_LIMIT = 10_000;
+
+/**
  * Waits for the next event, sending a heartbeat comment whenever
  * `heartbeatMs` pass without one, so proxies keep the connection open.
  */
@@ -210,6 +216,27 @@ export function eventRoutes(options: EventRoutesOptions) {
       const afterId = lastEventId(c);
       const { subscription, respond } = openStream(hub, { afterId });
       return respond(c, async (stream) => {
+        // Older than the events kept in memory: a shared store may still
+        // hold them. Subscribed first, so nothing falls between the two;
+        // what both carry is sent once.
+        const older = afterId !== undefined && !subscription.replayed
+          ? await store.changeFeed?.replayAfter(afterId, TABLE_REPLAY_LIMIT)
+          : undefined;
+        if (older) {
+          const sent = new Set<number>();
+          for (const change of older) {
+            sent.add(change.id);
+            await stream.writeSSE({
+              event: change.name,
+              id: String(change.id),
+              data: JSON.stringify(toOrderJson(change.order)),
+            });
+          }
+          await forwardEvents(stream, subscription, heartbeatMs, {
+            skip: (event) => sent.has(event.id),
+          });
+          return;
+        }
         if (header !== undefined && !subscription.replayed) {
           await stream.writeSSE({
             event: "reset",
@@ -256,7 +283,7 @@ export function eventsDocs(ctx: DocContext): PathItems {
         tags: ["events"],
         summary: "Follow every order change (Server-Sent Events)",
         description:
-          "Every change to every order, one event each, named after it: `created` for a new order, then `status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`; the data is the order after the change. Send `Last-Event-ID` to resume without a gap; if it is too old, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
+          "Every change to every order, one event each, named after it: `created` for a new order, then `status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`; the data is the order after the change. Send `Last-Event-ID` to resume without a gap: from the last 1,000 events in memory, or, with PostgreSQL, from the events table (the last 100,000 events, up to 10,000 per reconnect); if it is older, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
         ...ctx.secured,
         parameters: [lastEventIdHeader],
         responses: { "200": sse("The event stream"), ...commonResponses(ctx) },

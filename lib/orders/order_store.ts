@@ -135,6 +135,13 @@ export interface ChangeFeed {
     publish: (change: StoredChange) => void,
     history: number,
   ): Promise<void>;
+  /**
+   * The changes published after the one numbered `id`, in the feed's
+   * order, from the store's own retention (for a `Last-Event-ID` older
+   * than what the process keeps in memory); `undefined` when `id` is no
+   * longer kept, or more than `limit` changes followed it.
+   */
+  replayAfter(id: number, limit: number): Promise<StoredChange[] | undefined>;
 }
 
 /**

@@ -254,6 +254,7 @@ export class PostgresStore implements OrderStore {
       schema,
       instanceId,
       eventsChannel(schema),
+      (text, values) => orUnavailable(() => pool.query(text, values)),
     );
   }
 

@@ -4,6 +4,8 @@
  * @module
  */
 
+// @ts-types="npm:@types/pg@8.23.1"
+import type pg from "pg";
 import type { Order } from "../orders/order.ts";
 import type { ChangeFeed, StoredChange } from "../orders/order_store.ts";
 import type { PostgresListener } from "./postgres_listener.ts";
@@ -45,6 +47,10 @@ interface EventRow {
  */
 export class PostgresFeed implements ChangeFeed {
   readonly #listener: PostgresListener;
+  readonly #replayQuery: <R extends pg.QueryResultRow>(
+    text: string,
+    values: unknown[],
+  ) => Promise<pg.QueryResult<R>>;
   readonly #table: string;
   readonly #instanceId: string;
   readonly #channel: string;
@@ -63,14 +69,21 @@ export class PostgresFeed implements ChangeFeed {
 
   /**
    * A feed of `schema`'s event table, read through `listener`; it tells
-   * the others of `instanceId`'s events on NOTIFY `channel`.
+   * the others of `instanceId`'s events on NOTIFY `channel`. Replays (which
+   * may be long) run through `replayQuery`, the pool, so that they never
+   * hold up the listener's heartbeats.
    */
   constructor(
     listener: PostgresListener,
     schema: string,
     instanceId: string,
     channel: string,
+    replayQuery: <R extends pg.QueryResultRow>(
+      text: string,
+      values: unknown[],
+    ) => Promise<pg.QueryResult<R>>,
   ) {
+    this.#replayQuery = replayQuery;
     this.#listener = listener;
     this.#table = `"${schema}".events`;
     this.#instanceId = instanceId;
@@ -95,6 +108,39 @@ export class PostgresFeed implements ChangeFeed {
     this.#deliver(result.rows);
     this.#poll = setInterval(() => this.read(), POLL_MS);
     this.read();
+  }
+
+  async replayAfter(
+    id: number,
+    limit: number,
+  ): Promise<StoredChange[] | undefined> {
+    if (!Number.isSafeInteger(id) || id < 1) return undefined;
+    // Up to the cursor: what comes after it reaches the hub as it is read.
+    const cursor = this.#cursor;
+    const result = await this.#replayQuery<EventRow>(
+      `SELECT e.seq::text, e.xid::text, e.name, e."order", e.instance
+       FROM ${this.#table} AS e,
+         (SELECT xid, seq FROM ${this.#table} WHERE seq = $1) AS since
+       WHERE (e.xid, e.seq) > (since.xid, since.seq)
+         AND (e.xid, e.seq) <= ($2::xid8, $3::bigint)
+       ORDER BY e.xid, e.seq LIMIT $4`,
+      [id, cursor.xid, cursor.seq, limit + 1],
+    );
+    if (result.rows.length > limit) return undefined;
+    if (result.rows.length === 0) {
+      // Either nothing followed it, or it is not kept: tell them apart.
+      const kept = await this.#replayQuery<{ seq: string }>(
+        `SELECT seq::text FROM ${this.#table} WHERE seq = $1`,
+        [id],
+      );
+      if (kept.rows.length === 0) return undefined;
+    }
+    return result.rows.map((row) => ({
+      id: Number(row.seq),
+      name: row.name,
+      order: row.order,
+      instance: row.instance,
+    }));
   }
 
   /** A NOTIFY for event `seq`: read what is new. */

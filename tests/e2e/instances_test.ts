@@ -454,3 +454,72 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "on PostgreSQL, /events resumes from the events table a Last-Event-ID older than the 1,000 events an instance keeps in memory",
+  ignore: !available,
+  async fn() {
+    const { schema, drop } = freshSchema("e2e");
+    const env = {
+      STORE: TEST_DATABASE_URL,
+      PG_SCHEMA: schema,
+      LATENCY_SCALE: "0",
+      QUEUE_CAPACITY: "10000",
+    };
+    const streams = new AbortController();
+    let service: ServiceProcess | undefined;
+    try {
+      service = await startService({ ...env, INSTANCE_ID: "a" });
+      const seen = collectEvents(`${service.url}/events`, streams.signal);
+      await seen.opened;
+      // 300 orders of 5 events each: the first event falls out of memory.
+      const results = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          (async () => {
+            for (let index = 0; index < 75; index++) {
+              assert.equal((await postOrder(service!.url)).status, 201);
+            }
+          })()),
+      );
+      assert.equal(results.length, 4);
+      await waitFor(
+        "1,500 events",
+        () => seen.events.length >= 1500 ? true : undefined,
+        20_000,
+      );
+      const first = seen.events[0]!.id!;
+      // A reconnect that saw only the first event.
+      const replay = await fetch(`${service.url}/events`, {
+        headers: { "last-event-id": first },
+        // Without the replay no more events come: fail, do not hang.
+        signal: AbortSignal.any([streams.signal, AbortSignal.timeout(15_000)]),
+      });
+      assert.equal(replay.status, 200);
+      const reader = replay.body!.pipeThrough(new TextDecoderStream())
+        .getReader();
+      let text = "";
+      while ((text.match(/\nid: /g) ?? []).length < 1499) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      await reader.cancel();
+      assert.doesNotMatch(text, /event: reset/);
+      const ids = [...text.matchAll(/\nid: (\d+)/g)].map((m) => m[1]);
+      assert.deepEqual(
+        ids.slice(0, 1499),
+        seen.events.slice(1, 1500).map((event) => event.id),
+        "every event after it, in the same order",
+      );
+      await stop(service);
+    } finally {
+      streams.abort();
+      try {
+        service?.kill("SIGKILL");
+      } catch { /* exited */ }
+      await service?.status;
+      await drop();
+    }
+  },
+});
