@@ -204,6 +204,11 @@ export function createSystem(options: SystemOptions): System {
     workers_busy: pool.busy,
     workers_total: pool.concurrency,
     accepting: service.accepting,
+    finished: (({ completed, failed, cancelled }) => ({
+      completed,
+      failed,
+      cancelled,
+    }))(stats.summary()),
   });
   const claimer = new WorkClaimer({
     store,

@@ -83,7 +83,7 @@ const PAGE = `<!doctype html>
     <div class="cards">${countCards}</div>
     <h3>Instances</h3>
     <div class="scroll"><table>
-      <thead><tr><th>instance</th><th class="num">last heartbeat</th><th class="num">queue</th><th class="num">workers busy</th><th>accepting</th></tr></thead>
+      <thead><tr><th>instance</th><th class="num">last heartbeat</th><th class="num">queue</th><th class="num">workers busy</th><th class="num">finished here: completed / failed / cancelled</th><th>accepting</th></tr></thead>
       <tbody id="instances"></tbody>
     </table></div>
   </section>
@@ -106,7 +106,7 @@ const PAGE = `<!doctype html>
     <h2 id="failures-title">Latest failures</h2>
     <p id="no-failures" class="muted">No order has failed since this instance started.</p>
     <div class="scroll"><table>
-      <thead><tr><th>order</th><th>at</th><th class="num">attempts</th><th>reason</th><th>each attempt</th></tr></thead>
+      <thead><tr><th>order</th><th>at</th><th class="num">attempts</th><th>reason</th></tr></thead>
       <tbody id="failures"></tbody>
     </table></div>
   </section>
@@ -329,6 +329,16 @@ export const DASHBOARD_SUMMARY_SCHEMA = {
               workers_busy: { type: "integer" },
               workers_total: { type: "integer" },
               accepting: { type: "boolean" },
+              finished: {
+                type: "object",
+                description:
+                  "Orders this instance finished since it started, by status",
+                properties: {
+                  completed: { type: "integer" },
+                  failed: { type: "integer" },
+                  cancelled: { type: "integer" },
+                },
+              },
             },
           },
         },

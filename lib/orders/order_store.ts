@@ -14,6 +14,8 @@ export interface InstanceStatus {
   workers_busy: number;
   workers_total: number;
   accepting: boolean;
+  /** Orders this instance finished since it started, by status. */
+  finished?: { completed: number; failed: number; cancelled: number };
 }
 
 /** A live instance as the shared store knows it. */

@@ -441,6 +441,22 @@ Deno.test({
       );
       const sum = (values: number[]) => values.reduce((x, y) => x + y, 0);
       assert.equal(sum(summary.throughput.created), 6, "b's orders too");
+      // Each instance says what it finished itself; together, all six.
+      const finishedHere = await waitFor(
+        "both heartbeats count 6",
+        async () => {
+          const body = await (await fetch(`${b.url}/dashboard/api/summary`))
+            .json();
+          const total = sum(
+            body.instances.map((
+              i: { status: { finished?: { completed: number } } },
+            ) => i.status?.finished?.completed ?? 0),
+          );
+          return total === 6 ? total : undefined;
+        },
+        5000,
+      );
+      assert.equal(finishedHere, 6);
       await stop(a);
       await stop(b);
     } finally {

@@ -63,6 +63,11 @@ Deno.test("GET /dashboard/api/summary reports the traffic it saw: counts, per-se
   assert.equal(summary.instances[0].self, true);
   assert.equal(summary.instances[0].status.queue_capacity, 50);
   assert.equal(summary.instances[0].status.workers_total, 3);
+  assert.deepEqual(summary.instances[0].status.finished, {
+    completed: 4,
+    failed: 0,
+    cancelled: 0,
+  });
   const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
   assert.equal(sum(summary.throughput.created), 4);
   assert.equal(sum(summary.throughput.finished), 4);

@@ -48,13 +48,15 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function orderButton(id) {
+/** A button that opens order `id`; `short` shows only its last 10 characters (the full id is its title and label). */
+function orderButton(id, short = false) {
   return el("button", {
     class: "link",
     type: "button",
     onclick: () => showOrder(id),
     "aria-label": `Open order ${id}`,
-  }, id);
+    title: id,
+  }, short ? `…${id.slice(-10)}` : id);
 }
 
 // The API gives times as ISO strings, the summary as epoch milliseconds.
@@ -125,6 +127,13 @@ async function refreshSummary() {
             ? `${instance.status.workers_busy} / ${instance.status.workers_total}`
             : "—",
         ),
+        el(
+          "td",
+          { class: "num" },
+          instance.status?.finished
+            ? `${instance.status.finished.completed} / ${instance.status.finished.failed} / ${instance.status.finished.cancelled}`
+            : "—",
+        ),
         el("td", {}, instance.status?.accepting === false ? "draining" : "yes"),
       )
     ),
@@ -144,11 +153,25 @@ async function refreshSummary() {
       el(
         "tr",
         {},
-        el("td", {}, orderButton(failure.id)),
+        el("td", {}, orderButton(failure.id, true)),
         el("td", { class: "when" }, time(failure.at)),
         el("td", { class: "num" }, failure.attempts),
-        el("td", {}, failure.failure_reason ?? ""),
-        el("td", { class: "muted" }, failure.attempt_reasons.join(" · ")),
+        el(
+          "td",
+          {},
+          failure.failure_reason ?? "",
+          // The earlier attempts' reasons, when there were any.
+          ...(failure.attempt_reasons.length
+            ? [
+              el("br"),
+              el(
+                "span",
+                { class: "muted" },
+                `before: ${failure.attempt_reasons.join(" · ")}`,
+              ),
+            ]
+            : []),
+        ),
       )
     ),
   );
