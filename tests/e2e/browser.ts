@@ -4,6 +4,7 @@
  * playwright-core.
  */
 
+import assert from "node:assert/strict";
 import { chromium } from "../deps.ts";
 
 /** Where the browser is (CHROMIUM_PATH, or Debian's). */
@@ -40,4 +41,12 @@ export function launchChromium() {
       "--disable-sync",
     ],
   });
+}
+
+/** Fails when the page asked any host but `origin` (data: URLs aside). */
+export function assertOnlyFrom(requested: readonly string[], origin: string) {
+  const foreign = requested.filter((url) =>
+    !url.startsWith(origin) && !url.startsWith("data:")
+  );
+  assert.deepEqual(foreign, [], "the page asked another host");
 }

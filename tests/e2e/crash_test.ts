@@ -5,7 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { listAllOrders, postOrdersUntil, waitUntilSettled } from "./load.ts";
+import {
+  listAllOrders,
+  postOrder,
+  postOrdersUntil,
+  waitUntilSettled,
+} from "./load.ts";
 import { runToExit, startService } from "./service_process.ts";
 import { DatabaseSync } from "node:sqlite";
 
@@ -138,15 +143,7 @@ Deno.test("SQLite store: after a restart the dashboard's counts include the orde
   try {
     const first = await startService(env);
     for (let index = 0; index < 5; index++) {
-      const response = await fetch(`${first.url}/orders`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          customer_id: "c_1",
-          restaurant_id: "r_1",
-          items: ["soup"],
-        }),
-      });
+      const response = await postOrder(first.url);
       assert.equal(response.status, 201);
       await response.body?.cancel();
     }
@@ -159,15 +156,7 @@ Deno.test("SQLite store: after a restart the dashboard's counts include the orde
       .json();
     assert.equal(summary.store, "sqlite");
     assert.equal(summary.counts.completed, 5, "counted once at start");
-    const response = await fetch(`${second.url}/orders`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        customer_id: "c",
-        restaurant_id: "r",
-        items: ["x"],
-      }),
-    });
+    const response = await postOrder(second.url);
     await response.body?.cancel();
     await waitUntilSettled(second.url, 10_000);
     await sleep(50);

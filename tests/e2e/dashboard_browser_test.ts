@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { launchChromium, skipBrowserTests } from "./browser.ts";
+import { assertOnlyFrom, launchChromium, skipBrowserTests } from "./browser.ts";
 import { EXAMPLE_ORDER } from "../helpers.ts";
 import { type ServiceProcess, startService } from "./service_process.ts";
 
@@ -46,10 +46,7 @@ async function withDashboard(
     await page.goto(`${service.url}/dashboard`);
     await body(page, service);
     assert.deepEqual(errors, [], "no console errors");
-    const foreign = requested.filter((url) =>
-      !url.startsWith(service.url) && !url.startsWith("data:")
-    );
-    assert.deepEqual(foreign, [], "the page asked another host");
+    assertOnlyFrom(requested, service.url);
   } finally {
     await browser.close();
     service.kill("SIGTERM");

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { launchChromium, skipBrowserTests } from "./browser.ts";
+import { assertOnlyFrom, launchChromium, skipBrowserTests } from "./browser.ts";
 import { startService } from "./service_process.ts";
 
 const skip = skipBrowserTests("/docs");
@@ -53,10 +53,7 @@ Deno.test({
         );
       }
       assert.deepEqual(errors, []);
-      const foreign = requested.filter((url) =>
-        !url.startsWith(service.url) && !url.startsWith("data:")
-      );
-      assert.deepEqual(foreign, [], "the page asked another host");
+      assertOnlyFrom(requested, service.url);
     } finally {
       await browser.close();
       service.kill("SIGTERM");
