@@ -34,6 +34,15 @@ function orderFor(index: number): NewOrder {
   };
 }
 
+/** A worker's first change to an order: start it, as the holder of its claim. */
+export const CLAIMED_START = {
+  action: "start",
+  from: ["pending" as const],
+  to: "processing" as const,
+  incrementAttempts: true,
+  claimed: true,
+};
+
 /** Registers the contract's tests for the backend called `name`. */
 export function storeContract(name: string, factory: StoreFactory): void {
   const test = (title: string, body: (store: OrderStore) => Promise<void>) =>
@@ -388,13 +397,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
 
   // Claims: what lets instances share work without running an order twice.
 
-  const start = {
-    action: "start",
-    from: ["pending" as const],
-    to: "processing" as const,
-    incrementAttempts: true,
-    claimed: true,
-  };
+  const start = CLAIMED_START;
 
   test("a new order is claimed by the instance that created it: its worker's claimed changes apply, and claimPending() does not hand it out again", async (store) => {
     const { order } = await store.create(burger);

@@ -9,6 +9,7 @@ import { ClaimLostError } from "../../lib/orders/errors.ts";
 import type { StoredChange } from "../../lib/orders/order_store.ts";
 import { PostgresStore } from "../../lib/store/postgres.ts";
 import { EXAMPLE_ORDER, waitUntil } from "../helpers.ts";
+import { CLAIMED_START } from "./contract.ts";
 import {
   adminQuery,
   freshSchema,
@@ -54,13 +55,7 @@ function withInstances(
   });
 }
 
-const start = {
-  action: "start",
-  from: ["pending" as const],
-  to: "processing" as const,
-  incrementAttempts: true,
-  claimed: true,
-};
+const start = CLAIMED_START;
 
 withInstances(
   "PostgreSQL instances: when one misses its heartbeats for the lease, another rescues its orders, and the presumed-dead one's fenced writes are refused",
