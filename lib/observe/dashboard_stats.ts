@@ -12,6 +12,7 @@ import {
   type Order,
   ORDER_STATUSES,
   type OrderStatus,
+  zeroStatusCounts,
 } from "../orders/order.ts";
 import type { OrderEvent } from "./events.ts";
 
@@ -55,9 +56,7 @@ export interface DashboardFigures {
  */
 export class DashboardStats {
   readonly #now: () => number;
-  readonly #counts = Object.fromEntries(
-    ORDER_STATUSES.map((status) => [status, 0]),
-  ) as Record<OrderStatus, number>;
+  readonly #counts = zeroStatusCounts();
   // Rings of per-second buckets, indexed by epoch second mod the size.
   readonly #created = new Array<number>(THROUGHPUT_SECONDS).fill(0);
   readonly #finished = new Array<number>(THROUGHPUT_SECONDS).fill(0);

@@ -16,6 +16,13 @@ export const ORDER_STATUSES = [
 /** The status of an order. */
 export type OrderStatus = typeof ORDER_STATUSES[number];
 
+/** A count per status, every one 0: to count orders into. */
+export function zeroStatusCounts(): Record<OrderStatus, number> {
+  return Object.fromEntries(
+    ORDER_STATUSES.map((status) => [status, 0]),
+  ) as Record<OrderStatus, number>;
+}
+
 /** Statuses after which nothing more happens to an order. */
 export const TERMINAL_STATUSES: ReadonlySet<OrderStatus> = new Set([
   "completed",

@@ -18,6 +18,7 @@ import {
   sameNewOrder,
   STEPS,
   type TimelineEntry,
+  zeroStatusCounts,
 } from "../orders/order.ts";
 import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
@@ -247,9 +248,7 @@ export class MemoryStore implements OrderStore {
   }
 
   countByStatus(): Promise<Record<OrderStatus, number>> {
-    const counts = Object.fromEntries(
-      ORDER_STATUSES.map((status) => [status, 0]),
-    ) as Record<OrderStatus, number>;
+    const counts = zeroStatusCounts();
     for (const held of this.#orders.values()) counts[held.status]++;
     return Promise.resolve(counts);
   }

@@ -29,10 +29,10 @@ import {
   isTerminal,
   type NewOrder,
   type Order,
-  ORDER_STATUSES,
   type OrderStatus,
   sameNewOrder,
   type TimelineEntry,
+  zeroStatusCounts,
 } from "../orders/order.ts";
 import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
@@ -836,9 +836,7 @@ export class PostgresStore implements OrderStore {
 
   countByStatus(): Promise<Record<OrderStatus, number>> {
     return orUnavailable(async () => {
-      const counts = Object.fromEntries(
-        ORDER_STATUSES.map((status) => [status, 0]),
-      ) as Record<OrderStatus, number>;
+      const counts = zeroStatusCounts();
       const result = await this.#pool.query<{ status: OrderStatus; n: string }>(
         `SELECT status, count(*)::text AS n FROM ${this.#table} GROUP BY status`,
       );

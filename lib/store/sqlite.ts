@@ -16,10 +16,10 @@ import {
 import {
   type NewOrder,
   type Order,
-  ORDER_STATUSES,
   type OrderStatus,
   sameNewOrder,
   type TimelineEntry,
+  zeroStatusCounts,
 } from "../orders/order.ts";
 import { createOrderIdFactory, lastIdAt } from "../orders/order_id.ts";
 import type {
@@ -395,9 +395,7 @@ export class SqliteStore implements OrderStore {
 
   countByStatus(): Promise<Record<OrderStatus, number>> {
     return this.#read(() => {
-      const counts = Object.fromEntries(
-        ORDER_STATUSES.map((status) => [status, 0]),
-      ) as Record<OrderStatus, number>;
+      const counts = zeroStatusCounts();
       const rows = this.#db.prepare(
         "SELECT status, count(*) AS n FROM orders GROUP BY status",
       ).all() as Array<{ status: OrderStatus; n: number }>;
