@@ -751,18 +751,17 @@ export class PostgresStore implements OrderStore {
       // claimed by this instance, yet not among the claims it knows of.
       // Nothing holds them, so they go back to the unclaimed.
       const held = [...this.#claims.keys()];
-      const orphans = await orUnavailable(() =>
-        this.#pool.query<{ id: string }>(
-          `UPDATE ${this.#table}
-           SET claimed_by = NULL, claim_epoch = claim_epoch + 1
-           WHERE claimed_by = $1 AND status = 'pending' AND NOT (id = ANY($2))
-           RETURNING id`,
-          [this.#instanceId, held],
+      handedBack = await orUnavailable(() =>
+        inTransaction(
+          this.#pool,
+          (client) =>
+            this.#free(client, "claimed_by = $1 AND NOT (id = ANY($2))", [
+              this.#instanceId,
+              held,
+            ]),
         )
       );
       this.#uncertain = false;
-      handedBack = orphans.rows.length;
-      if (handedBack > 0) this.#wake();
     }
     return handedBack + await this.#rescueStopped();
   }
