@@ -159,6 +159,7 @@ export class SqliteStore implements OrderStore {
   #closed = false;
   #commits = 0;
   #claims: LocalClaims;
+  #rescued = false;
 
   /**
    * Opens (creating if needed) and migrates the database at `path`.
@@ -357,9 +358,12 @@ export class SqliteStore implements OrderStore {
   /**
    * Orders found `processing` that this process does not hold were
    * interrupted by a crash or a kill of the previous one: each gets an
-   * `interrupted` entry and becomes `pending` again.
+   * `interrupted` entry and becomes `pending` again. Only the first call
+   * looks: every order processing after it was started by this process,
+   * and the lease loop calls this every second.
    */
   async rescue(): Promise<number> {
+    if (this.#rescued) return 0;
     const rescued: string[] = [];
     let after: string | undefined;
     while (true) {
@@ -382,6 +386,7 @@ export class SqliteStore implements OrderStore {
       if (!page.hasMore || after === undefined) break;
     }
     this.#claims.rescued(rescued);
+    this.#rescued = true;
     return rescued.length;
   }
 
