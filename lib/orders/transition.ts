@@ -11,7 +11,7 @@ import {
   type OrderStatus,
   type TimelineEntry,
 } from "./order.ts";
-import type { Transition } from "./order_store.ts";
+import type { NewTimelineEntry, Transition } from "./order_store.ts";
 
 /**
  * Why `change` may not be applied to an order in this state, or
@@ -46,11 +46,20 @@ export function applyTransition(
   nowMs: number,
 ): Order {
   const now = Math.max(nowMs, current.created_at);
-  const added: TimelineEntry[] = [];
-  for (const entry of change.append ?? []) added.push({ ...entry, at: now });
   const status = change.to ?? current.status;
-  if (status !== current.status) {
-    added.push({ at: now, type: "status", status });
+  let timeline = current.timeline;
+  if (change.append !== undefined || status !== current.status) {
+    // One copy of the timeline with room for what is added (not a list of
+    // additions and a concat), and entries stamped by `withTime` (not
+    // `{ ...entry, at }`, a generic copy): applyTransition was the largest
+    // self time of the workers' path under POST load (CPU profile).
+    timeline = current.timeline.slice();
+    for (const entry of change.append ?? []) {
+      timeline.push(withTime(entry, now));
+    }
+    if (status !== current.status) {
+      timeline.push({ at: now, type: "status", status });
+    }
   }
   const set = change.set;
   return {
@@ -67,8 +76,30 @@ export function applyTransition(
       ? set.failure_reason
       : current.failure_reason,
     cancel_requested: set?.cancel_requested ?? current.cancel_requested,
-    timeline: added.length === 0
-      ? current.timeline
-      : current.timeline.concat(added),
+    timeline,
   };
+}
+
+/** `entry` made at `at`, its fields in the order clients see them. */
+function withTime(
+  entry: NewTimelineEntry,
+  at: number,
+): TimelineEntry {
+  switch (entry.type) {
+    case "step_finished":
+      return { at, type: entry.type, step: entry.step, attempt: entry.attempt };
+    case "attempt_failed":
+      return {
+        at,
+        type: entry.type,
+        attempt: entry.attempt,
+        reason: entry.reason,
+      };
+    case "interrupted":
+      return { at, type: entry.type, attempt: entry.attempt };
+    case "cancel_requested":
+      return { at, type: entry.type };
+    case "status":
+      return { at, type: entry.type, status: entry.status };
+  }
 }
