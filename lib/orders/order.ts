@@ -107,20 +107,37 @@ export interface OrderJson extends NewOrder {
   timeline: Array<Record<string, string | number>>;
 }
 
-// Orders created under load share their millisecond, and formatting a date
-// is the dearest part of toOrderJson; remembering the last one formatted
-// halves its cost. (A pure function's memo, not a cache of responses.)
-let lastFormattedMs = Number.NaN;
-let lastFormatted = "";
+// Formatting a date with toISOString() was the dearest part of
+// toOrderJson (a finished order has eight timestamps, a few milliseconds
+// apart: ~3 µs of each GET /orders/{id} under load, CPU profile). Times of
+// one minute share everything up to the seconds, so that prefix is kept
+// and only seconds and milliseconds are written. (A pure function's memo,
+// not a cache of responses.)
+let minuteStart = Number.NaN;
+let minutePrefix = "";
 
-/** Formats epoch milliseconds as an RFC 3339 UTC timestamp. */
+/** Formats epoch milliseconds as an RFC 3339 UTC timestamp, as `toISOString()` does. */
 export function formatTime(epochMs: number): string {
-  if (epochMs !== lastFormattedMs) {
-    lastFormatted = new Date(epochMs).toISOString();
-    lastFormattedMs = epochMs;
+  const offset = epochMs - minuteStart;
+  if (!(offset >= 0 && offset < 60_000)) {
+    // A new minute (or not an integer time of this era: left to Date).
+    if (
+      !Number.isInteger(epochMs) || epochMs < 0 || epochMs >= MAX_4_DIGIT_YEAR
+    ) {
+      return new Date(epochMs).toISOString();
+    }
+    minuteStart = epochMs - epochMs % 60_000;
+    minutePrefix = new Date(minuteStart).toISOString().slice(0, 17);
+    return formatTime(epochMs);
   }
-  return lastFormatted;
+  const seconds = Math.floor(offset / 1000);
+  const millis = offset % 1000;
+  return minutePrefix + (seconds < 10 ? "0" : "") + seconds +
+    (millis < 10 ? ".00" : millis < 100 ? ".0" : ".") + millis + "Z";
 }
+
+// 10000-01-01T00:00:00Z: from here on toISOString() writes a signed year.
+const MAX_4_DIGIT_YEAR = 253_402_300_800_000;
 
 /** Formats an order for a response body. */
 export function toOrderJson(order: Order): OrderJson {
