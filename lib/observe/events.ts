@@ -1,7 +1,7 @@
 /**
  * Live order events: a hub that numbers every order change, keeps a bounded
- * ring of recent ones for reconnecting clients, and fans them out to
- * subscribers that can never slow the publisher down.
+ * ring of recent ones for reconnecting clients while anyone listens, and
+ * fans them out to subscribers that can never slow the publisher down.
  *
  * @module
  */
@@ -26,7 +26,17 @@ export interface OrderEventHubOptions {
   historySize?: number;
   /** Events a subscriber may fall behind before it is dropped (default 256). */
   subscriberBuffer?: number;
+  /**
+   * How long the history is still kept after the last subscription ended,
+   * for clients that reconnect (default 5 minutes).
+   */
+  historyLingerMs?: number;
+  /** The clock, in epoch milliseconds (injected by tests). */
+  now?: () => number;
 }
+
+/** How long the history outlives the last subscription by default: 5 minutes. */
+export const DEFAULT_HISTORY_LINGER_MS = 300_000;
 
 /** What {@linkcode Subscription.next} yields besides events. */
 export type SubscriptionEnd =
@@ -81,11 +91,23 @@ export class OrderEventHub {
   #subscribers = new Set<Subscriber>();
   #listeners: Array<(event: OrderEvent) => void> = [];
   #closed = false;
+  // The history is kept only while someone could ask for it: while a
+  // subscription is open, and until #lingerUntil after the last one ended
+  // (0: no one has listened, or no one for the whole linger). Kept for
+  // nobody, the ring held the last 1000 events' orders alive across young
+  // collections, so they were promoted and collected as old garbage: POST
+  // /orders ran 17% slower with events on (deno task bench), 5,900 → 7,000
+  // req/s with a 4-event ring (3 alternated rounds).
+  #lingerUntil = 0;
+  readonly #lingerMs: number;
+  readonly #now: () => number;
 
   /** Creates an empty hub. */
   constructor(options: OrderEventHubOptions = {}) {
     this.#historySize = options.historySize ?? 1000;
     this.#subscriberBuffer = options.subscriberBuffer ?? 256;
+    this.#lingerMs = options.historyLingerMs ?? DEFAULT_HISTORY_LINGER_MS;
+    this.#now = options.now ?? Date.now;
   }
 
   /** The id the next event will get (greater than every id so far). */
@@ -230,8 +252,11 @@ export class OrderEventHub {
   #publish(event: OrderEvent): void {
     this.#lastId = event.id;
     for (const listener of this.#listeners) listener(event);
-    if (this.#history.length < this.#historySize) this.#history.push(event);
-    else {
+    if (!this.#keepsHistory()) {
+      // Nobody listens: nobody can come back for this event.
+    } else if (this.#history.length < this.#historySize) {
+      this.#history.push(event);
+    } else {
       this.#history[this.#historyStart] = event;
       this.#historyStart = (this.#historyStart + 1) % this.#historySize;
     }
@@ -249,6 +274,20 @@ export class OrderEventHub {
     }
   }
 
+  /**
+   * Whether events are kept for replay now; drops the history once the
+   * last subscription has been gone for the whole linger.
+   */
+  #keepsHistory(): boolean {
+    if (this.#subscribers.size > 0) return true;
+    if (this.#lingerUntil === 0) return false;
+    if (this.#now() < this.#lingerUntil) return true;
+    this.#lingerUntil = 0;
+    this.#history = [];
+    this.#historyStart = 0;
+    return false;
+  }
+
   /** The kept events, oldest first. */
   *#kept(): Iterable<OrderEvent> {
     const count = this.#history.length;
@@ -259,6 +298,9 @@ export class OrderEventHub {
 
   #end(subscriber: Subscriber, reason: SubscriptionEnd): void {
     if (!this.#subscribers.delete(subscriber) && subscriber.ended) return;
+    if (this.#subscribers.size === 0) {
+      this.#lingerUntil = this.#now() + this.#lingerMs;
+    }
     subscriber.ended ??= reason;
     subscriber.onEnd?.(subscriber.ended);
     if (subscriber.waiting) {

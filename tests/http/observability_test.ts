@@ -128,8 +128,15 @@ Deno.test("GET /orders/{id}/events answers 404 problem+json for an unknown order
 Deno.test("GET /events resumes after Last-Event-ID without a gap, and says so when it cannot", async () => {
   const system = testSystem();
   try {
+    // A client follows the stream (events are kept while someone listens)
+    // and its connection drops after the second event.
+    const first = await system.app.request("/events");
+    const firstEvents = sseReader(first);
     await createOrder(system);
     await createOrder(system);
+    assert.equal((await firstEvents.next())?.id, "1");
+    assert.equal((await firstEvents.next())?.id, "2");
+    await firstEvents.cancel();
     const third = await createOrder(system);
     // Events 1–3 are the three creations; resume after the second.
     const response = await system.app.request("/events", {

@@ -56,6 +56,7 @@ Deno.test("OrderEventHub filters per subscription", async () => {
 
 Deno.test("OrderEventHub replays kept events after a Last-Event-ID, and says when it cannot", async () => {
   const hub = new OrderEventHub({ historySize: 3 });
+  const watching = hub.subscribe(); // events are kept while someone listens
   for (const id of ["A", "B", "C", "D", "E"]) {
     hub.publishChange(order(id), "created"); // ids 1–5
   }
@@ -70,6 +71,7 @@ Deno.test("OrderEventHub replays kept events after a Last-Event-ID, and says whe
   assert.equal(tooOld.replayed, false);
   const fromAnotherLife = hub.subscribe({ afterId: 99 });
   assert.equal(fromAnotherLife.replayed, false);
+  watching.close();
   hub.close();
 });
 
@@ -97,6 +99,7 @@ Deno.test("a subscriber that falls behind its buffer is dropped; the publisher n
 
 Deno.test("OrderEventHub keeps only the newest events, in order, as its ring wraps", async () => {
   const hub = new OrderEventHub({ historySize: 4 });
+  const watching = hub.subscribe();
   for (let index = 0; index < 11; index++) {
     hub.publishChange(order(`O${index}`), "created"); // ids 1–11
   }
@@ -113,5 +116,37 @@ Deno.test("OrderEventHub keeps only the newest events, in order, as its ring wra
     false,
     "event 7 is gone",
   );
+  watching.close();
+  hub.close();
+});
+
+Deno.test("OrderEventHub keeps no history while nobody listens: no one can come back for those events", () => {
+  const hub = new OrderEventHub();
+  for (const id of ["A", "B", "C"]) hub.publishChange(order(id), "created");
+  assert.equal(hub.subscribe({ afterId: 1 }).replayed, false);
+  // Nothing was missed after the newest id, so there is nothing to replay.
+  const upToDate = hub.subscribe({ afterId: 3 });
+  assert.equal(upToDate.replayed, true);
+  assert.equal(upToDate.replayedCount, 0);
+  hub.close();
+});
+
+Deno.test("OrderEventHub keeps the history for historyLingerMs after the last subscription ends, then drops it", () => {
+  let now = 1_000_000;
+  const hub = new OrderEventHub({ historyLingerMs: 60_000, now: () => now });
+  const client = hub.subscribe();
+  hub.publishChange(order("A"), "created"); // 1, seen by the client
+  client.close(); // the client's connection drops
+  now += 59_000;
+  hub.publishChange(order("B"), "created"); // 2, missed
+  const back = hub.subscribe({ afterId: 1 });
+  assert.equal(back.replayed, true, "reconnected within the linger");
+  assert.equal(back.replayedCount, 1);
+  back.close();
+  now += 60_000; // a whole linger with nobody listening
+  hub.publishChange(order("C"), "created"); // 3: history dropped, not kept
+  const late = hub.subscribe({ afterId: 2 });
+  assert.equal(late.replayed, false, "came back after the linger");
+  late.close();
   hub.close();
 });
