@@ -7,7 +7,12 @@
 import { Hono } from "hono";
 import { validator } from "hono/validator";
 import { OrderNotFoundError } from "../orders/errors.ts";
-import { ORDER_STATUSES, toOrderJson } from "../orders/order.ts";
+import {
+  ORDER_STATUSES,
+  type OrderJson,
+  orderJsonText,
+  toOrderJson,
+} from "../orders/order.ts";
 import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import {
@@ -121,8 +126,10 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
       }
       // A replay answers 200: nothing new was created by this request.
       return created
-        ? jsonResponse(c, toOrderJson(order), 201, { location })
-        : jsonResponse(c, toOrderJson(order), 200, {
+        ? jsonResponse<OrderJson, 201>(c, orderJsonText(order), 201, {
+          location,
+        })
+        : jsonResponse<OrderJson, 200>(c, orderJsonText(order), 200, {
           location,
           "idempotent-replayed": "true",
         });
@@ -179,7 +186,7 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
       const id = c.req.param("id");
       const order = await store.get(id);
       if (!order) throw new OrderNotFoundError(id);
-      return jsonResponse(c, toOrderJson(order), 200);
+      return jsonResponse<OrderJson, 200>(c, orderJsonText(order), 200);
     })
     .post("/:id/cancel", async (c) => {
       const { order, immediate } = await service.cancel(c.req.param("id"));

@@ -36,16 +36,18 @@ const SAFE_REQUEST_ID = /^[\w\-=]{1,128}$/;
  * from a plain object. Hono's `c.json()` goes through a `Headers` object
  * per response, which is measurably dearer on the hot routes (wrk against
  * a bare `Deno.serve`: a plain object of four headers ~25–32k req/s, a
- * `Headers` object ~21–24k, Hono's prepared headers ~20k).
+ * `Headers` object ~21–24k, Hono's prepared headers ~20k). `text` is the
+ * body already serialised (e.g. by `orderJsonText`) and must be the JSON of
+ * a `T`: the answer is typed as Hono's `c.json()` answer for hc<AppType>.
  */
 export function jsonResponse<T, S extends ContentfulStatusCode>(
   c: Context,
-  body: T,
+  text: string,
   status: S,
   headers: Record<string, string> = {},
 ): Response & TypedResponse<T, S, "json"> {
   const requestId = c.get("requestId");
-  const response = new Response(JSON.stringify(body), {
+  const response = new Response(text, {
     status,
     headers: requestId === undefined
       ? {

@@ -156,6 +156,59 @@ export function toOrderJson(order: Order): OrderJson {
   };
 }
 
+/**
+ * The text of `JSON.stringify(toOrderJson(order))`, written directly: no
+ * intermediate objects for the order and its timeline (serialising through
+ * them was the largest self time of the hot routes' response, CPU profile
+ * under POST load). Strings a client supplied, and failure reasons, go
+ * through `JSON.stringify`; everything else is an id, a number, a
+ * timestamp or one of our own names, which need no escaping. Tested
+ * against `JSON.stringify(toOrderJson(order))` over random orders.
+ */
+export function orderJsonText(order: Order): string {
+  let text = `{"id":"${order.id}","customer_id":${
+    JSON.stringify(order.customer_id)
+  },"restaurant_id":${JSON.stringify(order.restaurant_id)},"items":[`;
+  for (let index = 0; index < order.items.length; index++) {
+    if (index > 0) text += ",";
+    text += JSON.stringify(order.items[index]);
+  }
+  text += `],"status":"${order.status}","created_at":"${
+    formatTime(order.created_at)
+  }","updated_at":"${
+    formatTime(order.updated_at)
+  }","attempts":${order.attempts},"failure_reason":${
+    order.failure_reason === null
+      ? "null"
+      : JSON.stringify(order.failure_reason)
+  },"cancel_requested":${order.cancel_requested},"timeline":[`;
+  for (let index = 0; index < order.timeline.length; index++) {
+    const entry = order.timeline[index]!;
+    if (index > 0) text += ",";
+    text += `{"at":"${formatTime(entry.at)}","type":"${entry.type}"`;
+    switch (entry.type) {
+      case "status":
+        text += `,"status":"${entry.status}"}`;
+        break;
+      case "step_finished":
+        text += `,"step":"${entry.step}","attempt":${entry.attempt}}`;
+        break;
+      case "attempt_failed":
+        text += `,"attempt":${entry.attempt},"reason":${
+          JSON.stringify(entry.reason)
+        }}`;
+        break;
+      case "interrupted":
+        text += `,"attempt":${entry.attempt}}`;
+        break;
+      case "cancel_requested":
+        text += "}";
+        break;
+    }
+  }
+  return text + "]}";
+}
+
 // Field by field rather than `{ at, ...rest }` (object rest and spread are
 // a generic, slower copy; this callback was 0.3–0.7% of the CPU profile
 // under POST load). Keys keep the order clients have always seen: at,

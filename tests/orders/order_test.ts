@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { formatTime } from "../../lib/orders/order.ts";
+import { fc } from "../deps.ts";
+import {
+  formatTime,
+  type Order,
+  ORDER_STATUSES,
+  orderJsonText,
+  STEPS,
+  type TimelineEntry,
+  toOrderJson,
+} from "../../lib/orders/order.ts";
 
 Deno.test("formatTime writes what Date.prototype.toISOString writes", () => {
   const times = [
@@ -25,4 +34,58 @@ Deno.test("formatTime writes what Date.prototype.toISOString writes", () => {
   for (const time of times) {
     assert.equal(formatTime(time), new Date(time).toISOString(), `${time}`);
   }
+});
+
+const arbitraryEntry = fc.oneof(
+  fc.record({
+    type: fc.constant("status" as const),
+    status: fc.constantFrom(...ORDER_STATUSES),
+  }),
+  fc.record({
+    type: fc.constant("step_finished" as const),
+    step: fc.constantFrom(...STEPS),
+    attempt: fc.integer({ min: 1, max: 100 }),
+  }),
+  fc.record({
+    type: fc.constant("attempt_failed" as const),
+    attempt: fc.integer({ min: 1, max: 100 }),
+    reason: fc.string({ unit: "binary" }),
+  }),
+  fc.record({
+    type: fc.constant("interrupted" as const),
+    attempt: fc.integer({ min: 1, max: 100 }),
+  }),
+  fc.record({ type: fc.constant("cancel_requested" as const) }),
+);
+
+const time = fc.integer({ min: 0, max: Date.UTC(2100, 0, 1) });
+
+const arbitraryOrder: fc.Arbitrary<Order> = fc.record({
+  id: fc.constant("ORD-01M8T2NBSN3VCGDH67EJTPXBNB"),
+  // Any text a client or a failure could put there: quotes, backslashes,
+  // control characters, lone surrogates.
+  customer_id: fc.string({ unit: "binary" }),
+  restaurant_id: fc.string({ unit: "binary" }),
+  items: fc.array(fc.string({ unit: "binary" }), { minLength: 1 }),
+  status: fc.constantFrom(...ORDER_STATUSES),
+  created_at: time,
+  updated_at: time,
+  attempts: fc.integer({ min: 0, max: 100 }),
+  failure_reason: fc.option(fc.string({ unit: "binary" })),
+  cancel_requested: fc.boolean(),
+  timeline: fc.array(
+    fc.tuple(time, arbitraryEntry).map(([at, entry]) =>
+      ({ at, ...entry }) as TimelineEntry
+    ),
+    { maxLength: 12 },
+  ),
+});
+
+Deno.test("orderJsonText writes exactly what JSON.stringify(toOrderJson(order)) writes", () => {
+  fc.assert(
+    fc.property(arbitraryOrder, (order) => {
+      assert.equal(orderJsonText(order), JSON.stringify(toOrderJson(order)));
+    }),
+    { numRuns: 2000 },
+  );
 });
