@@ -5,7 +5,12 @@
  * @module
  */
 
-import type { NewOrder, Order, OrderStatus, TimelineEntry } from "./order.ts";
+import type {
+  NewOrder,
+  NewTimelineEntry,
+  Order,
+  OrderStatus,
+} from "./order.ts";
 
 /** What an instance tells the others with each heartbeat (the dashboard shows it). */
 export interface InstanceStatus {
@@ -61,10 +66,8 @@ export interface ListPage {
   hasMore: boolean;
 }
 
-/** A timeline entry before the store stamps its time. */
-export type NewTimelineEntry = TimelineEntry extends infer E
-  ? E extends { at: number } ? Omit<E, "at"> : never
-  : never;
+// Defined beside TimelineEntry; named here too, where transitions use it.
+export type { NewTimelineEntry } from "./order.ts";
 
 /**
  * An atomic conditional update: it applies only if the order still matches
