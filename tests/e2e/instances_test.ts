@@ -84,6 +84,23 @@ async function waitFor<T>(
   }
 }
 
+/** Waits until every order of `ids` is completed, as `url` lists them. */
+function waitForCompleted(
+  what: string,
+  url: string,
+  ids: readonly string[],
+  timeoutMs: number,
+): Promise<true> {
+  return waitFor(what, async () => {
+    const orders = new Map(
+      (await listAllOrders(url)).map((order) => [order.id, order]),
+    );
+    return ids.every((id) => orders.get(id)?.status === "completed")
+      ? true
+      : undefined;
+  }, timeoutMs);
+}
+
 async function stop(service: ServiceProcess): Promise<Record<string, unknown>> {
   service.kill("SIGTERM");
   assert.equal((await service.status).code, 0, await service.stderr);
@@ -201,14 +218,7 @@ instancesTest(
     );
 
     // Every acknowledged order completes, a's too, within the bound.
-    await waitFor("every 201 completed", async () => {
-      const orders = new Map(
-        (await listAllOrders(b.url)).map((order) => [order.id, order]),
-      );
-      return created.every((id) => orders.get(id)?.status === "completed")
-        ? true
-        : undefined;
-    }, 30_000);
+    await waitForCompleted("every 201 completed", b.url, created, 30_000);
     const rescueMs = Date.now() - killedAt;
     console.log(
       `all of a's orders completed ${rescueMs} ms after its SIGKILL`,
@@ -372,14 +382,7 @@ instancesTest(
     const summary = await stop(a);
     assert.ok((summary.handed_back as number) >= 8, JSON.stringify(summary));
     assert.equal(summary.abandoned, 0);
-    await waitFor("all completed on b", async () => {
-      const orders = new Map(
-        (await listAllOrders(b.url)).map((order) => [order.id, order]),
-      );
-      return ids.every((id) => orders.get(id)?.status === "completed")
-        ? true
-        : undefined;
-    }, 15_000);
+    await waitForCompleted("all completed on b", b.url, ids, 15_000);
     const tookMs = Date.now() - stoppedAt;
     // 10 orders of ~250 ms on b's 5 workers; far below the 60 s lease.
     assert.ok(tookMs < 10_000, `${tookMs} ms`);
