@@ -252,13 +252,13 @@ export class OrderEventHub {
   #publish(event: OrderEvent): void {
     this.#lastId = event.id;
     for (const listener of this.#listeners) listener(event);
-    if (!this.#keepsHistory()) {
-      // Nobody listens: nobody can come back for this event.
-    } else if (this.#history.length < this.#historySize) {
-      this.#history.push(event);
-    } else {
-      this.#history[this.#historyStart] = event;
-      this.#historyStart = (this.#historyStart + 1) % this.#historySize;
+    // Kept only if someone could come back for it.
+    if (this.#keepsHistory()) {
+      if (this.#history.length < this.#historySize) this.#history.push(event);
+      else {
+        this.#history[this.#historyStart] = event;
+        this.#historyStart = (this.#historyStart + 1) % this.#historySize;
+      }
     }
     for (const subscriber of this.#subscribers) {
       if (subscriber.filter && !subscriber.filter(event)) continue;
