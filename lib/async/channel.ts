@@ -256,8 +256,11 @@ export class Channel<T> implements AsyncIterable<T> {
     ) {
       const aborted = line.filter((waiter) => waiter.signal === signal);
       if (aborted.length === 0) continue;
+      // Refilled in place: a spread of a long line of senders could pass
+      // more arguments than a call takes.
       const kept = line.filter((waiter) => waiter.signal !== signal);
-      line.splice(0, line.length, ...kept);
+      line.length = 0;
+      for (const waiter of kept) line.push(waiter);
       for (const waiter of aborted) waiter.reject(signal.reason);
     }
   }
