@@ -807,15 +807,31 @@ export class PostgresStore implements OrderStore {
           `DELETE FROM ${instances}
            WHERE heartbeat_at < now() - lease_ms * interval '1 millisecond'`,
         );
+        // The instances that hold orders, found by hopping along the
+        // claimed_by index from one holder to the next (a few lookups per
+        // instance): testing every claimed order against the live ones
+        // read the whole backlog every round (seen: 20 ms a second with
+        // 20,000 orders queued, growing with the queue).
+        const stopped = await client.query<{ id: string }>(
+          `WITH RECURSIVE holder AS (
+             (SELECT claimed_by AS id FROM ${this.#table}
+              WHERE claimed_by IS NOT NULL ORDER BY claimed_by LIMIT 1)
+             UNION ALL
+             SELECT (SELECT claimed_by FROM ${this.#table}
+                     WHERE claimed_by > holder.id
+                     ORDER BY claimed_by LIMIT 1)
+             FROM holder WHERE holder.id IS NOT NULL)
+           SELECT id FROM holder
+           WHERE id IS NOT NULL AND id NOT IN (SELECT id FROM ${instances})`,
+        );
         // Orders no live instance holds: their holder stopped, or (a
         // processing order never lacks a holder otherwise) an older
         // release left them so.
         const rescued = await this.#free(
           client,
-          `(claimed_by IS NOT NULL
-             AND claimed_by NOT IN (SELECT id FROM ${instances}))
+          `claimed_by = ANY($1)
            OR (status = 'processing' AND claimed_by IS NULL)`,
-          [],
+          [stopped.rows.map((row) => row.id)],
         );
         await client.query(
           `DELETE FROM "${this.#schema}".events
