@@ -450,7 +450,9 @@ export class PostgresStore implements OrderStore {
       const row = byId.get(ids[index]!);
       if (row) {
         this.#claims.set(row.id, "1");
-        result.resolve({ order: toOrder(row), created: true });
+        const order = toOrder(row);
+        this.#feed.remember(order);
+        result.resolve({ order, created: true });
         return;
       }
       try {
@@ -651,7 +653,9 @@ export class PostgresStore implements OrderStore {
     const applied = new Map(result.rows.map((row) => [row.i, row]));
     for (const [index, { result: answer }] of batch.entries()) {
       const row = applied.get(index);
-      answer.resolve(row && toOrder(row));
+      const order = row && toOrder(row);
+      if (order) this.#feed.remember(order);
+      answer.resolve(order);
     }
   }
 

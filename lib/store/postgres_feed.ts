@@ -21,13 +21,54 @@ const GIVE_UP_MS = 5000;
 /** This instance's NOTIFY waits this long, to tell of many events at once. */
 const NOTIFY_EVERY_MS = 2;
 
+/** Own orders remembered at most, for their events (see `remember`). */
+const KNOWN_LIMIT = 5000;
+
+/** An event row; `order` is set only on rows written before schema 3. */
 interface EventRow {
   seq: string;
   xid: string;
+  order_id: string;
   name: string;
-  order: Order;
   instance: string;
+  order: Order | null;
+  status: Order["status"];
+  updated_at: string;
+  attempts: number;
+  failure_reason: string | null;
+  cancel_requested: boolean;
+  entries: number;
 }
+
+/** The columns of an event row, as {@linkcode EventRow} has them. */
+function eventColumns(alias: string): string {
+  return [
+    "seq::text",
+    "xid::text",
+    "order_id",
+    "name",
+    "instance",
+    '"order"',
+    "status",
+    "updated_at::text",
+    "attempts",
+    "failure_reason",
+    "cancel_requested",
+    "entries",
+  ].map((column) => `${alias}.${column}`)
+    .join(", ");
+}
+
+/** What never changes in an order, and its timeline so far. */
+type OrderBase = Pick<
+  Order,
+  "id" | "customer_id" | "restaurant_id" | "items" | "created_at" | "timeline"
+>;
+
+type Query = <R extends pg.QueryResultRow>(
+  text: string,
+  values: unknown[],
+) => Promise<pg.QueryResult<R>>;
 
 /**
  * Reads events in `(xid, seq)` order, and only below the oldest running
@@ -47,11 +88,12 @@ interface EventRow {
  */
 export class PostgresFeed implements ChangeFeed {
   readonly #listener: PostgresListener;
-  readonly #replayQuery: <R extends pg.QueryResultRow>(
-    text: string,
-    values: unknown[],
-  ) => Promise<pg.QueryResult<R>>;
+  readonly #replayQuery: Query;
+  readonly #listenerQuery: Query;
   readonly #table: string;
+  readonly #orders: string;
+  // This instance's latest writes, by order id, until their events are read.
+  readonly #known = new Map<string, OrderBase>();
   readonly #instanceId: string;
   readonly #channel: string;
   #ownSeq = 0;
@@ -78,14 +120,13 @@ export class PostgresFeed implements ChangeFeed {
     schema: string,
     instanceId: string,
     channel: string,
-    replayQuery: <R extends pg.QueryResultRow>(
-      text: string,
-      values: unknown[],
-    ) => Promise<pg.QueryResult<R>>,
+    replayQuery: Query,
   ) {
     this.#replayQuery = replayQuery;
     this.#listener = listener;
+    this.#listenerQuery = (text, values) => listener.query(text, values);
     this.#table = `"${schema}".events`;
+    this.#orders = `"${schema}".orders`;
     this.#instanceId = instanceId;
     this.#channel = channel;
   }
@@ -97,15 +138,16 @@ export class PostgresFeed implements ChangeFeed {
     // The last `history` events, for Last-Event-ID replay on this instance
     // too; the cursor then stands after them.
     const result = await this.#listener.query<EventRow>(
-      `SELECT seq::text, xid::text, name, "order", instance FROM (
+      `SELECT ${eventColumns("recent")} FROM (
          SELECT * FROM ${this.#table}
          WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY xid DESC, seq DESC LIMIT $1) AS recent
        ORDER BY recent.xid, recent.seq`,
       [history],
     );
+    const changes = await this.#changes(result.rows, this.#listenerQuery);
     this.#publish = publish;
-    this.#deliver(result.rows);
+    this.#deliver(result.rows, changes);
     this.#poll = setInterval(() => this.read(), POLL_MS);
     this.read();
   }
@@ -118,7 +160,7 @@ export class PostgresFeed implements ChangeFeed {
     // Up to the cursor: what comes after it reaches the hub as it is read.
     const cursor = this.#cursor;
     const result = await this.#replayQuery<EventRow>(
-      `SELECT e.seq::text, e.xid::text, e.name, e."order", e.instance
+      `SELECT ${eventColumns("e")}
        FROM ${this.#table} AS e,
          (SELECT xid, seq FROM ${this.#table} WHERE seq = $1) AS since
        WHERE (e.xid, e.seq) > (since.xid, since.seq)
@@ -135,12 +177,24 @@ export class PostgresFeed implements ChangeFeed {
       );
       if (kept.rows.length === 0) return undefined;
     }
-    return result.rows.map((row) => ({
-      id: Number(row.seq),
-      name: row.name,
-      order: row.order,
-      instance: row.instance,
-    }));
+    return (await this.#changes(result.rows, this.#replayQuery)).filter(
+      (change) => change !== undefined,
+    );
+  }
+
+  /**
+   * This instance wrote `order` (its answer is in): its events, read soon,
+   * take the order from here instead of from the table. Forgotten once
+   * they are read, or, if they never are, after {@linkcode KNOWN_LIMIT}
+   * newer ones.
+   */
+  remember(order: Order): void {
+    if (!this.#publish || this.#closed) return;
+    this.#known.delete(order.id);
+    this.#known.set(order.id, order);
+    if (this.#known.size > KNOWN_LIMIT) {
+      this.#known.delete(this.#known.keys().next().value!);
+    }
   }
 
   /** A NOTIFY for event `seq`: read what is new. */
@@ -199,14 +253,16 @@ export class PostgresFeed implements ChangeFeed {
       // Qualified in ORDER BY: a bare "xid" or "seq" there would name the
       // text columns of the select list, and sort "10" before "9".
       const result = await this.#listener.query<EventRow>(
-        `SELECT seq::text, xid::text, name, "order", instance
+        `SELECT ${eventColumns("events")}
          FROM ${this.#table} AS events
          WHERE (xid, seq) > ($1::xid8, $2::bigint)
            AND xid < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY events.xid, events.seq LIMIT ${PAGE}`,
         [this.#cursor.xid, this.#cursor.seq],
       );
-      this.#deliver(result.rows);
+      const changes = await this.#changes(result.rows, this.#listenerQuery);
+      if (this.#closed) return;
+      this.#deliver(result.rows, changes);
       if (result.rows.length < PAGE) break;
     }
     const now = Date.now();
@@ -226,8 +282,8 @@ export class PostgresFeed implements ChangeFeed {
     });
   }
 
-  #deliver(rows: EventRow[]): void {
-    for (const row of rows) {
+  #deliver(rows: EventRow[], changes: Array<StoredChange | undefined>): void {
+    for (const [index, row] of rows.entries()) {
       this.#cursor = { xid: row.xid, seq: row.seq };
       const id = Number(row.seq);
       this.#awaited.delete(id);
@@ -235,12 +291,76 @@ export class PostgresFeed implements ChangeFeed {
         this.#ownSeq = id;
         this.#notifyTimer ??= setTimeout(() => this.#notify(), NOTIFY_EVERY_MS);
       }
-      this.#publish!({
-        id,
-        name: row.name,
-        order: row.order,
-        instance: row.instance,
-      });
+      const change = changes[index];
+      if (change) this.#publish!(change);
     }
+  }
+
+  /**
+   * The changes `rows` record, each with the order as it was then: the
+   * remembered write, or the order's row (one query for all the rows
+   * that need one). `undefined` for an event whose order's row is gone
+   * (orders are never deleted; this is a guard, not a case).
+   */
+  async #changes(
+    rows: EventRow[],
+    query: Query,
+  ): Promise<Array<StoredChange | undefined>> {
+    const bases = new Map<string, OrderBase>();
+    const missing = new Set<string>();
+    for (const row of rows) {
+      if (row.order || bases.has(row.order_id)) continue;
+      const known = this.#known.get(row.order_id);
+      if (known && known.timeline.length >= row.entries) {
+        bases.set(row.order_id, known);
+      } else missing.add(row.order_id);
+    }
+    if (missing.size > 0) {
+      const result = await query<OrderBase & { created_at: string }>(
+        `SELECT id, customer_id, restaurant_id, items, created_at::text,
+           timeline
+         FROM ${this.#orders} WHERE id = ANY($1)`,
+        [[...missing]],
+      );
+      for (const row of result.rows) {
+        bases.set(row.id, { ...row, created_at: Number(row.created_at) });
+      }
+    }
+    return rows.map((row) => {
+      if (row.order) {
+        return {
+          id: Number(row.seq),
+          name: row.name,
+          order: row.order,
+          instance: row.instance,
+        };
+      }
+      const base = bases.get(row.order_id);
+      if (!base) return undefined;
+      // Read: its write needs no remembering any more.
+      if (this.#known.get(row.order_id)?.timeline.length === row.entries) {
+        this.#known.delete(row.order_id);
+      }
+      return {
+        id: Number(row.seq),
+        name: row.name,
+        order: {
+          id: base.id,
+          customer_id: base.customer_id,
+          restaurant_id: base.restaurant_id,
+          items: base.items,
+          status: row.status,
+          created_at: base.created_at,
+          updated_at: Number(row.updated_at),
+          attempts: row.attempts,
+          failure_reason: row.failure_reason,
+          cancel_requested: row.cancel_requested,
+          timeline: base.timeline.length === row.entries
+            ? base.timeline
+            : base.timeline.slice(0, row.entries),
+        },
+        instance: row.instance,
+      };
+    });
   }
 }

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ClaimLostError } from "../../lib/orders/errors.ts";
+import type { Order } from "../../lib/orders/order.ts";
 import type { StoredChange } from "../../lib/orders/order_store.ts";
 import { PostgresStore } from "../../lib/store/postgres.ts";
 import { EXAMPLE_ORDER, waitUntil } from "../helpers.ts";
@@ -214,6 +215,77 @@ withInstances(
       seen[0]!.some((c) => c.instance === "test-a") &&
         seen[0]!.some((c) => c.instance === "test-b"),
     );
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: each event carries the order as the change that made it left it, whichever instance wrote it, live and replayed; rows written before schema 3 are read as they were written",
+  2,
+  async ([a, b], schema) => {
+    const seen: StoredChange[] = [];
+    await a!.changeFeed.start((change) => seen.push(change), 0);
+    // What each write answered, once per event it makes.
+    const expected = new Map<string, Order[]>();
+    const wrote = (order: Order, events = 1) => {
+      const list = expected.get(order.id) ?? [];
+      for (let index = 0; index < events; index++) list.push(order);
+      expected.set(order.id, list);
+    };
+    // a's own writes (their events use what a remembers) and b's (a reads
+    // those orders from the table).
+    for (const store of [a!, b!]) {
+      const { order } = await store.create({
+        ...EXAMPLE_ORDER,
+        items: ["pizza", "cola", "tiramisu"],
+      });
+      wrote(order);
+      wrote(await store.transition(order.id, start));
+      wrote(
+        await store.transition(order.id, {
+          action: "record a step of",
+          from: ["processing"],
+          claimed: true,
+          append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+        }),
+      );
+      // Two entries in one change: two events, one order.
+      wrote(
+        await store.transition(order.id, {
+          action: "complete",
+          from: ["processing"],
+          to: "completed",
+          claimed: true,
+          append: [{
+            type: "step_finished",
+            step: "courier_assignment",
+            attempt: 1,
+          }],
+        }),
+        2,
+      );
+    }
+    await waitUntil(() => seen.length === 10, `10 events (${seen.length})`);
+    for (const [id, orders] of expected) {
+      assert.deepEqual(
+        seen.filter((change) => change.order.id === id).map((change) =>
+          change.order
+        ),
+        orders,
+      );
+    }
+    assert.deepEqual(
+      await a!.changeFeed.replayAfter(seen[0]!.id, 100),
+      seen.slice(1),
+      "replayed from the table as they were delivered",
+    );
+    const legacy = { ...seen[0]!.order, status: "failed" };
+    await adminQuery(
+      `INSERT INTO "${schema}".events (order_id, name, "order", instance)
+       VALUES ($1, 'status', $2, 'test-old')`,
+      [legacy.id, JSON.stringify(legacy)],
+    );
+    await waitUntil(() => seen.length === 11, "the old-style row");
+    assert.deepEqual(seen[10]!.order, legacy);
   },
 );
 
