@@ -155,7 +155,7 @@ interface QueuedCreate {
 /** Orders inserted at most per statement. */
 const CREATE_BATCH = 200;
 
-/** A transition waiting for the next multi-row update. */
+/** A transition waiting for the next write. */
 interface QueuedChange {
   id: string;
   change: Transition;
@@ -169,8 +169,9 @@ interface QueuedChange {
 const CHANGE_BATCH = 200;
 
 /**
- * Multi-row statements of each kind in flight at once: while some wait for
- * their commit, the next batch is already on its way.
+ * Write statements in flight at once. One: with two, each carried half as
+ * many rows for the same throughput (measured), and concurrent commits
+ * contend for the WAL.
  */
 const STATEMENTS_AT_ONCE = 1;
 
@@ -210,12 +211,10 @@ export class PostgresStore implements OrderStore {
   // This instance's claims: order id → the claim's epoch.
   readonly #claims = new Map<string, string>();
   readonly #wakers: Array<() => void> = [];
-  // Creates waiting for the next multi-row insert, and whether one runs.
+  // Creates and changes waiting for the next write, and whether one runs.
   #creates: QueuedCreate[] = [];
-  #inserting = 0;
-  // Changes waiting for the next multi-row update, and whether one runs.
   #changes: QueuedChange[] = [];
-  #updating = 0;
+  #writing = 0;
   // Whether a write may have committed without our hearing (see #rescue).
   #uncertain = false;
   #closed = false;
@@ -370,21 +369,34 @@ export class PostgresStore implements OrderStore {
       key: options.idempotencyKey ?? null,
       result: pending,
     });
-    if (this.#inserting < STATEMENTS_AT_ONCE) this.#insertQueued();
+    this.#writeQueued();
     return pending.promise;
   }
 
   /**
-   * Inserts every queued create in one statement; creates that arrive
-   * meanwhile wait for the next. Under load a statement then carries many
-   * orders, one round trip and one commit for all (measured: see the
-   * README); alone, an order waits for nothing. Each caller is answered
-   * only after the commit.
+   * Writes every queued create and change in one statement (an INSERT and
+   * an UPDATE, each over many rows, as two parts of one query); what
+   * arrives meanwhile waits for the next. Under load a statement then
+   * carries many orders and changes with one round trip and one commit —
+   * one WAL sync — for all (measured: see the README); alone, a write
+   * waits for nothing. Each caller is answered only after the commit.
    */
-  #insertQueued(): void {
-    const batch = this.#creates.splice(0, CREATE_BATCH);
-    if (batch.length === 0) return;
-    this.#inserting++;
+  #writeQueued(): void {
+    if (this.#writing >= STATEMENTS_AT_ONCE) return;
+    const creates = this.#creates.splice(0, CREATE_BATCH);
+    // One change per order per statement; the rest wait, in order.
+    const changes: QueuedChange[] = [];
+    const ids = new Set<string>();
+    const later: QueuedChange[] = [];
+    for (const queued of this.#changes) {
+      if (changes.length < CHANGE_BATCH && !ids.has(queued.id)) {
+        ids.add(queued.id);
+        changes.push(queued);
+      } else later.push(queued);
+    }
+    this.#changes = later;
+    if (creates.length === 0 && changes.length === 0) return;
+    this.#writing++;
     let done = false;
     // The next statement goes out as soon as this one's answer is in,
     // before this one's callers are answered: the database works on it
@@ -392,21 +404,28 @@ export class PostgresStore implements OrderStore {
     const next = () => {
       if (done) return;
       done = true;
-      this.#inserting--;
-      this.#insertQueued();
+      this.#writing--;
+      this.#writeQueued();
     };
-    this.#insert(batch, next).catch((error) => {
+    this.#write(creates, changes, next).catch((error) => {
       next();
       // The insert may have committed with its answer lost: orders claimed
       // here that no request was told of. The next rescue hands them back.
-      if (error instanceof StoreUnavailableError) this.#uncertain = true;
-      for (const { result } of batch) result.reject(error);
+      if (creates.length > 0 && error instanceof StoreUnavailableError) {
+        this.#uncertain = true;
+      }
+      for (const { result } of creates) result.reject(error);
+      for (const { result } of changes) result.reject(error);
     });
   }
 
-  async #insert(batch: QueuedCreate[], answered: () => void): Promise<void> {
+  async #write(
+    creates: QueuedCreate[],
+    changes: QueuedChange[],
+    answered: () => void,
+  ): Promise<void> {
     const now = this.#now();
-    const rows = batch.map(({ input, key }) => ({
+    const inserts = creates.map(({ input, key }) => ({
       id: this.#newId(),
       customer_id: input.customer_id,
       restaurant_id: input.restaurant_id,
@@ -418,36 +437,129 @@ export class PostgresStore implements OrderStore {
       type: "status",
       status: "pending",
     }];
-    // Claimed by this instance as they are inserted: they go straight into
-    // this instance's queue, with no second round trip.
+    const createdIds = inserts.map((row) => row.id);
+    // Keys in one order, so that two instances' batches wait for each
+    // other's unique-index entries in the same order instead of deadlocking.
+    inserts.sort((a, b) => compare(a.key ?? "", b.key ?? ""));
+    const updates = changes.map(({ id, change, epoch }, index) => {
+      const to = change.to;
+      const set = change.set;
+      return {
+        i: index,
+        id,
+        to: to ?? null,
+        increment: change.incrementAttempts ?? false,
+        attempts: set?.attempts ?? null,
+        set_reason: set?.failure_reason !== undefined,
+        reason: set?.failure_reason ?? null,
+        cancel: set?.cancel_requested ?? null,
+        append: change.append ?? [],
+        finishes: to !== undefined && isTerminal(to),
+        // The statuses from which the state machine allows this change.
+        from: change.from.filter((status) =>
+          to === undefined || to === status || canTransition(status, to)
+        ),
+        if_cancel: change.cancelRequested ?? null,
+        claimed: change.claimed ?? false,
+        epoch,
+        token: change.token ?? null,
+      };
+    });
+    // Rows locked in id order, which makes deadlocks (two instances'
+    // statements locking the same rows in another order, as a cancel on
+    // one for an order the other processes) rarer; PostgreSQL rolls a
+    // deadlocked statement back whole, so it is safe to run again.
+    updates.sort((a, b) => compare(a.id, b.id));
+    // New orders are claimed by this instance as they are inserted: they
+    // go straight into this instance's queue, with no second round trip.
     // ON CONFLICT: two requests with one key race to insert (on one
     // instance or two, or in one batch); the loser inserts nothing and
     // reads the winner's order below.
-    // Keys in one order, so that two instances' batches wait for each
-    // other's unique-index entries in the same order instead of deadlocking.
-    const ids = rows.map((row) => row.id);
-    rows.sort((a, b) => compare(a.key ?? "", b.key ?? ""));
-    const inserted = await retryDeadlock(() =>
-      this.#pool.query<OrderRow>(
-        `INSERT INTO ${this.#table}
-           (id, customer_id, restaurant_id, items, status, created_at,
-            updated_at, attempts, failure_reason, cancel_requested, timeline,
-            idempotency_key, claimed_by, claim_epoch)
-         SELECT r.id, r.customer_id, r.restaurant_id, r.items, 'pending', $2,
-           $2, 0, NULL, false, $3::jsonb, r.key, $4, 1
-         FROM jsonb_to_recordset($1::jsonb)
-           AS r(id text, customer_id text, restaurant_id text, items jsonb,
-                key text)
-         ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING ${ORDER_COLUMNS}`,
-        [JSON.stringify(rows), now, JSON.stringify(timeline), this.#instanceId],
+    // A change's conditions are in the UPDATE's WHERE and its new values
+    // in its SET. `o.id = ANY($6)` repeats the join's ids as a list the
+    // planner can count: jsonb_to_recordset is always guessed at 100 rows,
+    // and against a young table (or one never analysed: autovacuum off)
+    // that guess made it hash-join over a sequential scan of every order,
+    // for every worker change (seen with auto_explain: 3–6 ms a statement
+    // at 15,000 orders). The two parts see the same snapshot, so a change
+    // never meets an order inserted in the same statement (none is asked
+    // for: a change waits for its order's create to be answered).
+    const result = await retryDeadlock(() =>
+      this.#pool.query<OrderRow & { i: number | null }>(
+        `WITH created AS (
+           INSERT INTO ${this.#table}
+             (id, customer_id, restaurant_id, items, status, created_at,
+              updated_at, attempts, failure_reason, cancel_requested, timeline,
+              idempotency_key, claimed_by, claim_epoch)
+           SELECT r.id, r.customer_id, r.restaurant_id, r.items, 'pending', $2,
+             $2, 0, NULL, false, $3::jsonb, r.key, $4, 1
+           FROM jsonb_to_recordset($1::jsonb)
+             AS r(id text, customer_id text, restaurant_id text, items jsonb,
+                  key text)
+           ON CONFLICT (idempotency_key) DO NOTHING
+           RETURNING NULL::integer AS i, ${ORDER_COLUMNS}
+         ), changed AS (
+           UPDATE ${this.#table} AS o SET
+             status = coalesce(c.to, o.status),
+             updated_at = greatest($2::bigint, o.created_at),
+             attempts = CASE WHEN c.attempts IS NOT NULL THEN c.attempts
+               WHEN c.increment THEN o.attempts + 1 ELSE o.attempts END,
+             failure_reason = CASE WHEN c.set_reason THEN c.reason
+               ELSE o.failure_reason END,
+             cancel_requested = coalesce(c.cancel, o.cancel_requested),
+             timeline = o.timeline
+               || coalesce((SELECT jsonb_agg(entry || jsonb_build_object(
+                    'at', greatest($2::bigint, o.created_at)))
+                  FROM jsonb_array_elements(c.append) AS entry), '[]')
+               || CASE WHEN c.to IS NOT NULL AND c.to <> o.status
+                  THEN jsonb_build_array(jsonb_build_object(
+                    'at', greatest($2::bigint, o.created_at),
+                    'type', 'status', 'status', c.to))
+                  ELSE '[]' END,
+             claimed_by = CASE WHEN c.finishes THEN NULL ELSE o.claimed_by END,
+             last_change = c.token
+           FROM jsonb_to_recordset($5::jsonb) AS c(
+             i integer, id text, "to" text, increment boolean,
+             attempts integer, set_reason boolean, reason text,
+             cancel boolean, append jsonb, finishes boolean, "from" text[],
+             if_cancel boolean, claimed boolean, epoch bigint, token text)
+           WHERE o.id = c.id AND o.id = ANY($6::text[])
+             AND o.status = ANY(c."from")
+             AND (c.if_cancel IS NULL OR o.cancel_requested = c.if_cancel)
+             AND (NOT c.claimed
+               OR (o.claimed_by = $4 AND o.claim_epoch = c.epoch))
+             AND (c.token IS NULL OR o.last_change IS DISTINCT FROM c.token)
+           RETURNING c.i, o.id, o.customer_id, o.restaurant_id, o.items,
+             o.status, o.created_at, o.updated_at, o.attempts,
+             o.failure_reason, o.cancel_requested, o.timeline
+         )
+         SELECT * FROM created UNION ALL SELECT * FROM changed`,
+        [
+          JSON.stringify(inserts),
+          now,
+          JSON.stringify(timeline),
+          this.#instanceId,
+          JSON.stringify(updates),
+          updates.map((row) => row.id),
+        ],
       )
     );
     answered();
-    this.#feed.wrote();
-    const byId = new Map(inserted.rows.map((row) => [row.id, row]));
-    await Promise.all(batch.map(async ({ input, key, result }, index) => {
-      const row = byId.get(ids[index]!);
+    if (result.rows.length > 0) this.#feed.wrote();
+    const inserted = new Map<string, OrderRow>();
+    const applied = new Map<number, OrderRow>();
+    for (const row of result.rows) {
+      if (row.i === null) inserted.set(row.id, row);
+      else applied.set(row.i, row);
+    }
+    for (const [index, { result: answer }] of changes.entries()) {
+      const row = applied.get(index);
+      const order = row && toOrder(row);
+      if (order) this.#feed.remember(order);
+      answer.resolve(order);
+    }
+    await Promise.all(creates.map(async ({ input, key, result }, index) => {
+      const row = inserted.get(createdIds[index]!);
       if (row) {
         this.#claims.set(row.id, "1");
         const order = toOrder(row);
@@ -510,9 +622,10 @@ export class PostgresStore implements OrderStore {
 
   /**
    * Conditional in the database: the conditions are in an UPDATE's WHERE
-   * clause and the new values in its SET, and the changes queued while
-   * one statement runs go together in the next (one round trip and one
-   * commit for all; an order appears at most once per statement). The
+   * clause and the new values in its SET, and the changes (and creates)
+   * queued while one statement runs go together in the next (one round
+   * trip and one commit for all; an order appears at most once per
+   * statement). The
    * row lock of the UPDATE serialises racing changes: the second re-checks
    * the conditions against the first's result. The fence (`claimed`) is
    * one more condition under the same lock, so no rescue slips in
@@ -524,7 +637,7 @@ export class PostgresStore implements OrderStore {
       const epoch = this.#claims.get(id) ?? null;
       const pending = Promise.withResolvers<Order | undefined>();
       this.#changes.push({ id, change, epoch, result: pending });
-      if (this.#updating < STATEMENTS_AT_ONCE) this.#updateQueued();
+      this.#writeQueued();
       const order = await pending.promise;
       if (order) {
         // A finished order needs no claim (the row's ended with it).
@@ -540,122 +653,6 @@ export class PostgresStore implements OrderStore {
           `Cannot ${change.action} order "${id}": it keeps changing`,
         );
       }
-    }
-  }
-
-  #updateQueued(): void {
-    // One change per order per statement; the rest wait, in order.
-    const batch: QueuedChange[] = [];
-    const ids = new Set<string>();
-    const later: QueuedChange[] = [];
-    for (const queued of this.#changes) {
-      if (batch.length < CHANGE_BATCH && !ids.has(queued.id)) {
-        ids.add(queued.id);
-        batch.push(queued);
-      } else later.push(queued);
-    }
-    this.#changes = later;
-    if (batch.length === 0) return;
-    this.#updating++;
-    let done = false;
-    // As for inserts: the next statement first, then the answers.
-    const next = () => {
-      if (done) return;
-      done = true;
-      this.#updating--;
-      this.#updateQueued();
-    };
-    this.#update(batch, next).catch((error) => {
-      next();
-      for (const { result } of batch) result.reject(error);
-    });
-  }
-
-  async #update(batch: QueuedChange[], answered: () => void): Promise<void> {
-    const rows = batch.map(({ id, change, epoch }, index) => {
-      const to = change.to;
-      const set = change.set;
-      return {
-        i: index,
-        id,
-        to: to ?? null,
-        increment: change.incrementAttempts ?? false,
-        attempts: set?.attempts ?? null,
-        set_reason: set?.failure_reason !== undefined,
-        reason: set?.failure_reason ?? null,
-        cancel: set?.cancel_requested ?? null,
-        append: change.append ?? [],
-        finishes: to !== undefined && isTerminal(to),
-        // The statuses from which the state machine allows this change.
-        from: change.from.filter((status) =>
-          to === undefined || to === status || canTransition(status, to)
-        ),
-        if_cancel: change.cancelRequested ?? null,
-        claimed: change.claimed ?? false,
-        epoch,
-        token: change.token ?? null,
-      };
-    });
-    // Deadlock: two instances' statements locking the same rows in
-    // another order (a cancel on one for an order the other processes).
-    // PostgreSQL then rolls one statement back whole, so it is safe to run
-    // again; sorting by id makes it rarer.
-    rows.sort((a, b) => compare(a.id, b.id));
-    // `o.id = ANY($4)` repeats the join's ids as a list the planner can
-    // count: jsonb_to_recordset is always guessed at 100 rows, and against
-    // a young table (or one never analysed: autovacuum off) that guess made
-    // it hash-join over a sequential scan of every order, for every worker
-    // change (seen with auto_explain: 3–6 ms a statement at 15,000 orders).
-    const result = await retryDeadlock(() =>
-      this.#pool.query<OrderRow & { i: number }>(
-        `UPDATE ${this.#table} AS o SET
-           status = coalesce(c.to, o.status),
-           updated_at = greatest($2::bigint, o.created_at),
-           attempts = CASE WHEN c.attempts IS NOT NULL THEN c.attempts
-             WHEN c.increment THEN o.attempts + 1 ELSE o.attempts END,
-           failure_reason = CASE WHEN c.set_reason THEN c.reason
-             ELSE o.failure_reason END,
-           cancel_requested = coalesce(c.cancel, o.cancel_requested),
-           timeline = o.timeline
-             || coalesce((SELECT jsonb_agg(entry || jsonb_build_object(
-                  'at', greatest($2::bigint, o.created_at)))
-                FROM jsonb_array_elements(c.append) AS entry), '[]')
-             || CASE WHEN c.to IS NOT NULL AND c.to <> o.status
-                THEN jsonb_build_array(jsonb_build_object(
-                  'at', greatest($2::bigint, o.created_at),
-                  'type', 'status', 'status', c.to))
-                ELSE '[]' END,
-           claimed_by = CASE WHEN c.finishes THEN NULL ELSE o.claimed_by END,
-           last_change = c.token
-         FROM jsonb_to_recordset($1::jsonb) AS c(
-           i integer, id text, "to" text, increment boolean, attempts integer,
-           set_reason boolean, reason text, cancel boolean, append jsonb,
-           finishes boolean, "from" text[], if_cancel boolean,
-           claimed boolean, epoch bigint, token text)
-         WHERE o.id = c.id AND o.id = ANY($4::text[])
-           AND o.status = ANY(c."from")
-           AND (c.if_cancel IS NULL OR o.cancel_requested = c.if_cancel)
-           AND (NOT c.claimed OR (o.claimed_by = $3 AND o.claim_epoch = c.epoch))
-           AND (c.token IS NULL OR o.last_change IS DISTINCT FROM c.token)
-         RETURNING c.i, o.id, o.customer_id, o.restaurant_id, o.items,
-           o.status, o.created_at, o.updated_at, o.attempts, o.failure_reason,
-           o.cancel_requested, o.timeline`,
-        [
-          JSON.stringify(rows),
-          this.#now(),
-          this.#instanceId,
-          rows.map((row) => row.id),
-        ],
-      )
-    );
-    answered();
-    if (result.rows.length > 0) this.#feed.wrote();
-    const applied = new Map(result.rows.map((row) => [row.i, row]));
-    for (const [index, { result: answer }] of batch.entries()) {
-      const row = applied.get(index);
-      const order = row && toOrder(row);
-      if (order) this.#feed.remember(order);
-      answer.resolve(order);
     }
   }
 
