@@ -128,7 +128,12 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
   // of WAL an order, half of it events, for POSTs whose commits wait on
   // WAL sync (pg_stat_wal, track_wal_io_timing). Rows written before keep
   // their copy in "order" and are read as they are.
+  // Also: the idempotency key's unique index holds only orders that have
+  // a key, instead of a NULL entry for every order.
   (s) => [
+    `ALTER TABLE ${s}.orders DROP CONSTRAINT orders_idempotency_key_key`,
+    `CREATE UNIQUE INDEX orders_idempotency_key ON ${s}.orders
+       (idempotency_key) WHERE idempotency_key IS NOT NULL`,
     `ALTER TABLE ${s}.events ALTER COLUMN "order" DROP NOT NULL,
        ADD COLUMN status text,
        ADD COLUMN updated_at bigint,

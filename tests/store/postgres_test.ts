@@ -12,6 +12,7 @@ import {
   PostgresStore,
   redactUrl,
 } from "../../lib/store/postgres.ts";
+import { EXAMPLE_ORDER } from "../helpers.ts";
 import { storeContract } from "./contract.ts";
 import {
   adminQuery,
@@ -105,6 +106,38 @@ Deno.test({
           !error.message.includes("hunter2") &&
           error.message.includes("***"),
       );
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "PostgreSQL store: a create and a change that share a statement are answered apart: the database refusing one does not fail the other",
+  ignore: !available,
+  async fn() {
+    const { schema, drop } = freshSchema();
+    const store = await PostgresStore.open(URL_, { schema, poolSize: 4 });
+    try {
+      const { order } = await store.create(EXAMPLE_ORDER);
+      // One write in flight, so that the next two wait and go together.
+      const busy = store.create(EXAMPLE_ORDER);
+      const [created, refused] = await Promise.allSettled([
+        store.create(EXAMPLE_ORDER),
+        // attempts is an integer column: 2^40 is out of its range.
+        store.transition(order.id, {
+          action: "retry",
+          from: ["pending"],
+          set: { attempts: 2 ** 40 },
+        }),
+      ]);
+      await busy;
+      assert.equal(created.status, "fulfilled");
+      assert.equal(refused.status, "rejected");
+      assert.match(String(refused.reason), /out of range/);
+      assert.deepEqual(await store.get(order.id), order, "unchanged");
+    } finally {
+      await store.close();
+      await drop();
     }
   },
 });
