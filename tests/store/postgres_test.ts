@@ -12,7 +12,8 @@ import {
   PostgresStore,
   redactUrl,
 } from "../../lib/store/postgres.ts";
-import { EXAMPLE_ORDER } from "../helpers.ts";
+import { PostgresListener } from "../../lib/store/postgres_listener.ts";
+import { EXAMPLE_ORDER, waitUntil } from "../helpers.ts";
 import { storeContract } from "./contract.ts";
 import {
   adminQuery,
@@ -138,6 +139,32 @@ Deno.test({
     } finally {
       await store.close();
       await drop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "PostgreSQL listener: a NOTIFY from another connection is delivered; its own connection's NOTIFYs are not (the feed sends those about events it has read)",
+  ignore: !available,
+  async fn() {
+    const channel = `test_${crypto.randomUUID().slice(0, 8)}`;
+    const heard: string[] = [];
+    const listener = new PostgresListener(
+      { connectionString: URL_ },
+      [channel],
+      { onNotify: (_, payload) => heard.push(payload), onConnect() {} },
+    );
+    await listener.connect();
+    try {
+      await listener.query("SELECT pg_notify($1, 'own')", [channel]);
+      await adminQuery("SELECT pg_notify($1, 'other')", [channel]);
+      await waitUntil(() => heard.length > 0, "the other's NOTIFY");
+      // Both were sent before the other's arrived, in this order.
+      await listener.query("SELECT 1");
+      assert.deepEqual(heard, ["other"]);
+    } finally {
+      await listener.close();
     }
   },
 });
