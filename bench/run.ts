@@ -1,5 +1,8 @@
 /**
- * `deno task bench [--quick]`: every benchmark, one Markdown table.
+ * `deno task bench [--quick] [--only=step,step]`: every benchmark (or the
+ * steps named: post, get, sends, metrics, events, request-ids, sqlite,
+ * postgres, instances, pipeline, dashboard, settle, memory, memory-no-gc),
+ * one Markdown table.
  *
  * Every figure is a ratio against a baseline measured in the same run (these
  * machines are shared and noisy): HTTP load with wrk against the service and
@@ -741,42 +744,56 @@ const getIds = async (url: string) => {
   await Deno.writeTextFile(file, ids.join("\n") + "\n");
   return { IDS_FILE: file };
 };
-rows.push(
-  ...await compareHttp("POST /orders", "post_order.lua", "/orders", 0.4),
-);
-rows.push(
-  ...await compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.55, getIds),
-);
-rows.push(
-  await sendsPerResponse("POST /orders 201", "post_order.lua", "/orders"),
-);
-rows.push(
-  await sendsPerResponse(
-    "POST /orders 201 with Prefer: return=minimal",
-    "post_order_minimal.lua",
-    "/orders",
-  ),
-);
-rows.push(
-  await sendsPerResponse(
-    "GET /orders/{id} of a completed order",
-    "get_order.lua",
-    "/",
-    getIds,
-  ),
-);
-rows.push(await featureCost("metrics", "METRICS"));
-rows.push(await featureCost("events", "EVENTS"));
-rows.push(await featureCost("request ids", "REQUEST_IDS"));
-rows.push(await sqliteVersusMemory());
-rows.push(await postgresVersusMemory());
-rows.push(await instancesTwoVersusOne());
-rows.push(await pipeline());
-rows.push(...await dashboard());
-rows.push(await settleTime());
-rows.push(...await memory());
-rows.push(await memoryWithoutGc());
-const microTable = await micro();
+// Each step of the run, by a name that `--only=name,name` picks (the
+// whole run takes about 20 minutes; one figure, a few).
+const steps: Array<[string, () => Promise<Row | Row[]>]> = [
+  ["post", () => compareHttp("POST /orders", "post_order.lua", "/orders", 0.4)],
+  [
+    "get",
+    () => compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.55, getIds),
+  ],
+  [
+    "sends",
+    () => sendsPerResponse("POST /orders 201", "post_order.lua", "/orders"),
+  ],
+  [
+    "sends",
+    () =>
+      sendsPerResponse(
+        "POST /orders 201 with Prefer: return=minimal",
+        "post_order_minimal.lua",
+        "/orders",
+      ),
+  ],
+  [
+    "sends",
+    () =>
+      sendsPerResponse(
+        "GET /orders/{id} of a completed order",
+        "get_order.lua",
+        "/",
+        getIds,
+      ),
+  ],
+  ["metrics", () => featureCost("metrics", "METRICS")],
+  ["events", () => featureCost("events", "EVENTS")],
+  ["request-ids", () => featureCost("request ids", "REQUEST_IDS")],
+  ["sqlite", sqliteVersusMemory],
+  ["postgres", postgresVersusMemory],
+  ["instances", instancesTwoVersusOne],
+  ["pipeline", pipeline],
+  ["dashboard", dashboard],
+  ["settle", settleTime],
+  ["memory", memory],
+  ["memory-no-gc", memoryWithoutGc],
+];
+const only = Deno.args.find((arg) => arg.startsWith("--only="))
+  ?.slice("--only=".length).split(",");
+for (const [name, step] of steps) {
+  if (only && !only.includes(name)) continue;
+  rows.push(...[await step()].flat());
+}
+const microTable = only ? "(skipped: --only)" : await micro();
 
 const cell = (met: boolean | undefined) =>
   met === undefined ? "" : met ? "yes" : "**no**";
