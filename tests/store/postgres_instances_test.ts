@@ -266,12 +266,16 @@ withInstances(
     }
     await waitUntil(() => seen.length === 10, `10 events (${seen.length})`);
     for (const [id, orders] of expected) {
-      assert.deepEqual(
-        seen.filter((change) => change.order.id === id).map((change) =>
-          change.order
-        ),
-        orders,
-      );
+      const events = seen.filter((change) => change.order.id === id);
+      assert.deepEqual(events.map((change) => change.order), orders);
+      // One change's events in its timeline's order.
+      assert.deepEqual(events.map((change) => change.name), [
+        "created",
+        "status",
+        "step_finished",
+        "step_finished",
+        "status",
+      ]);
     }
     assert.deepEqual(
       await a!.changeFeed.replayAfter(seen[0]!.id, 100),
