@@ -95,6 +95,31 @@ export interface Order extends NewOrder {
   timeline: TimelineEntry[];
 }
 
+/**
+ * A new order as every store first keeps it: `pending`, created and updated
+ * `now`, with its one timeline entry (items copied, so that the caller's
+ * array can never change a stored order).
+ */
+export function newPendingOrder(
+  id: string,
+  input: NewOrder,
+  now: number,
+): Order {
+  return {
+    id,
+    customer_id: input.customer_id,
+    restaurant_id: input.restaurant_id,
+    items: [...input.items],
+    status: "pending",
+    created_at: now,
+    updated_at: now,
+    attempts: 0,
+    failure_reason: null,
+    cancel_requested: false,
+    timeline: [{ at: now, type: "status", status: "pending" }],
+  };
+}
+
 /** The order as clients see it: snake_case, RFC 3339 times. */
 export interface OrderJson extends NewOrder {
   id: string;

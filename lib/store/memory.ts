@@ -12,6 +12,7 @@ import {
 import {
   isTerminal,
   type NewOrder,
+  newPendingOrder,
   type Order,
   ORDER_STATUSES,
   type OrderStatus,
@@ -159,19 +160,7 @@ export class MemoryStore implements OrderStore {
       return Promise.reject(new StoreFullError(this.#maxOrders));
     }
     const now = this.#now();
-    const order: Order = {
-      id: this.#newId(),
-      customer_id: input.customer_id,
-      restaurant_id: input.restaurant_id,
-      items: [...input.items],
-      status: "pending",
-      created_at: now,
-      updated_at: now,
-      attempts: 0,
-      failure_reason: null,
-      cancel_requested: false,
-      timeline: [{ at: now, type: "status", status: "pending" }],
-    };
+    const order = newPendingOrder(this.#newId(), input, now);
     this.#orders.set(order.id, order);
     this.#ids.push(order.id);
     this.#claims.claim(order.id);

@@ -28,6 +28,7 @@ import {
   canTransition,
   isTerminal,
   type NewOrder,
+  newPendingOrder,
   type Order,
   type OrderStatus,
   sameNewOrder,
@@ -598,19 +599,7 @@ export class PostgresStore implements OrderStore {
       if (inserted.has(id)) {
         this.#claims.set(id, "1");
         // Built here, not read back: the row holds exactly what was sent.
-        const order: Order = {
-          id,
-          customer_id: input.customer_id,
-          restaurant_id: input.restaurant_id,
-          items: input.items,
-          status: "pending",
-          created_at: now,
-          updated_at: now,
-          attempts: 0,
-          failure_reason: null,
-          cancel_requested: false,
-          timeline,
-        };
+        const order = newPendingOrder(id, input, now);
         this.#feed.remember(order);
         result.resolve({ order, created: true });
         return;

@@ -15,6 +15,7 @@ import {
 } from "../orders/errors.ts";
 import {
   type NewOrder,
+  newPendingOrder,
   type Order,
   type OrderStatus,
   sameNewOrder,
@@ -229,24 +230,7 @@ export class SqliteStore implements OrderStore {
         }
       }
       const now = this.#now();
-      const timeline: TimelineEntry[] = [{
-        at: now,
-        type: "status",
-        status: "pending",
-      }];
-      const order: Order = {
-        id: this.#newId(),
-        customer_id: input.customer_id,
-        restaurant_id: input.restaurant_id,
-        items: [...input.items],
-        status: "pending",
-        created_at: now,
-        updated_at: now,
-        attempts: 0,
-        failure_reason: null,
-        cancel_requested: false,
-        timeline,
-      };
+      const order = newPendingOrder(this.#newId(), input, now);
       this.#statements.insert.run(
         order.id,
         order.customer_id,
@@ -254,7 +238,7 @@ export class SqliteStore implements OrderStore {
         JSON.stringify(order.items),
         now,
         now,
-        JSON.stringify(timeline),
+        JSON.stringify(order.timeline),
         key ?? null,
       );
       return { order, created: true };
