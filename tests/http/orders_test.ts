@@ -70,6 +70,39 @@ withSystem(
   },
 );
 
+withSystem(
+  "POST /orders links the order's event stream, its cancel action and the API description (RFC 8288), and each link leads there",
+  async (system) => {
+    const response = await post(system, JSON.stringify(EXAMPLE_ORDER));
+    const { id } = await response.json();
+    const links = new Map(
+      [...(response.headers.get("link") ?? "").matchAll(
+        /<([^>]+)>;\s*rel="([^"]+)"/g,
+      )].map(([, target, rel]) => [rel, target]),
+    );
+    assert.deepEqual(Object.fromEntries(links), {
+      "monitor": `/orders/${id}/events`,
+      "urn:order-service:rel:cancel": `/orders/${id}/cancel`,
+      "service-desc": "/openapi.json",
+      "service-doc": "/docs",
+    });
+    const events = await system.app.request(links.get("monitor")!);
+    assert.equal(events.status, 200);
+    assert.match(events.headers.get("content-type") ?? "", /event-stream/);
+    await events.body?.cancel();
+    const openapi = await system.app.request(links.get("service-desc")!);
+    assert.equal((await openapi.json()).openapi.slice(0, 2), "3.");
+    const docs = await system.app.request(links.get("service-doc")!);
+    assert.match(await docs.text(), /swagger/i);
+    const cancel = await system.app.request(
+      links.get("urn:order-service:rel:cancel")!,
+      { method: "POST" },
+    );
+    assert.ok([200, 202, 409].includes(cancel.status), `${cancel.status}`);
+    await cancel.body?.cancel();
+  },
+);
+
 withSystem("POST /orders answers 400 for malformed JSON", async (system) => {
   await assertProblem(await post(system, '{"customer_id": '), 400);
 });
