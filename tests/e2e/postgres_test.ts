@@ -166,10 +166,11 @@ Deno.test({
     try {
       assert.equal((await postOrder(service.url)).status, 201);
       await waitUntilSettled(service.url, 10_000);
-      // Freeze the pool's backends (not the listener's: heartbeats go on).
+      // Freeze the pools' backends, the writes' too (not the listener's:
+      // heartbeats go on).
       const backends = await adminQuery<{ pid: number }>(
-        `SELECT pid FROM pg_stat_activity WHERE application_name = $1`,
-        [`order-service ${instance}`],
+        `SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)`,
+        [[`order-service ${instance}`, `order-service writes ${instance}`]],
       );
       assert.ok(backends.length > 0);
       for (const { pid } of backends) {
