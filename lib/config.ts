@@ -224,7 +224,8 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     env: "PG_POOL_SIZE",
     defaultValue: 10,
     accepts: "an integer from 1 to 1000",
-    description: "PostgreSQL store: connections in the pool",
+    description:
+      "PostgreSQL store: connections in the pool (plus the listener's one and the writes' two)",
     parse: integer(1, 1000),
   },
   {
