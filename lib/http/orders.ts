@@ -143,9 +143,8 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
       const location = `/orders/${order.id}`;
       const link = orderLinks(location);
       if (prefersMinimal(c.req.header("prefer"))) {
-        // RFC 7240: the client asked for no body; Location names the order.
-        // Small enough to leave in one TCP send, where the full order
-        // (~610 bytes with headers) takes two.
+        // RFC 7240: the client asked for no body; Location names the order
+        // (and Link what to do with it, as on the full answer).
         const minimal = c.body(null, created ? 201 : 200, {
           location,
           link,
