@@ -264,10 +264,6 @@ async function compareHttp(
   return rows;
 }
 
-/**
- * POST /orders throughput of two service configurations, alternated for
- * ROUNDS rounds: the medians of each and of the per-round ratio `a / b`.
- */
 /** One side of {@linkcode comparePost}. */
 interface PostSide {
   label: string;
@@ -276,6 +272,10 @@ interface PostSide {
   after?: () => Promise<void>;
 }
 
+/**
+ * POST /orders throughput of two service configurations, alternated for
+ * ROUNDS rounds: the medians of each and of the per-round ratio `a / b`.
+ */
 async function comparePost(
   name: string,
   a: PostSide,
