@@ -22,6 +22,7 @@ import { OrderStats } from "./orders/stats.ts";
 import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
 import type { OrderStore } from "./orders/order_store.ts";
+import { TurnGate } from "./async/turn_gate.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
 import { WorkClaimer } from "./orders/work_claimer.ts";
 import { DashboardStats } from "./observe/dashboard_stats.ts";
@@ -151,8 +152,21 @@ export function createSystem(options: SystemOptions): System {
     processor,
     storeHealth,
   });
+  // A worker that waited for an order goes on at the next turn of the
+  // event loop, with every worker woken in the same turn, instead of inside
+  // the request that queued the order. Orders already waiting in the queue
+  // are taken at once: the workers are behind, and going through the gate
+  // for each would let them fall further behind. (POST /orders over HTTP,
+  // alternated, 6 rounds: faster in 5, deno CPU per request ~8% lower, p99
+  // lower in all 6; issue 11 note.)
+  const wakeUps = new TurnGate();
   const pool = new WorkerPool<string>({
-    receive: (receiveOptions) => queue.receive(receiveOptions),
+    receive: async (receiveOptions) => {
+      if (queue.size > 0) return await queue.receive(receiveOptions);
+      const id = await queue.receive(receiveOptions);
+      await wakeUps.wait();
+      return id;
+    },
     process: async (id, signal) => {
       if (await processor.process(id, signal) === "lost") stats.recordLost();
     },

@@ -174,13 +174,28 @@ Deno.test("an order cancelled while queued is skipped by the worker", async () =
 Deno.test("a cancel racing a worker has one winner, and the answer matches the outcome", async () => {
   const outcomes = { queued: 0, running: 0, tooLate: 0 };
   for (let round = 0; round < 200; round++) {
-    const system = testSystem({ workers: 1 });
+    const stepStarted = Promise.withResolvers<void>();
+    const system = testSystem({
+      workers: 1,
+      runStep: (_step, _order, signal) => {
+        stepStarted.resolve();
+        signal.throwIfAborted();
+        return Promise.resolve();
+      },
+    });
     // Every fourth round the worker starts only as the cancel is issued.
+    // In the other even rounds the cancel comes while the woken worker
+    // waits for its turn of the event loop; in the odd ones once the worker
+    // has begun the first step and got a varying distance further.
     const workerFirst = round % 4 !== 0;
     if (workerFirst) system.pool.start();
     const { order } = await system.service.create(EXAMPLE_ORDER);
-    // Let the worker get a varying distance through the order first.
-    for (let tick = 0; tick < round % 12; tick++) await Promise.resolve();
+    if (round % 2 === 1) {
+      await stepStarted.promise;
+      for (let tick = 0; tick < (round >> 1) % 12; tick++) {
+        await Promise.resolve();
+      }
+    }
     const cancelling = system.service.cancel(order.id);
     if (!workerFirst) system.pool.start();
     const answer = await cancelling.then(
