@@ -165,6 +165,9 @@ export function createSystem(options: SystemOptions): System {
       if (queue.size > 0) return await queue.receive(receiveOptions);
       const id = await queue.receive(receiveOptions);
       await wakeUps.wait();
+      // Aborted while it waited for its turn: the pool takes no more jobs
+      // once aborted, so this one is left as if still queued (pending).
+      receiveOptions.signal.throwIfAborted();
       return id;
     },
     process: async (id, signal) => {

@@ -238,6 +238,18 @@ Deno.test("a shutdown abort leaves the running order unfinished and counted as a
   assert.equal(system.stats.summary().abandoned, 2);
 });
 
+Deno.test("a shutdown abort while a woken worker waits for its turn leaves the order pending, not started", async () => {
+  const system = testSystem({ workers: 1 });
+  system.pool.start();
+  // The worker takes the order at once but starts on it only at the event
+  // loop's next turn: the abort comes first.
+  const { order } = await system.service.create(EXAMPLE_ORDER);
+  await system.pool.abort(new Error("timeout"));
+  assert.equal((await system.store.get(order.id))?.status, "pending");
+  // Accepted and neither finished nor handed on, as a queued order would be.
+  assert.equal(system.stats.summary().abandoned, 1);
+});
+
 Deno.test("a store write refused while processing is retried until the store takes it, and the order still finishes", async () => {
   const { store, control } = refusingStore();
   const gate = Promise.withResolvers<void>();
