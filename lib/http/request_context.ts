@@ -33,7 +33,7 @@ const SAFE_REQUEST_ID = /^[\w\-=]{1,128}$/;
 
 /**
  * A JSON response with every header the request context would add, built
- * from a plain object. Hono's `c.json()` goes through a `Headers` object
+ * without a `Headers` object. Hono's `c.json()` goes through a `Headers` object
  * per response, which is measurably dearer on the hot routes (wrk against
  * a bare `Deno.serve`: a plain object of four headers ~25–32k req/s, a
  * `Headers` object ~21–24k, Hono's prepared headers ~20k). `text` is the
