@@ -157,7 +157,7 @@ export function createSystem(options: SystemOptions): System {
   // the request that queued the order. Orders already waiting in the queue
   // are taken at once: the workers are behind, and going through the gate
   // for each would let them fall further behind. (POST /orders over HTTP,
-  // alternated, 12 rounds: faster in 10, deno CPU per request ~8–20%
+  // alternated, 12 rounds: faster in 10, deno CPU per request 8–22%
   // lower; issue 11 note.)
   const wakeUps = new TurnGate();
   const pool = new WorkerPool<string>({
