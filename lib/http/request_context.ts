@@ -53,16 +53,11 @@ export function jsonResponse<T, S extends ContentfulStatusCode>(
   headers: Record<string, string> = {},
 ): Response & TypedResponse<T, S, "json"> {
   const requestId = c.get("requestId");
-  const pairs: [string, string][] = requestId === undefined
-    ? [
-      ["content-type", "application/json"],
-      ["x-content-type-options", "nosniff"],
-    ]
-    : [
-      ["content-type", "application/json"],
-      ["x-content-type-options", "nosniff"],
-      ["x-request-id", requestId],
-    ];
+  const pairs: [string, string][] = [
+    ["content-type", "application/json"],
+    ["x-content-type-options", "nosniff"],
+  ];
+  if (requestId !== undefined) pairs.push(["x-request-id", requestId]);
   for (const name in headers) pairs.push([name, headers[name]!]);
   const response = new Response(text, { status, headers: pairs });
   COMPLETE.add(response);
