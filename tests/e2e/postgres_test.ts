@@ -12,6 +12,7 @@ import {
   waitUntilSettled,
 } from "./load.ts";
 import { runToExit, startService } from "./service_process.ts";
+import { doublingDelay } from "../../lib/async/backoff.ts";
 import {
   adminQuery,
   freshSchema,
@@ -87,10 +88,11 @@ Deno.test({
           stderr.match(/still unreachable after (\d+) attempts/)?.[1],
         );
         assert.ok(attempts >= 2 && attempts <= 3, stderr);
-        const waitedMs = Array.from(
-          { length: attempts - 1 },
-          (_, i) => 100 * 2 ** i,
-        ).reduce((sum, ms) => sum + ms, 0);
+        const wait = doublingDelay(100, 2000);
+        let waitedMs = 0;
+        for (let attempt = 1; attempt < attempts; attempt++) {
+          waitedMs += wait(attempt);
+        }
         assert.ok(
           elapsedMs >= waitedMs,
           `gave up after ${elapsedMs} ms, having to wait ${waitedMs} ms`,
