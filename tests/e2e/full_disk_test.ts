@@ -99,15 +99,27 @@ Deno.test({
       await Deno.remove(filler);
       const deadline = Date.now() + 15_000;
       let unfinished = accepted;
+      // The last answers for the unfinished ones: a failure says where
+      // each order stopped (status, timeline), not only which.
+      let stuck: unknown[] = [];
       while (unfinished.length > 0 && Date.now() < deadline) {
-        const statuses = await Promise.all(unfinished.map(async (id) => {
+        const orders = await Promise.all(unfinished.map(async (id) => {
           const response = await fetch(`${service.url}/orders/${id}`);
-          return (await response.json()).status as string;
+          return await response.json();
         }));
-        unfinished = unfinished.filter((_, i) => !TERMINAL.has(statuses[i]!));
+        stuck = orders.filter((order) => !TERMINAL.has(order.status));
+        unfinished = unfinished.filter((_, i) =>
+          !TERMINAL.has(orders[i].status)
+        );
         if (unfinished.length > 0) await sleep(100);
       }
-      assert.deepEqual(unfinished, [], "every acknowledged order finished");
+      assert.deepEqual(
+        unfinished,
+        [],
+        `every acknowledged order finished; unfinished: ${
+          JSON.stringify(stuck)
+        }; last log records: ${JSON.stringify(service.records.slice(-20))}`,
+      );
       const ready = await fetch(`${service.url}/ready`);
       assert.equal(ready.status, 200);
       await ready.body?.cancel();
