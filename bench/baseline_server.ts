@@ -7,6 +7,10 @@
  *
  * Usage: deno run --allow-net --allow-env bench/baseline_server.ts
  * (PORT, default 0; prints {"port": N} once listening)
+ *
+ * `HANDLER_WORK_US=N` makes each POST also spend N µs of the main thread
+ * in JavaScript before it answers: the bench's "work budget" rows use it to
+ * show how much of a handler's own work a throughput ratio allows.
  */
 
 const FIXED_ORDER = JSON.stringify({
@@ -27,6 +31,14 @@ const FIXED_ORDER = JSON.stringify({
   }],
 });
 
+const WORK_MS = Number(Deno.env.get("HANDLER_WORK_US") ?? 0) / 1000;
+
+/** Keeps the thread busy for `ms`, as a handler's own work would. */
+function work(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* busy */ }
+}
+
 const server = Deno.serve({
   port: Number(Deno.env.get("PORT") ?? 0),
   hostname: "127.0.0.1",
@@ -34,6 +46,7 @@ const server = Deno.serve({
 }, async (request) => {
   if (request.method === "POST") {
     await request.arrayBuffer();
+    if (WORK_MS > 0) work(WORK_MS);
     return new Response(FIXED_ORDER, {
       status: 201,
       headers: { "content-type": "application/json" },

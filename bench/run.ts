@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--quick] [--only=step,step]`: every benchmark (or the
- * steps named: post, get, sends, metrics, events, request-ids, sqlite,
+ * steps named: post, budget, get, sends, metrics, events, request-ids, sqlite,
  * postgres, instances, pipeline, dashboard, settle, memory, memory-no-gc),
  * one Markdown table.
  *
@@ -133,8 +133,11 @@ async function wrk(
   };
 }
 
-/** Starts the bare baseline server; returns its URL and a stop function. */
-async function startBaseline() {
+/**
+ * Starts the bare baseline server (`env`: e.g. HANDLER_WORK_US); returns
+ * its URL and a stop function.
+ */
+async function startBaseline(env: Record<string, string> = {}) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -142,7 +145,7 @@ async function startBaseline() {
       "--allow-env",
       `${BENCH_DIR}baseline_server.ts`,
     ],
-    env: { PORT: "0" },
+    env: { ...env, PORT: "0" },
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -261,6 +264,56 @@ async function compareHttp(
     target: name.startsWith("POST") ? "p99 ≤ 5 ms" : "",
     met: name.startsWith("POST") ? p99 <= 5 : undefined,
   }];
+  return rows;
+}
+
+/**
+ * What a throughput ratio leaves for a handler's own work: the bare handler
+ * that spends N µs of JavaScript per POST (`HANDLER_WORK_US`) against the
+ * bare handler, alternated. The kernel's and Deno's share per request grows
+ * as a server slows (fewer requests per wake-up), so the ratio falls faster
+ * than N alone would say; reading the POST ratio against these rows gives
+ * how much work per order a target allows.
+ */
+async function workBudget(): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const workUs of [5, 10, 20]) {
+    const ratios: number[] = [];
+    const rates: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const runs: number[] = [];
+      const sides = [{ HANDLER_WORK_US: String(workUs) }, {}];
+      // Alternate which side goes first: the second run of a pair tends to
+      // differ (a warmer machine), and the median should not carry that.
+      if (round % 2 === 1) sides.reverse();
+      for (const env of sides) {
+        const server = await startBaseline(env);
+        await wrk(`${server.url}/orders`, "post_order.lua", WARM_UP_SECONDS);
+        runs.push(
+          (await wrk(`${server.url}/orders`, "post_order.lua", SECONDS))
+            .requestsPerSecond,
+        );
+        await server.stop();
+      }
+      if (round % 2 === 1) runs.reverse();
+      rates.push(runs[0]!);
+      ratios.push(runs[0]! / runs[1]!);
+      console.error(
+        `work budget ${workUs} µs round ${round + 1}: ${
+          format(runs[0]!)
+        } req/s, bare ${format(runs[1]!)} req/s`,
+      );
+    }
+    rows.push({
+      figure:
+        `Bare handler + ${workUs} µs of JavaScript per POST (the work a ratio allows)`,
+      value: format(median(rates)),
+      baseline: "bare handler",
+      ratio: median(ratios),
+      target: "reported",
+      met: undefined,
+    });
+  }
   return rows;
 }
 
@@ -773,6 +826,7 @@ const getIds = async (url: string) => {
 // whole run takes about 20 minutes; one figure, a few).
 const steps: Array<[string, () => Promise<Row | Row[]>]> = [
   ["post", () => compareHttp("POST /orders", "post_order.lua", "/orders", 0.4)],
+  ["budget", workBudget],
   [
     "get",
     () => compareHttp("GET /orders/{id}", "get_order.lua", "/", 0.55, getIds),
