@@ -260,6 +260,8 @@ export class OrderEventHub {
         this.#historyStart = (this.#historyStart + 1) % this.#historySize;
       }
     }
+    // Most events have no live stream to go to: skip the Set's iterator.
+    if (this.#subscribers.size === 0) return;
     for (const subscriber of this.#subscribers) {
       if (subscriber.filter && !subscriber.filter(event)) continue;
       if (subscriber.waiting) {
