@@ -133,6 +133,16 @@ async function wrk(
   };
 }
 
+/** A warm-up run of `script` against `url`, then the measured one. */
+async function warmedWrk(
+  url: string,
+  script: string,
+  env: Record<string, string> = {},
+): Promise<WrkResult> {
+  await wrk(url, script, WARM_UP_SECONDS, env);
+  return await wrk(url, script, SECONDS, env);
+}
+
 /**
  * Starts the bare baseline server (`env`: e.g. HANDLER_WORK_US); returns
  * its URL and a stop function.
@@ -222,13 +232,11 @@ async function compareHttp(
   for (let round = 0; round < ROUNDS; round++) {
     const service = await startService(SERVICE_ENV);
     const env = prepare ? await prepare(service.url) : {};
-    await wrk(service.url + path, script, WARM_UP_SECONDS, env);
-    const serviceRun = await wrk(service.url + path, script, SECONDS, env);
+    const serviceRun = await warmedWrk(service.url + path, script, env);
     await stopService(service);
 
     const baseline = await startBaseline();
-    await wrk(baseline.url + path, script, WARM_UP_SECONDS, env);
-    const baselineRun = await wrk(baseline.url + path, script, SECONDS, env);
+    const baselineRun = await warmedWrk(baseline.url + path, script, env);
     await baseline.stop();
 
     serviceRuns.push(serviceRun);
@@ -280,22 +288,17 @@ async function workBudget(): Promise<Row[]> {
   for (const workUs of [5, 10, 20]) {
     const ratios: number[] = [];
     const rates: number[] = [];
+    const sides = [{ HANDLER_WORK_US: String(workUs) }, {}];
     for (let round = 0; round < ROUNDS; round++) {
       const runs: number[] = [];
-      const sides = [{ HANDLER_WORK_US: String(workUs) }, {}];
       // Alternate which side goes first: the second run of a pair tends to
       // differ (a warmer machine), and the median should not carry that.
-      if (round % 2 === 1) sides.reverse();
-      for (const env of sides) {
-        const server = await startBaseline(env);
-        await wrk(`${server.url}/orders`, "post_order.lua", WARM_UP_SECONDS);
-        runs.push(
-          (await wrk(`${server.url}/orders`, "post_order.lua", SECONDS))
-            .requestsPerSecond,
-        );
+      for (const side of round % 2 === 0 ? [0, 1] : [1, 0]) {
+        const server = await startBaseline(sides[side]);
+        runs[side] = (await warmedWrk(`${server.url}/orders`, "post_order.lua"))
+          .requestsPerSecond;
         await server.stop();
       }
-      if (round % 2 === 1) runs.reverse();
       rates.push(runs[0]!);
       ratios.push(runs[0]! / runs[1]!);
       console.error(
@@ -347,9 +350,8 @@ async function comparePost(
         ...SERVICE_ENV,
         ...side.env(directory),
       });
-      await wrk(`${service.url}/orders`, "post_order.lua", WARM_UP_SECONDS);
       rates.push(
-        (await wrk(`${service.url}/orders`, "post_order.lua", SECONDS))
+        (await warmedWrk(`${service.url}/orders`, "post_order.lua"))
           .requestsPerSecond,
       );
       await stopService(service);
@@ -498,10 +500,8 @@ async function instancesTwoVersusOne(): Promise<Row> {
         );
       }
       const url = `http://127.0.0.1:${port}/orders`;
-      await wrk(url, "post_order.lua", WARM_UP_SECONDS);
       rates[count].push(
-        (await wrk(url, "post_order.lua", SECONDS))
-          .requestsPerSecond,
+        (await warmedWrk(url, "post_order.lua")).requestsPerSecond,
       );
       for (const service of services) await stopService(service);
       await schema.drop();
