@@ -101,16 +101,14 @@ Deno.test({
       let unfinished = accepted;
       // The last answers for the unfinished ones: a failure says where
       // each order stopped (status, timeline), not only which.
-      let stuck: unknown[] = [];
+      let stuck: Array<{ id: string; status: string }> = [];
       while (unfinished.length > 0 && Date.now() < deadline) {
         const orders = await Promise.all(unfinished.map(async (id) => {
           const response = await fetch(`${service.url}/orders/${id}`);
           return await response.json();
         }));
         stuck = orders.filter((order) => !TERMINAL.has(order.status));
-        unfinished = unfinished.filter((_, i) =>
-          !TERMINAL.has(orders[i].status)
-        );
+        unfinished = stuck.map((order) => order.id);
         if (unfinished.length > 0) await sleep(100);
       }
       assert.deepEqual(
