@@ -48,7 +48,6 @@ import type {
 } from "../orders/order_store.ts";
 import { refuseTransition } from "../orders/transition.ts";
 import {
-  inTransaction,
   isInstanceId,
   isSchemaName,
   isUnavailable,
@@ -273,10 +272,10 @@ export function writeStatement(table: string): string {
 }
 
 /**
- * Orders in PostgreSQL. Every change is one transaction that locks the
- * order's row (`SELECT … FOR UPDATE`) before deciding: without the lock,
- * two changes that both read `processing` could both apply (a cancel and a
- * completion); with it, the second waits and then sees the first's result.
+ * Orders in PostgreSQL. Every change is one conditional `UPDATE` whose
+ * conditions are re-checked under the row's lock: two changes that both
+ * expect `processing` (a cancel and a completion) cannot both apply; the
+ * second waits for the first and then sees its result.
  *
  * **Claims.** `claimed_by` names the instance that holds an order (queued
  * or processing) and `claim_epoch`, the fencing token, grows at every
@@ -295,6 +294,10 @@ export class PostgresStore implements OrderStore {
   readonly #pool: pg.Pool;
   // The write statements' own connections (see WRITE_SESSION_SETTINGS).
   readonly #writes: pg.Pool;
+  // The heartbeat's own connection: no query of the pool's, nor the event
+  // feed's reads on the listener's, can make it late, and a late heartbeat
+  // gets a live instance presumed dead and its running orders run twice.
+  readonly #lease: pg.Pool;
   readonly #schema: string;
   readonly #table: string;
   readonly #writeSql: string;
@@ -304,7 +307,9 @@ export class PostgresStore implements OrderStore {
   readonly #leaseMs: number;
   readonly #listener: PostgresListener;
   readonly #feed: PostgresFeed;
-  // This instance's claims: order id → the claim's epoch.
+  // This instance's claims: order id → the claim's epoch. An entry is
+  // removed only together with the epoch it was taken at (#forget): a
+  // stale worker's refusal must not erase a newer claim of the same order.
   readonly #claims = new Map<string, string>();
   readonly #wakers: Array<() => void> = [];
   // Creates and changes waiting for the next write, and whether one runs.
@@ -318,6 +323,7 @@ export class PostgresStore implements OrderStore {
   private constructor(
     pool: pg.Pool,
     writes: pg.Pool,
+    lease: pg.Pool,
     listenerConfig: pg.ClientConfig,
     schema: string,
     instanceId: string,
@@ -326,6 +332,7 @@ export class PostgresStore implements OrderStore {
   ) {
     this.#pool = pool;
     this.#writes = writes;
+    this.#lease = lease;
     this.#schema = schema;
     this.#table = `"${schema}".orders`;
     this.#writeSql = writeStatement(this.#table);
@@ -415,6 +422,7 @@ export class PostgresStore implements OrderStore {
     };
     let pool: pg.Pool;
     let writes: pg.Pool;
+    let lease: pg.Pool;
     try {
       pool = quietPool({ ...poolConfig, max: options.poolSize ?? 10 });
       // Two: one write statement runs at a time, and a refused one is
@@ -425,12 +433,18 @@ export class PostgresStore implements OrderStore {
         max: 2,
         options: `${poolConfig.options} ${WRITE_SESSION_SETTINGS}`,
       });
+      lease = quietPool({
+        ...poolConfig,
+        application_name: `order-service lease ${instanceId}`,
+        max: 1,
+      });
     } catch (error) {
       throw new StoreOpenError(what, (error as Error).message);
     }
     const store = new PostgresStore(
       pool,
       writes,
+      lease,
       listenerConfig,
       schema,
       instanceId,
@@ -441,7 +455,7 @@ export class PostgresStore implements OrderStore {
     for (let attempt = 1;; attempt++) {
       try {
         await migrate(pool, schema);
-        await store.#register();
+        await store.#register(true);
         await store.#listener.connect();
         break;
       } catch (error) {
@@ -455,6 +469,7 @@ export class PostgresStore implements OrderStore {
         await store.#listener.close();
         await pool.end().catch(() => {});
         await writes.end().catch(() => {});
+        await lease.end().catch(() => {});
         if (error instanceof StoreOpenError) throw error;
         const gaveUp = isUnavailable(error)
           ? ` (still unreachable after ${attempt} attempts)`
@@ -717,7 +732,7 @@ export class PostgresStore implements OrderStore {
       const order = await pending.promise;
       if (order) {
         // A finished order needs no claim (the row's ended with it).
-        if (isTerminal(order.status)) this.#claims.delete(id);
+        if (isTerminal(order.status)) this.#forget(id, epoch);
         return order;
       }
       const outcome = await this.#whyNot(id, change, epoch);
@@ -760,7 +775,7 @@ export class PostgresStore implements OrderStore {
       change.claimed &&
       (row.claimed_by !== this.#instanceId || row.claim_epoch !== epoch)
     ) {
-      this.#claims.delete(id);
+      this.#forget(id, epoch);
       return new ClaimLostError(id, change.action);
     }
     return undefined;
@@ -801,14 +816,14 @@ export class PostgresStore implements OrderStore {
   release(ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return Promise.resolve(0);
     return orUnavailable(async () => {
-      const result = await this.#pool.query<{ id: string }>(
+      const result = await this.#pool.query<{ id: string; epoch: string }>(
         `UPDATE ${this.#table}
          SET claimed_by = NULL, claim_epoch = claim_epoch + 1
          WHERE id = ANY($1) AND claimed_by = $2 AND status = 'pending'
-         RETURNING id`,
+         RETURNING id, (claim_epoch - 1)::text AS epoch`,
         [ids, this.#instanceId],
       );
-      for (const row of result.rows) this.#claims.delete(row.id);
+      for (const row of result.rows) this.#forget(row.id, row.epoch);
       if (result.rows.length > 0) {
         await this.#pool.query("SELECT pg_notify($1, '')", [
           workChannel(this.#schema),
@@ -820,23 +835,18 @@ export class PostgresStore implements OrderStore {
 
   heartbeat(status?: InstanceStatus): Promise<boolean> {
     return orUnavailable(async () => {
-      // On the listener's connection: a busy pool cannot delay it.
-      const renewed = await this.#listener.query(
+      const renewed = await this.#lease.query(
         `UPDATE "${this.#schema}".instances SET heartbeat_at = now(),
            status = coalesce($2::jsonb, status)
          WHERE id = $1`,
         [this.#instanceId, status ? JSON.stringify(status) : null],
       );
       if (renewed.rowCount === 1) return true;
-      // Presumed dead and rescued: every claim held is void (the epochs
-      // moved on), and the instance registers again.
-      this.#claims.clear();
-      await this.#listener.query(
-        `INSERT INTO "${this.#schema}".instances (id, lease_ms)
-         VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`,
-        [this.#instanceId, this.#leaseMs],
-      );
+      // Presumed dead: another instance deleted our row and rescued what it
+      // saw us hold. What we inserted or claimed since then is still marked
+      // ours, and no rescue would ever touch it while we live: it is handed
+      // back in the same statement that registers us again.
+      await this.#register(false);
       return false;
     });
   }
@@ -854,70 +864,75 @@ export class PostgresStore implements OrderStore {
       // Orders claimed here by a write whose answer was lost: pending,
       // claimed by this instance, yet not among the claims it knows of.
       // Nothing holds them, so they go back to the unclaimed.
-      const held = [...this.#claims.keys()];
-      handedBack = await orUnavailable(() =>
-        inTransaction(
-          this.#pool,
-          (client) =>
-            this.#free(client, "claimed_by = $1 AND NOT (id = ANY($2))", [
-              this.#instanceId,
-              held,
-            ]),
-        )
-      );
       this.#uncertain = false;
+      const held = [...this.#claims.keys()];
+      handedBack = await this.#free(
+        this.#pool,
+        "claimed_by = $1 AND NOT (id = ANY($2))",
+        [this.#instanceId, held],
+      ).catch((error) => {
+        this.#uncertain = true;
+        throw error;
+      });
     }
     return handedBack + await this.#rescueStopped();
   }
 
-  #rescueStopped(): Promise<number> {
-    return orUnavailable(() =>
-      inTransaction(this.#pool, async (client) => {
-        // One rescuer at a time; the others skip this round.
-        const lock = await client.query<{ locked: boolean }>(
-          "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked",
-          [`order-service:${this.#schema}:rescue`],
-        );
-        if (!lock.rows[0]?.locked) return 0;
-        const instances = `"${this.#schema}".instances`;
-        await client.query(
-          `DELETE FROM ${instances}
-           WHERE heartbeat_at < now() - lease_ms * interval '1 millisecond'`,
-        );
-        // The instances that hold orders, found by hopping along the
-        // claimed_by index from one holder to the next (a few lookups per
-        // instance): testing every claimed order against the live ones
-        // read the whole backlog every round (seen: 20 ms a second with
-        // 20,000 orders queued, growing with the queue).
-        const stopped = await client.query<{ id: string }>(
-          `WITH RECURSIVE holder AS (
-             (SELECT claimed_by AS id FROM ${this.#table}
-              WHERE claimed_by IS NOT NULL ORDER BY claimed_by LIMIT 1)
-             UNION ALL
-             SELECT (SELECT claimed_by FROM ${this.#table}
-                     WHERE claimed_by > holder.id
-                     ORDER BY claimed_by LIMIT 1)
-             FROM holder WHERE holder.id IS NOT NULL)
-           SELECT id FROM holder
-           WHERE id IS NOT NULL AND id NOT IN (SELECT id FROM ${instances})`,
-        );
-        // Orders no live instance holds: their holder stopped, or (a
-        // processing order never lacks a holder otherwise) an older
-        // release left them so.
-        const rescued = await this.#free(
-          client,
-          `claimed_by = ANY($1)
-           OR (status = 'processing' AND claimed_by IS NULL)`,
-          [stopped.rows.map((row) => row.id)],
-        );
-        await client.query(
-          `DELETE FROM "${this.#schema}".events
-           WHERE seq <= (SELECT max(seq) FROM "${this.#schema}".events) - $1`,
-          [EVENT_RETENTION],
-        );
-        return rescued;
-      })
+  /**
+   * Every instance rescues, each statement on its own, with no lock held
+   * between them and no transaction left open: a rescuer cut off from the
+   * database mid-way holds nothing that stops another's rescue (a global
+   * lock in a transaction did, until TCP gave up on the cut connection).
+   * Two rescuers cannot free one order twice: the freeing UPDATE is
+   * conditional, and the second re-checks its row after the first commits.
+   */
+  async #rescueStopped(): Promise<number> {
+    const instances = `"${this.#schema}".instances`;
+    await retryDeadlock(() =>
+      this.#pool.query(
+        `DELETE FROM ${instances}
+         WHERE heartbeat_at < now() - lease_ms * interval '1 millisecond'`,
+      )
     );
+    // The instances that hold orders, found by hopping along the
+    // claimed_by index from one holder to the next (a few lookups per
+    // instance): testing every claimed order against the live ones read
+    // the whole backlog every round (seen: 20 ms a second with 20,000
+    // orders queued, growing with the queue).
+    const stopped = await orUnavailable(() =>
+      this.#pool.query<{ id: string }>(
+        `WITH RECURSIVE holder AS (
+           (SELECT claimed_by AS id FROM ${this.#table}
+            WHERE claimed_by IS NOT NULL ORDER BY claimed_by LIMIT 1)
+           UNION ALL
+           SELECT (SELECT claimed_by FROM ${this.#table}
+                   WHERE claimed_by > holder.id
+                   ORDER BY claimed_by LIMIT 1)
+           FROM holder WHERE holder.id IS NOT NULL)
+         SELECT id FROM holder
+         WHERE id IS NOT NULL AND id NOT IN (SELECT id FROM ${instances})`,
+      )
+    );
+    // Orders no live instance holds: their holder stopped, or (a
+    // processing order never lacks a holder otherwise) an older release
+    // left them so. The holder is looked up again in the UPDATE's own
+    // snapshot: one that registered again since the query above keeps
+    // what it holds (it frees its own when it registers).
+    const rescued = await this.#free(
+      this.#pool,
+      `(claimed_by = ANY($1)
+         AND claimed_by NOT IN (SELECT id FROM ${instances}))
+       OR (status = 'processing' AND claimed_by IS NULL)`,
+      [stopped.rows.map((row) => row.id)],
+    );
+    await retryDeadlock(() =>
+      this.#pool.query(
+        `DELETE FROM "${this.#schema}".events
+         WHERE seq <= (SELECT max(seq) FROM "${this.#schema}".events) - $1`,
+        [EVENT_RETENTION],
+      )
+    );
+    return rescued;
   }
 
   onUnclaimed(wake: () => void): void {
@@ -970,13 +985,11 @@ export class PostgresStore implements OrderStore {
     this.#feed.close();
     await this.#listener.close();
     try {
-      // Nothing of ours should wait for the lease to lapse.
-      await inTransaction(this.#pool, async (client) => {
-        await this.#free(client, "claimed_by = $1", [this.#instanceId]);
-        await client.query(
-          `DELETE FROM "${this.#schema}".instances WHERE id = $1`,
-          [this.#instanceId],
-        );
+      // Nothing of ours should wait for the lease to lapse: one statement
+      // hands back what we hold and deregisters us.
+      await this.#free(this.#pool, "claimed_by = $1", [this.#instanceId], {
+        before: `gone AS (
+          DELETE FROM "${this.#schema}".instances WHERE id = $1)`,
       });
     } catch {
       // The database is gone: the lease lapses, and another instance, or
@@ -984,63 +997,85 @@ export class PostgresStore implements OrderStore {
     }
     await this.#pool.end();
     await this.#writes.end();
+    await this.#lease.end();
   }
 
-  /** Registers this instance, first freeing what a previous run under its id held. */
-  async #register(): Promise<void> {
-    await inTransaction(this.#pool, async (client) => {
-      // Waits for a rescue in progress, so both never touch one order.
-      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
-        `order-service:${this.#schema}:rescue`,
-      ]);
-      await this.#free(client, "claimed_by = $1", [this.#instanceId]);
-      await client.query(
-        `INSERT INTO "${this.#schema}".instances (id, lease_ms)
-         VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(),
-           started_at = now(), lease_ms = excluded.lease_ms`,
-        [this.#instanceId, this.#leaseMs],
-      );
-    });
+  /**
+   * Registers this instance and, in the same statement, hands back every
+   * order still marked as held by it: at start, what a previous run under
+   * its id left; after it was presumed dead, what it inserted or claimed
+   * meanwhile. Atomic, so no order is marked ours between the two without
+   * being freed or known.
+   */
+  async #register(starting: boolean): Promise<void> {
+    const renew = starting
+      ? "heartbeat_at = now(), started_at = now(), lease_ms = excluded.lease_ms"
+      : "heartbeat_at = now()";
+    await this.#free(
+      starting ? this.#pool : this.#lease,
+      "claimed_by = $1",
+      [this.#instanceId, this.#leaseMs],
+      {
+        before: `registered AS (
+          INSERT INTO "${this.#schema}".instances (id, lease_ms)
+          VALUES ($1, $2::integer)
+          ON CONFLICT (id) DO UPDATE SET ${renew})`,
+      },
+    );
   }
 
   /**
    * Makes the unfinished orders matching `where` unclaimed, with a new
-   * epoch: a processing one gets an `interrupted` entry and becomes
-   * pending again (it resumes after its last finished step). Wakes every
-   * instance's claimer at commit. Returns how many.
+   * epoch, in one statement: a processing one gets an `interrupted` entry
+   * and becomes pending again (it resumes after its last finished step).
+   * Every instance's claimer is woken at commit (the NOTIFY is part of the
+   * statement). `before` is a further data-modifying CTE run in the same
+   * statement. Returns how many orders were freed.
    */
   async #free(
-    client: pg.PoolClient,
+    db: pg.Pool,
     where: string,
     params: unknown[],
+    options: { before?: string } = {},
   ): Promise<number> {
     const at = params.length + 1;
-    const result = await client.query<{ id: string }>(
-      `UPDATE ${this.#table} SET
-         claimed_by = NULL,
-         claim_epoch = claim_epoch + 1,
-         status = 'pending',
-         updated_at = CASE WHEN status = 'processing'
-           THEN greatest($${at}::bigint, created_at) ELSE updated_at END,
-         timeline = CASE WHEN status = 'processing'
-           THEN timeline || jsonb_build_array(
-             jsonb_build_object('at', greatest($${at}::bigint, created_at),
-               'type', 'interrupted', 'attempt', attempts),
-             jsonb_build_object('at', greatest($${at}::bigint, created_at),
-               'type', 'status', 'status', 'pending'))
-           ELSE timeline END
-       WHERE status IN ('pending', 'processing') AND (${where})
-       RETURNING id`,
-      [...params, this.#now()],
+    const channel = params.length + 2;
+    const before = options.before ? `${options.before},` : "";
+    const result = await retryDeadlock(() =>
+      db.query<{ id: string; epoch: string }>(
+        `WITH ${before} freed AS (
+           UPDATE ${this.#table} SET
+             claimed_by = NULL,
+             claim_epoch = claim_epoch + 1,
+             status = 'pending',
+             updated_at = CASE WHEN status = 'processing'
+               THEN greatest($${at}::bigint, created_at) ELSE updated_at END,
+             timeline = CASE WHEN status = 'processing'
+               THEN timeline || jsonb_build_array(
+                 jsonb_build_object('at', greatest($${at}::bigint, created_at),
+                   'type', 'interrupted', 'attempt', attempts),
+                 jsonb_build_object('at', greatest($${at}::bigint, created_at),
+                   'type', 'status', 'status', 'pending'))
+               ELSE timeline END
+           WHERE status IN ('pending', 'processing') AND (${where})
+           RETURNING id, (claim_epoch - 1)::text AS epoch
+         ), notified AS (
+           SELECT pg_notify($${channel}::text, '')
+           FROM (SELECT 1 FROM freed LIMIT 1) AS any_freed
+         )
+         SELECT freed.id, freed.epoch FROM freed, notified`,
+        [...params, this.#now(), workChannel(this.#schema)],
+      )
     );
-    for (const row of result.rows) this.#claims.delete(row.id);
-    if (result.rows.length > 0) {
-      await client.query("SELECT pg_notify($1, '')", [
-        workChannel(this.#schema),
-      ]);
-    }
+    for (const row of result.rows) this.#forget(row.id, row.epoch);
     return result.rows.length;
+  }
+
+  /** Forgets the claim on `id` if it is still the one taken at `epoch`. */
+  #forget(id: string, epoch: string | null): void {
+    if (epoch !== null && this.#claims.get(id) === epoch) {
+      this.#claims.delete(id);
+    }
   }
 
   #wake(): void {

@@ -5,6 +5,8 @@
  */
 
 import assert from "node:assert/strict";
+// @ts-types="npm:@types/pg@8.23.1"
+import pg from "pg";
 import { ClaimLostError } from "../../lib/orders/errors.ts";
 import type { Order } from "../../lib/orders/order.ts";
 import type { StoredChange } from "../../lib/orders/order_store.ts";
@@ -361,5 +363,89 @@ withInstances(
       a!.transition(order.id, { ...start, token: "token-2" }),
       (error: Error) => error.name === "InvalidTransitionError",
     );
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: an instance presumed dead hands back, as soon as it learns so, the orders it inserted and claimed meanwhile, so another takes them",
+  2,
+  async ([a, b], schema) => {
+    // a misses its heartbeats past the lease; b deletes its registration.
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    assert.equal(await b!.heartbeat(), true);
+    await b!.rescue();
+    // a, still unaware, inserts orders as itself (each claimed by a) and
+    // claims one that was handed back.
+    const inserted = [
+      (await a!.create(EXAMPLE_ORDER)).order.id,
+      (await a!.create(EXAMPLE_ORDER, { idempotencyKey: "k-1" })).order.id,
+    ];
+    const handedBack = (await b!.create(EXAMPLE_ORDER)).order.id;
+    assert.equal(await b!.release([handedBack]), 1);
+    assert.deepEqual(await a!.claimPending(10), [handedBack]);
+    assert.equal(await a!.heartbeat(), false, "a learns it was presumed dead");
+    const held = await adminQuery<{ id: string; claimed_by: string | null }>(
+      `SELECT id, claimed_by FROM "${schema}".orders WHERE id = ANY($1)`,
+      [[...inserted, handedBack]],
+    );
+    assert.deepEqual(
+      held.map((row) => row.claimed_by),
+      [null, null, null],
+      "nothing is left marked as a's",
+    );
+    assert.deepEqual(
+      await b!.claimPending(10),
+      [...inserted, handedBack].sort(),
+    );
+    // a's workers, holding the ids it queued, are refused (fencing).
+    await assert.rejects(a!.transition(inserted[0]!, start), ClaimLostError);
+    assert.equal(await a!.heartbeat(), true, "a is registered again");
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: a stale worker's refused change does not erase the newer claim of the same order",
+  1,
+  async ([a], schema) => {
+    const { order } = await a!.create(EXAMPLE_ORDER);
+    // A rescue hands the order back while a still has it queued.
+    await adminQuery(
+      `UPDATE "${schema}".orders
+       SET claimed_by = NULL, claim_epoch = claim_epoch + 1 WHERE id = $1`,
+      [order.id],
+    );
+    // The stale copy is refused; meanwhile a claims the order again (a
+    // new epoch), before the refusal is explained by a second query.
+    const stale = a!.transition(order.id, start);
+    const reclaimed = await a!.claimPending(10);
+    await assert.rejects(stale, ClaimLostError);
+    assert.deepEqual(reclaimed, [order.id]);
+    // The copy queued by the new claim still holds it.
+    const started = await a!.transition(order.id, start);
+    assert.equal(started.status, "processing");
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: rescue goes on while another session holds the old global rescue lock in an open transaction",
+  2,
+  async ([a, b], schema) => {
+    const queued = (await a!.create(EXAMPLE_ORDER)).order;
+    // What a rescuer cut off mid-transaction left: the lock held, idle.
+    const holder = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    holder.on("error", () => {});
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+        `order-service:${schema}:rescue`,
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 450)); // a lapses
+      assert.equal(await b!.heartbeat(), true);
+      assert.equal(await b!.rescue(), 1);
+      assert.deepEqual(await b!.claimPending(10), [queued.id]);
+    } finally {
+      await holder.end().catch(() => {});
+    }
   },
 );
