@@ -446,7 +446,9 @@ export function parseConfig(
   let flags: Record<string, string | boolean | undefined>;
   try {
     flags = parseArgs({
-      args: [...args],
+      // `deno task start -- --help` hands main.ts the "--" it was given;
+      // the flags after it are still meant as flags.
+      args: args[0] === "--" ? args.slice(1) : [...args],
       options,
       strict: true,
       allowPositionals: false,

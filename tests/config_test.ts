@@ -106,6 +106,8 @@ Deno.test("parseConfig() names the setting and what it accepts when a value is i
 
 Deno.test("--help is recognised and the help text lists every variable", () => {
   assert.equal(parseConfig(["--help"], noEnv), "help");
+  // As `deno task start -- --help` passes it.
+  assert.equal(parseConfig(["--", "--help"], noEnv), "help");
   for (
     const name of [
       "PORT",

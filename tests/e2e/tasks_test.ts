@@ -90,3 +90,14 @@ Deno.test("`deno task dev` restarts the service, drained, when a source file cha
     await within(15_000, task.done, "stopping");
   }
 });
+
+Deno.test("`deno task start -- --help` prints the help text and exits 0", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "start", "--", "--help"],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  assert.match(new TextDecoder().decode(output.stdout), /^Usage: /m);
+});
