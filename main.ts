@@ -155,6 +155,9 @@ try {
         url: `http://${hostname}:${port}`,
         hostname,
         port,
+        // A supervisor (or `deno task`) may stand between whoever started
+        // the service and the process that serves: this is the one to signal.
+        pid: Deno.pid,
       }),
   });
 } catch (error) {

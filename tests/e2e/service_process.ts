@@ -1,6 +1,10 @@
-/** Starts the real service as a child process, for end-to-end tests. */
+/**
+ * Starts the real service as a child process, for end-to-end tests, the way
+ * the README starts it: `deno task start`, with exactly that task's
+ * permissions.
+ */
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** How the child process is started, besides its environment. */
 export interface ProcessOptions {
@@ -9,49 +13,61 @@ export interface ProcessOptions {
 }
 
 /**
- * `main.ts` as the tasks run it, on a free loopback port by default; under
- * a lower `ulimit -n` when asked, set by a shell that then becomes deno.
+ * `deno task start` on a free loopback port by default; under a lower
+ * `ulimit -n` when asked, set by a shell that then becomes the task runner
+ * (the service inherits the limit).
  */
 function serviceCommand(
   env: Record<string, string>,
   options: ProcessOptions = {},
 ): Deno.Command {
-  const deno = [
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    "--allow-write",
-    MAIN,
-  ];
-  const [command, ...args] = options.openFileLimit === undefined ? deno : [
+  const task = [Deno.execPath(), "task", "start"];
+  const [command, ...args] = options.openFileLimit === undefined ? task : [
     "bash",
     "-c",
     `ulimit -n ${options.openFileLimit} && exec "$@"`,
     "bash",
-    ...deno,
+    ...task,
   ];
   return new Deno.Command(command!, {
     args,
-    env: { PORT: "0", HOST: "127.0.0.1", ...env },
+    cwd: ROOT,
+    env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   });
 }
 
+const SIGNAL_NUMBERS: Partial<Record<number, Deno.Signal>> = {
+  2: "SIGINT",
+  6: "SIGABRT",
+  9: "SIGKILL",
+  15: "SIGTERM",
+};
+
+/**
+ * The service's exit as the task runner reports it: a service ended by a
+ * signal makes `deno task` exit with 128 + the signal's number.
+ */
+function serviceStatus(task: Deno.CommandStatus): Deno.CommandStatus {
+  const signal = task.code > 128 ? SIGNAL_NUMBERS[task.code - 128] : undefined;
+  return signal === undefined
+    ? task
+    : { success: false, code: task.code, signal };
+}
+
 /** A running service process. */
 export interface ServiceProcess {
   /** The port it listens on (chosen by the OS). */
   port: number;
-  /** The process id (of deno itself: the shell of a lower ulimit execs it). */
+  /** The service's own process id (from its `Listening` record), not the task runner's. */
   pid: number;
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
   url: string;
   /** Every JSON log record printed so far. */
   records: Array<Record<string, unknown>>;
-  /** Sends a signal. */
+  /** Sends a signal to the service itself. */
   kill(signal: Deno.Signal): void;
   /** Resolves with the exit status once stdout is fully read. */
   status: Promise<Deno.CommandStatus>;
@@ -62,12 +78,14 @@ export interface ServiceProcess {
 /**
  * Reads a service's JSON log lines from `stdout` into `records` (lines that
  * are not JSON, such as deno task's banner, are skipped). `listening`
- * resolves with the port of the `Listening` record, or rejects when the
+ * resolves with the port and pid of the `Listening` record, or rejects when the
  * output ends first; `done` resolves when it ends.
  */
 export function readLogRecords(stdout: ReadableStream<Uint8Array>) {
   const records: Array<Record<string, unknown>> = [];
-  const listening = Promise.withResolvers<number>();
+  const listening = Promise.withResolvers<
+    { port: number; pid: number }
+  >();
   const done = (async () => {
     let buffered = "";
     for await (const text of stdout.pipeThrough(new TextDecoderStream())) {
@@ -79,7 +97,9 @@ export function readLogRecords(stdout: ReadableStream<Uint8Array>) {
         if (!line.startsWith("{")) continue;
         const record = JSON.parse(line);
         records.push(record);
-        if (record.message === "Listening") listening.resolve(record.port);
+        if (record.message === "Listening") {
+          listening.resolve({ port: record.port, pid: record.pid });
+        }
       }
     }
     listening.reject(new Error("The service exited before listening"));
@@ -87,7 +107,7 @@ export function readLogRecords(stdout: ReadableStream<Uint8Array>) {
   return { records, listening: listening.promise, done };
 }
 
-/** Starts `main.ts` on a free loopback port with extra environment. */
+/** Starts the service on a free loopback port with extra environment. */
 export async function startService(
   env: Record<string, string> = {},
   options: ProcessOptions = {},
@@ -95,23 +115,23 @@ export async function startService(
   const child = serviceCommand({ LOG_LEVEL: "info", ...env }, options).spawn();
   const { records, listening, done } = readLogRecords(child.stdout);
   const stderr = new Response(child.stderr).text();
-  const status = done.then(() => child.status);
-  const port = await listening.catch(async (error) => {
+  const status = done.then(async () => serviceStatus(await child.status));
+  const { port, pid } = await listening.catch(async (error) => {
     await status;
     throw new Error(`${error.message}: ${await stderr}`);
   });
   return {
     port,
-    pid: child.pid,
+    pid,
     url: `http://127.0.0.1:${port}`,
     records,
-    kill: (signal) => child.kill(signal),
+    kill: (signal) => Deno.kill(pid, signal),
     status,
     stderr,
   };
 }
 
-/** Runs `main.ts` with `env` until it exits (for start-up failures). */
+/** Runs the service with `env` until it exits (for start-up failures). */
 export async function runToExit(
   env: Record<string, string>,
 ): Promise<{ code: number; stderr: string }> {

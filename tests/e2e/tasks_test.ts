@@ -21,7 +21,7 @@ async function startTask(name: string) {
     stderr: "null",
   }).spawn();
   const { records, listening, done } = readLogRecords(child.stdout);
-  const port = await listening;
+  const { port } = await listening;
   return { child, port, records, done: done.then(() => child.status) };
 }
 
