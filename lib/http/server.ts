@@ -20,9 +20,10 @@ export interface ResilientServerOptions {
   port: number;
   /**
    * How long a connection may go without starting a request. Checked every
-   * `idleTimeoutMs`: a connection that sent no request since the check
-   * before is closed, unless a request is in progress on it. 0 turns the
-   * check off.
+   * `idleTimeoutMs`: a connection held at two checks in a row that sent no
+   * request between them is closed, unless a request is in progress on it.
+   * 0 turns the check off. Only connections the process can see are ever
+   * closed (see `remotePorts`).
    */
   idleTimeoutMs: number;
   logger: Logger;
@@ -38,8 +39,11 @@ export interface ResilientServerOptions {
   retryDelayMs?: (attempt: number) => number;
   /**
    * The remote ports of the connections held on a port (default: read from
-   * `/proc`); `undefined` when unknown, which closes idle connections at
-   * every check.
+   * `/proc`); `undefined` when unknown. Unknown closes nothing: a busy
+   * connection cannot be told from a stale one, and cutting busy ones fails
+   * their clients' next requests. (Deno lets a process read its own
+   * `/proc` entries only with `--allow-all`, which `deno task start` does
+   * not grant, so there the idle check is off and a warning says so.)
    */
   remotePorts?: (localPort: number) => number[] | undefined;
 }
@@ -68,7 +72,8 @@ type Listener = Deno.HttpServer<Deno.NetAddr>;
  * never closed) and every older listener is shut down gracefully — requests
  * in progress finish, connections without one are closed, and busy clients
  * reconnect to the new listener. With no stale connection nothing changes,
- * so a steadily busy server is never disturbed.
+ * so a steadily busy server is never disturbed; where the connections
+ * cannot be seen, nothing is ever closed.
  *
  * @example
  * ```ts
@@ -97,6 +102,11 @@ export class ResilientServer {
   #checkTimer: ReturnType<typeof setInterval> | undefined;
   /** Remote ports that started a request since the last check. */
   #seen = new Set<number>();
+  /** Remote ports of the connections held at the last check. */
+  #held = new Set<number>();
+  /** When the last check ran (performance.now()). */
+  #checkedAt = performance.now();
+  #warnedBlind = false;
 
   /**
    * Binds the first listener; throws when that fails (a bad address, a port
@@ -220,17 +230,36 @@ export class ResilientServer {
 
   /** Whether some connection on the port started no request for a whole period. */
   #hasStale(): boolean {
-    // A connection idle for a whole period is stale: so an idle keep-alive
-    // connection is closed between one and two periods after its last
-    // request, one that never completes a request within one.
+    // Stale: held at the check before and at this one, with no request
+    // started in between. So an idle keep-alive connection is closed
+    // between one and two periods after its last request, and one that
+    // never starts a request between one and two periods after it opened;
+    // a connection accepted just before a check is never taken for stale.
     const seen = this.#seen;
     this.#seen = new Set();
+    const before = this.#held;
+    const now = performance.now();
+    // A check that runs late followed a stall (a long GC pause, a stopped
+    // process): no request could be seen during it, and the connections
+    // waiting in the accept queue would be reset with the old listener.
+    const late = now - this.#checkedAt > 1.5 * this.#options.idleTimeoutMs;
+    this.#checkedAt = now;
     const held = (this.#options.remotePorts ?? connectionRemotePorts)(
       this.#port,
     );
-    // Unknown (no descriptor free to read /proc): assume the worst.
-    if (held === undefined) return true;
-    return held.some((port) => !seen.has(port));
+    this.#held = new Set(held);
+    if (held === undefined) {
+      if (!this.#warnedBlind) {
+        this.#warnedBlind = true;
+        this.#options.logger.warning(
+          "Idle connections are not closed: this process cannot read its connections from /proc (Deno allows that only with --allow-all)",
+          { idleTimeoutMs: this.#options.idleTimeoutMs },
+        );
+      }
+      return false;
+    }
+    if (late) return false;
+    return held.some((port) => before.has(port) && !seen.has(port));
   }
 
   #closeStale(): void {

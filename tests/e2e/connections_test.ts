@@ -93,11 +93,11 @@ Deno.test("running out of file descriptors neither kills the service nor stops i
   assert.equal((await service.status).code, 0);
 });
 
-Deno.test("connections that send nothing, trickle their headers or sit idle after a response are closed after IDLE_TIMEOUT_MS", async () => {
+Deno.test("with --allow-all, connections that send nothing, trickle their headers or sit idle after a response are closed after IDLE_TIMEOUT_MS", async () => {
   const idleTimeoutMs = 300;
   const service = await startService({
     IDLE_TIMEOUT_MS: String(idleTimeoutMs),
-  });
+  }, { allowAll: true });
   const connect = () =>
     Deno.connect({ hostname: "127.0.0.1", port: service.port });
   const silent = await connect();
@@ -126,8 +126,8 @@ Deno.test("connections that send nothing, trickle their headers or sit idle afte
     timeUntilClosed(trickling, maxMs),
   ]);
   await trickle;
-  // A connection lives until the next listener rotation: at most one
-  // IDLE_TIMEOUT_MS, plus the time a graceful close takes.
+  // A connection lives until the second check that finds it idle: at most
+  // two IDLE_TIMEOUT_MS, plus the time a graceful close takes.
   for (
     const [name, ms] of [
       ["silent", silentMs],
@@ -141,11 +141,11 @@ Deno.test("connections that send nothing, trickle their headers or sit idle afte
   assert.equal((await service.status).code, 0);
 });
 
-Deno.test("a request in progress is not cut when idle connections are closed", async () => {
+Deno.test("with --allow-all, a request in progress is not cut when idle connections are closed", async () => {
   const service = await startService({
     IDLE_TIMEOUT_MS: "200",
     LATENCY_SCALE: "0",
-  });
+  }, { allowAll: true });
   const stream = await fetch(`${service.url}/events`);
   const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
   await sleep(700); // several rotations while the stream is open
@@ -159,6 +159,42 @@ Deno.test("a request in progress is not cut when idle connections are closed", a
   }
   assert.ok(received.includes(order.id), "the open stream saw the new order");
   await reader.cancel();
+  service.kill("SIGTERM");
+  assert.equal((await service.status).code, 0);
+});
+
+Deno.test("under deno task start, a keep-alive connection reused every half IDLE_TIMEOUT_MS is never cut, and the log says the idle check is off", async () => {
+  const service = await startService({ IDLE_TIMEOUT_MS: "1000" });
+  let conn = await Deno.connect({ hostname: "127.0.0.1", port: service.port });
+  let cuts = 0;
+  const request = new TextEncoder().encode(
+    "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  const buffer = new Uint8Array(4096);
+  for (let round = 0; round < 20; round++) {
+    let answered = false;
+    try {
+      await conn.write(request);
+      const read = await conn.read(buffer);
+      answered = read !== null &&
+        new TextDecoder().decode(buffer.subarray(0, read)).startsWith(
+          "HTTP/1.1 200",
+        );
+    } catch { /* reset */ }
+    if (!answered) {
+      cuts++;
+      conn.close();
+      conn = await Deno.connect({ hostname: "127.0.0.1", port: service.port });
+    }
+    await sleep(500);
+  }
+  conn.close();
+  assert.equal(cuts, 0, `the connection was cut ${cuts} times in 20`);
+  assert.ok(
+    service.records.some((record) =>
+      String(record.message).startsWith("Idle connections are not closed")
+    ),
+  );
   service.kill("SIGTERM");
   assert.equal((await service.status).code, 0);
 });

@@ -10,6 +10,12 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 export interface ProcessOptions {
   /** A lower open-file limit (`ulimit -n`) for the child only. */
   openFileLimit?: number;
+  /**
+   * Runs `deno run --allow-all main.ts` instead of the start task: the
+   * documented way to turn on what needs `/proc` (the idle-connection
+   * check and the descriptor metrics), which Deno grants only with it.
+   */
+  allowAll?: boolean;
 }
 
 /**
@@ -21,7 +27,9 @@ function serviceCommand(
   env: Record<string, string>,
   options: ProcessOptions = {},
 ): Deno.Command {
-  const task = [Deno.execPath(), "task", "start"];
+  const task = options.allowAll
+    ? [Deno.execPath(), "run", "--allow-all", "main.ts"]
+    : [Deno.execPath(), "task", "start"];
   const [command, ...args] = options.openFileLimit === undefined ? task : [
     "bash",
     "-c",
