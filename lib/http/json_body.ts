@@ -52,10 +52,10 @@ export async function readBodyText(
   let stopReading: (() => void) | undefined;
   const cancel = BODY_DEADLINES.add(timeoutMs, () => {
     stopReading?.();
-    reject(tooSlow(timeoutMs));
+    reject(tooSlow(timeoutMs, request.headers.has("content-length")));
   });
   readText(request, maxBytes, (stop) => stopReading = stop)
-    .then(resolve, reject);
+    .then(resolve, (error) => reject(cutShort(error)));
   try {
     return await promise;
   } finally {
@@ -133,12 +133,36 @@ function decodeUtf8(bytes: Uint8Array): string {
   }
 }
 
-function tooSlow(timeoutMs: number): HttpProblem {
+/**
+ * A failed read of the body as the client's doing: the connection ended or
+ * was reset before the body was whole (Deno reports `BadResource` or a
+ * stream error). Our own refusals pass through as they are.
+ */
+function cutShort(error: unknown): unknown {
+  if (error instanceof HttpProblem) return error;
+  return new HttpProblem(
+    400,
+    "Bad Request",
+    "Request body ended before it was complete (the connection closed or reset)",
+    { type: problemType("incomplete-body") },
+  );
+}
+
+/**
+ * The 408. The connection cannot be reused (the rest of the body may still
+ * come), so it says `connection: close`; where the body's length was
+ * declared, Deno adds that header itself for a body left unread, and a
+ * second copy would repeat it.
+ */
+function tooSlow(timeoutMs: number, lengthDeclared: boolean): HttpProblem {
   return new HttpProblem(
     408,
     "Request Timeout",
     `Request body did not arrive within ${timeoutMs} ms`,
-    { type: problemType("body-timeout"), headers: { connection: "close" } },
+    {
+      type: problemType("body-timeout"),
+      ...(lengthDeclared ? {} : { headers: { connection: "close" } }),
+    },
   );
 }
 

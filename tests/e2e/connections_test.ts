@@ -198,3 +198,68 @@ Deno.test("under deno task start, a keep-alive connection reused every half IDLE
   service.kill("SIGTERM");
   assert.equal((await service.status).code, 0);
 });
+
+/** Sends `head` and `body` raw, half-closes when asked, and reads the answer's head. */
+async function rawPost(
+  port: number,
+  headers: string,
+  body: string,
+  options: { halfClose: boolean },
+): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          headers + "\r\n" + body,
+      ),
+    );
+    if (options.halfClose) await conn.closeWrite();
+    const buffer = new Uint8Array(8192);
+    let answer = "";
+    while (!answer.includes("\r\n\r\n")) {
+      const read = await conn.read(buffer);
+      if (read === null) break;
+      answer += new TextDecoder().decode(buffer.subarray(0, read));
+    }
+    return answer;
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("a body cut short answers 400, and a body too slow answers 408 with one connection: close, whether its length was declared or chunked", async () => {
+  const service = await startService({
+    BODY_TIMEOUT_MS: "500",
+    LATENCY_SCALE: "0",
+  });
+  const declared = "Content-Length: 1000\r\n";
+  const chunked = "Transfer-Encoding: chunked\r\n";
+  const cutDeclared = await rawPost(service.port, declared, '{"a":', {
+    halfClose: true,
+  });
+  assert.match(cutDeclared, /^HTTP\/1\.1 400 /, cutDeclared);
+  assert.match(cutDeclared, /application\/problem\+json/);
+  const cutChunked = await rawPost(service.port, chunked, '5\r\n{"a":\r\n', {
+    halfClose: true,
+  });
+  assert.match(cutChunked, /^HTTP\/1\.1 400 /, cutChunked);
+  for (
+    const [headers, body] of [[declared, '{"a":'], [
+      chunked,
+      '5\r\n{"a":\r\n',
+    ]] as const
+  ) {
+    const slow = await rawPost(service.port, headers, body, {
+      halfClose: false,
+    });
+    assert.match(slow, /^HTTP\/1\.1 408 /, slow);
+    assert.equal(slow.match(/^connection: close\r$/gim)?.length, 1, slow);
+  }
+  assert.ok(
+    !service.records.some((record) => record.level === "ERROR"),
+    "nothing logged as an error",
+  );
+  service.kill("SIGTERM");
+  assert.equal((await service.status).code, 0);
+});
