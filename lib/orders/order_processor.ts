@@ -132,6 +132,16 @@ export class OrderProcessor {
       return await this.#attempts(order, controller.signal, shutdown);
     } catch (error) {
       if (error instanceof ClaimLostError) return this.#lost(id);
+      if (error instanceof InvalidTransitionError) {
+        // Only another instance moves an order this worker holds (on a
+        // shared store: it was rescued away and finished there). The
+        // fencing did its job; nothing here failed.
+        this.#options.logger.warn(
+          "Order {orderId} was changed elsewhere while this worker held it (now {status}); leaving it",
+          { orderId: id, status: error.actual },
+        );
+        return "lost";
+      }
       // Shutdown ended a wait for the store to take a write.
       if (shutdown.aborted) return "abandoned";
       throw error;

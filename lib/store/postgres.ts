@@ -766,19 +766,20 @@ export class PostgresStore implements OrderStore {
     if (change.token !== undefined && row.last_change === change.token) {
       return toOrder(row);
     }
-    const refusal = refuseTransition(id, {
-      status: row.status,
-      cancelRequested: row.cancel_requested,
-    }, change);
-    if (refusal) return refusal;
+    // The fence before the status: an unfinished order that another claim
+    // holds was taken from us (rescued, perhaps started again elsewhere),
+    // whatever status it has now. A finished one is judged by its status.
     if (
-      change.claimed &&
+      change.claimed && !isTerminal(row.status) &&
       (row.claimed_by !== this.#instanceId || row.claim_epoch !== epoch)
     ) {
       this.#forget(id, epoch);
       return new ClaimLostError(id, change.action);
     }
-    return undefined;
+    return refuseTransition(id, {
+      status: row.status,
+      cancelRequested: row.cancel_requested,
+    }, change);
   }
 
   claimPending(limit: number): Promise<string[]> {

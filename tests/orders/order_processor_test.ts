@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import { getLogger } from "@logtape/logtape";
+import { OrderProcessor } from "../../lib/orders/order_processor.ts";
+import type { OrderStore, Transition } from "../../lib/orders/order_store.ts";
+import { OrderStats } from "../../lib/orders/stats.ts";
+import { MemoryStore } from "../../lib/store/memory.ts";
 import { InvalidTransitionError } from "../../lib/orders/errors.ts";
 import type { Step } from "../../lib/orders/order.ts";
 import { StepFailedError, type StepRunner } from "../../lib/orders/steps.ts";
@@ -303,4 +308,37 @@ Deno.test("shutdown ends the wait for a refusing store, leaving the order abando
   await system.pool.abort(new Error("Shutdown timeout"));
   assert.equal((await system.store.get(order.id))?.status, "pending");
   assert.equal(system.stats.summary().abandoned, 1);
+});
+
+Deno.test("an order changed elsewhere while a worker held it (a shared store's rescue) ends that worker's part as lost, not as an unexpected failure", async () => {
+  const memory = new MemoryStore();
+  // What a shared store answers the stale worker's retry: another instance
+  // rescued the order and finished it meanwhile.
+  const store: OrderStore = new Proxy(memory, {
+    get(target, name) {
+      if (name === "transition") {
+        return (id: string, change: Transition) =>
+          change.action === "retry"
+            ? Promise.reject(
+              new InvalidTransitionError(id, "completed", change.action),
+            )
+            : target.transition(id, change);
+      }
+      const value = Reflect.get(target, name);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const { order } = await memory.create(EXAMPLE_ORDER);
+  const processor = new OrderProcessor({
+    store,
+    runStep: countingSteps({ payment: 1 }).runStep,
+    stats: new OrderStats(),
+    logger: getLogger(["order-service", "test"]),
+    maxAttempts: 3,
+    backoffMs: () => 0,
+  });
+  assert.equal(
+    await processor.process(order.id, new AbortController().signal),
+    "lost",
+  );
 });

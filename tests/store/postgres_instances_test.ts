@@ -449,3 +449,27 @@ withInstances(
     }
   },
 );
+
+withInstances(
+  "PostgreSQL instances: a stale worker's change to an order rescued away from it (pending again, or started elsewhere) is refused as a lost claim, whatever the order's status now",
+  1,
+  async ([a], schema) => {
+    const { order } = await a!.create(EXAMPLE_ORDER);
+    await a!.transition(order.id, start);
+    // A rescue: processing → pending, unclaimed, a new epoch.
+    await adminQuery(
+      `UPDATE "${schema}".orders SET status = 'pending', claimed_by = NULL,
+         claim_epoch = claim_epoch + 1 WHERE id = $1`,
+      [order.id],
+    );
+    await assert.rejects(
+      a!.transition(order.id, {
+        action: "record a step of",
+        from: ["processing"],
+        claimed: true,
+        append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+      }),
+      ClaimLostError,
+    );
+  },
+);
