@@ -235,6 +235,7 @@ export function createSystem(options: SystemOptions): System {
     pollMs: options.claimPollMs ?? 1000,
     onClaimed: (count) => stats.recordRecovered(count),
     status: localStatus,
+    health: storeHealth,
   });
   const app = createApp({
     hub,

@@ -125,7 +125,7 @@ export function createApp(options: AppOptions) {
       "/",
       healthRoutes({
         isAccepting: () => options.service.accepting,
-        isStoreWritable: () => options.storeHealth?.writable ?? true,
+        storeProblem: () => options.storeHealth?.problem,
       }),
     )
     .route(

@@ -17,20 +17,24 @@ import {
 
 /** Creates the `/health` and `/ready` routes. */
 export function healthRoutes(
-  options: { isAccepting: () => boolean; isStoreWritable: () => boolean },
+  options: {
+    isAccepting: () => boolean;
+    /** Why the store cannot serve this instance now (writes, lease, claims). */
+    storeProblem: () => string | undefined;
+  },
 ) {
   return new Hono()
     // Liveness: the process runs and its event loop answers.
     .get("/health", (c) => c.json({ status: "ok" }, 200))
     // Readiness: load balancers stop sending orders once this turns 503.
     .get("/ready", (c) => {
-      if (!options.isStoreWritable()) {
+      const storeProblem = options.storeProblem();
+      if (storeProblem !== undefined) {
         return problem(c, {
           type: problemType("store-unavailable"),
           title: "Service Unavailable",
           status: 503,
-          detail:
-            "The order store is refusing writes; accepted orders wait and are retried",
+          detail: storeProblem,
         }, { "retry-after": "5" });
       }
       if (options.isAccepting()) return c.json({ status: "ready" }, 200);

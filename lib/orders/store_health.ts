@@ -23,6 +23,8 @@
  */
 export class StoreHealth {
   #refusedAt: number | undefined;
+  #leaseFailing = false;
+  #claimsFailing = false;
   readonly #forgetAfterMs: number;
   readonly #now: () => number;
 
@@ -48,5 +50,33 @@ export class StoreHealth {
   get writable(): boolean {
     return this.#refusedAt === undefined ||
       this.#now() - this.#refusedAt > this.#forgetAfterMs;
+  }
+
+  /**
+   * Whether this instance's last heartbeat was answered in time. A shared
+   * store's other instances presume an instance dead when it fails for a
+   * lease; one that cannot renew should not be sent orders meanwhile.
+   */
+  recordLease(renewed: boolean): void {
+    this.#leaseFailing = !renewed;
+  }
+
+  /** Whether this instance's last look for unclaimed orders worked. */
+  recordClaims(claimed: boolean): void {
+    this.#claimsFailing = !claimed;
+  }
+
+  /** Why `/ready` should answer 503 for the store, or `undefined`. */
+  get problem(): string | undefined {
+    if (!this.writable) {
+      return "The order store is refusing writes; accepted orders wait and are retried";
+    }
+    if (this.#leaseFailing) {
+      return "This instance cannot renew its lease in the store; other instances may presume it dead and take over its orders";
+    }
+    if (this.#claimsFailing) {
+      return "This instance cannot claim unclaimed orders from the store";
+    }
+    return undefined;
   }
 }

@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import { delay } from "../async/delay.ts";
 import type { InstanceStatus, OrderStore } from "./order_store.ts";
+import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode WorkClaimer}. */
 export interface WorkClaimerOptions {
@@ -35,13 +36,22 @@ export interface WorkClaimerOptions {
   onClaimed?: (count: number) => void;
   /** What each heartbeat tells the other instances. */
   status?: () => InstanceStatus;
+  /** Told whether the lease is renewed in time and whether claims work. */
+  health?: StoreHealth | undefined;
+  /**
+   * A heartbeat not answered within this long counts as a failure to renew
+   * (default: two and a half heartbeats, half the lease as main sets it).
+   */
+  overdueMs?: number;
 }
 
 /**
- * Two loops: the lease (heartbeat, then rescue) on a timer of its own, so
- * that a slow claim can never make this instance look dead; and the claim
- * loop, which sleeps until woken (the store's `onUnclaimed`), until the
- * poll, or, when the queue was full while work waited, until it has room.
+ * Three loops. The heartbeat, on a timer of its own, so that nothing else
+ * this instance waits for (a slow claim, a rescue held up by a locked
+ * table) can make it look dead; the rescue of stopped instances' orders on
+ * another; and the claim loop, which sleeps until woken (the store's
+ * `onUnclaimed`), until the poll, or, when the queue was full while work
+ * waited, until it has room.
  */
 export class WorkClaimer {
   readonly #options: WorkClaimerOptions;
@@ -59,9 +69,9 @@ export class WorkClaimer {
     options.store.onUnclaimed(() => this.wake());
   }
 
-  /** Starts both loops. */
+  /** Starts the loops. */
   start(): void {
-    this.#loops = [this.#leaseLoop(), this.#claimLoop()];
+    this.#loops = [this.#leaseLoop(), this.#rescueLoop(), this.#claimLoop()];
   }
 
   /** Looks for unclaimed work now. */
@@ -71,7 +81,7 @@ export class WorkClaimer {
     this.#wake.resolve();
   }
 
-  /** Stops both loops (nothing more is claimed) and waits for them. */
+  /** Stops the loops (nothing more is claimed) and waits for them. */
   async stop(): Promise<void> {
     this.#stop.abort();
     this.#wake.resolve();
@@ -79,31 +89,62 @@ export class WorkClaimer {
   }
 
   async #leaseLoop(): Promise<void> {
+    const { store, logger, heartbeatMs, health } = this.#options;
+    const overdueMs = this.#options.overdueMs ?? heartbeatMs * 2.5;
+    const signal = this.#stop.signal;
+    let failing = false;
+    while (!signal.aborted) {
+      // A heartbeat that hangs (a partition) fails readiness before the
+      // lease lapses, not when the query finally times out.
+      const overdue = setTimeout(() => health?.recordLease(false), overdueMs);
+      try {
+        if (!(await store.heartbeat(this.#options.status?.()))) {
+          logger.warn(
+            "This instance was presumed dead; it has registered again and handed back what it still held",
+          );
+        }
+        health?.recordLease(true);
+        if (failing) logger.info("The lease is kept again");
+        failing = false;
+      } catch (error) {
+        // A store that is down: other instances cannot see us either, and
+        // our fenced writes will tell the workers if they rescued us.
+        health?.recordLease(false);
+        if (!failing) {
+          logger.warn("Cannot renew this instance's lease: {error}", {
+            error,
+          });
+        }
+        failing = true;
+      } finally {
+        clearTimeout(overdue);
+      }
+      await delay(heartbeatMs, { signal }).catch(() => {});
+    }
+  }
+
+  async #rescueLoop(): Promise<void> {
     const { store, logger, heartbeatMs } = this.#options;
     const signal = this.#stop.signal;
     let failing = false;
     while (!signal.aborted) {
       try {
-        if (!(await store.heartbeat(this.#options.status?.()))) {
-          logger.warn(
-            "This instance was presumed dead and its orders were rescued; it has registered again",
-          );
-        }
         const rescued = await store.rescue();
         if (rescued > 0) {
           logger.warn("Rescued {rescued} orders of stopped instances", {
             rescued,
           });
         }
-        if (failing) logger.info("The lease is kept again");
+        if (failing) logger.info("Rescuing works again");
         failing = false;
       } catch (error) {
-        // A store that is down: other instances cannot see us either, and
-        // our fenced writes will tell the workers if they rescued us.
         if (!failing) {
-          logger.warn("Cannot renew this instance's lease: {error}", {
-            error,
-          });
+          logger.warn(
+            "Cannot rescue the orders of stopped instances: {error}",
+            {
+              error,
+            },
+          );
         }
         failing = true;
       }
@@ -133,8 +174,10 @@ export class WorkClaimer {
             onClaimed?.(ids.length - refused.length);
           }
           if (this.#mayHaveWork) waitMs = 0;
+          this.#options.health?.recordClaims(true);
           failing = false;
         } catch (error) {
+          this.#options.health?.recordClaims(false);
           if (!failing) {
             logger.warn("Cannot claim unclaimed orders: {error}", { error });
           }

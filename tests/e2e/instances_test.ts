@@ -7,6 +7,8 @@
  */
 
 import assert from "node:assert/strict";
+// @ts-types="npm:@types/pg@8.23.1"
+import pg from "pg";
 import { EXAMPLE_ORDER } from "../helpers.ts";
 import { listAllOrders, postOrder, postOrdersUntil } from "./load.ts";
 import { type ServiceProcess, startService } from "./service_process.ts";
@@ -626,5 +628,81 @@ instancesTest(
     } finally {
       await proxy.close();
     }
+  },
+);
+
+instancesTest(
+  "/ready turns 503 while an instance cannot renew its lease (black-holed from PostgreSQL), and 200 again once the cut heals",
+  async ({ start }) => {
+    const proxy = new TcpProxy({ hostname: "127.0.0.1", port: 5432 });
+    try {
+      const b = await start({
+        LATENCY_SCALE: "0",
+        LEASE_MS: "1000",
+        INSTANCE_ID: "b",
+        STORE: throughProxy(proxy),
+      });
+      const ready = async () => {
+        const response = await fetch(`${b.url}/ready`);
+        return { status: response.status, body: await response.json() };
+      };
+      assert.equal((await ready()).status, 200);
+      proxy.blackHole();
+      const refused = await waitFor("/ready 503", async () => {
+        const answer = await ready();
+        return answer.status === 503 ? answer : undefined;
+      }, 5000);
+      assert.match(refused.body.detail, /lease/);
+      proxy.resume();
+      await waitFor("/ready 200", async () => {
+        return (await ready()).status === 200 ? true : undefined;
+      }, 10_000);
+      await stop(b);
+    } finally {
+      await proxy.close();
+    }
+  },
+);
+
+instancesTest(
+  "a table lock held past the lease (LOCK TABLE orders) does not get a live instance presumed dead, nor its running orders rescued",
+  async ({ start, schema }) => {
+    const env = { LATENCY_SCALE: "0.5", LEASE_MS: "1000" };
+    const a = await start({ ...env, INSTANCE_ID: "a" });
+    const b = await start({ ...env, INSTANCE_ID: "b" });
+    const ids: string[] = [];
+    for (let index = 0; index < 6; index++) {
+      const response = await postOrder((index % 2 ? a : b).url);
+      assert.equal(response.status, 201);
+      ids.push((await response.json()).id);
+    }
+    const holder = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    holder.on("error", () => {});
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`LOCK TABLE "${schema}".orders`);
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await holder.query("COMMIT");
+    } finally {
+      await holder.end().catch(() => {});
+    }
+    await waitForCompleted("every order completed", a.url, ids, 30_000);
+    const orders = await listAllOrders(a.url);
+    for (const order of orders) {
+      assert.ok(
+        !order.timeline.some((entry) => entry.type === "interrupted"),
+        `order ${order.id} was rescued from a live instance`,
+      );
+    }
+    for (const service of [a, b]) {
+      assert.ok(
+        !service.records.some((record) =>
+          String(record.message).includes("presumed dead")
+        ),
+      );
+    }
+    await stop(b);
+    await stop(a);
   },
 );

@@ -87,6 +87,7 @@ export async function listAllOrders(
       status: string;
       attempts: number;
       failure_reason: string | null;
+      timeline: Array<{ type: string }>;
     }
   >
 > {

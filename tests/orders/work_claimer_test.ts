@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import type { Step } from "../../lib/orders/order.ts";
+import type { OrderStore } from "../../lib/orders/order_store.ts";
+import { StoreHealth } from "../../lib/orders/store_health.ts";
+import { WorkClaimer } from "../../lib/orders/work_claimer.ts";
 import type { StepRunner } from "../../lib/orders/steps.ts";
 import { drain } from "../../lib/shutdown.ts";
 import { MemoryStore } from "../../lib/store/memory.ts";
@@ -161,4 +164,76 @@ Deno.test("a shared store's drain finishes the running order and hands the queue
     assert.equal((await store.get(id))?.status, "pending");
   }
   assert.deepEqual(await store.claimPending(10), ids.slice(1));
+});
+
+/** A memory store whose heartbeat and rescue wait until released. */
+function stallingStore(stall: { heartbeat: boolean; rescue: boolean }) {
+  const memory = new MemoryStore();
+  const released = Promise.withResolvers<void>();
+  let heartbeats = 0;
+  const store: OrderStore = new Proxy(memory, {
+    get(target, name) {
+      if (name === "heartbeat") {
+        return async () => {
+          heartbeats++;
+          if (stall.heartbeat) await released.promise;
+          return true;
+        };
+      }
+      if (name === "rescue") {
+        return async () => {
+          if (stall.rescue) await released.promise;
+          return 0;
+        };
+      }
+      const value = Reflect.get(target, name);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, release: released.resolve, heartbeats: () => heartbeats };
+}
+
+function claimerFor(store: OrderStore, health: StoreHealth) {
+  return new WorkClaimer({
+    store,
+    queue: { room: 0, enqueueClaimed: () => false },
+    logger: getLogger(["order-service", "test"]),
+    heartbeatMs: 20,
+    pollMs: 1000,
+    health,
+    overdueMs: 60,
+  });
+}
+
+Deno.test("WorkClaimer: a heartbeat not answered in time makes the store unready, and an answer makes it ready again", async () => {
+  const { store, release } = stallingStore({ heartbeat: true, rescue: false });
+  const health = new StoreHealth();
+  const claimer = claimerFor(store, health);
+  claimer.start();
+  try {
+    await waitUntil(() => health.problem !== undefined, "unready", 2000);
+    assert.match(health.problem!, /cannot renew its lease/);
+    release();
+    await waitUntil(() => health.problem === undefined, "ready", 2000);
+  } finally {
+    release();
+    await claimer.stop();
+  }
+});
+
+Deno.test("WorkClaimer: a rescue held up (a locked table) does not hold up the heartbeats", async () => {
+  const { store, release, heartbeats } = stallingStore({
+    heartbeat: false,
+    rescue: true,
+  });
+  const health = new StoreHealth();
+  const claimer = claimerFor(store, health);
+  claimer.start();
+  try {
+    await waitUntil(() => heartbeats() >= 5, "five heartbeats", 2000);
+    assert.equal(health.problem, undefined);
+  } finally {
+    release();
+    await claimer.stop();
+  }
 });
