@@ -87,6 +87,11 @@ export class OrderEventHub {
   // a shared store's are its sequence numbers, unique but delivered in the
   // store's order, so replay then finds the id instead of comparing.
   #lastId = 0;
+  // The id of the newest event before the kept history: every event after
+  // it is kept. Lets a shared store's client resume from an event that
+  // was published while nobody listened (an order that finished before
+  // its first stream opened), for which there is nothing to replay.
+  #historyFrom = 0;
   #numbered = false;
   #subscribers = new Set<Subscriber>();
   #listeners: Array<(event: OrderEvent) => void> = [];
@@ -193,6 +198,8 @@ export class OrderEventHub {
       waiting: undefined,
       ended: this.#closed ? "closed" : undefined,
     };
+    // The history starts with what comes next.
+    if (this.#history.length === 0) this.#historyFrom = this.#lastId;
     let replayed = true;
     if (options.afterId !== undefined) {
       const afterId = options.afterId;
@@ -200,15 +207,16 @@ export class OrderEventHub {
       if (this.#numbered) {
         // Replay is possible only if the event is still kept; what
         // follows it in the history is what the client missed.
-        let seen = false;
-        replayed = false;
+        const fromStart = afterId === this.#historyFrom;
+        let seen = fromStart;
+        replayed = fromStart;
         follows = (event) => {
           if (seen) return true;
           if (event.id === afterId) replayed = seen = true;
           return false;
         };
         for (const event of this.#kept()) follows(event);
-        seen = false;
+        seen = fromStart;
       } else {
         const oldest = this.#history[this.#historyStart]?.id ?? this.#nextId;
         // Events after afterId are all still kept only if afterId + 1 ≥
@@ -256,6 +264,7 @@ export class OrderEventHub {
     if (this.#keepsHistory()) {
       if (this.#history.length < this.#historySize) this.#history.push(event);
       else {
+        this.#historyFrom = this.#history[this.#historyStart]!.id;
         this.#history[this.#historyStart] = event;
         this.#historyStart = (this.#historyStart + 1) % this.#historySize;
       }

@@ -28,7 +28,7 @@ if (!available && Deno.env.get("CI") === "true") {
 
 Deno.test({
   name:
-    "on STORE=postgres://… orders are processed, and are still there after a restart",
+    "on STORE=postgres://… orders are processed, and are still there after a restart, where a finished order's event stream ends with 204 on reconnect",
   ignore: !available, // stated reason: no PostgreSQL server reachable here
   async fn() {
     const { schema, drop } = freshSchema("e2e");
@@ -50,6 +50,18 @@ Deno.test({
         const order = await (await fetch(`${second.url}/orders/${id}`)).json();
         assert.equal(order.status, "completed", id);
       }
+      // The stream of an order that finished before any stream opened: a
+      // snapshot, and then, reconnecting as EventSource does with the id it
+      // got, 204, which tells EventSource to stop (not a snapshot again).
+      const stream = await fetch(`${second.url}/orders/${ids[0]}/events`);
+      assert.equal(stream.status, 200);
+      const lastId = /^id: (\d+)$/m.exec(await stream.text())?.[1];
+      assert.ok(lastId !== undefined, "the snapshot carries an id");
+      const reconnect = await fetch(`${second.url}/orders/${ids[0]}/events`, {
+        headers: { "last-event-id": lastId },
+      });
+      await reconnect.body?.cancel();
+      assert.equal(reconnect.status, 204);
       second.kill("SIGTERM");
       assert.equal((await second.status).code, 0);
       const logged = JSON.stringify(first.records);

@@ -150,3 +150,23 @@ Deno.test("OrderEventHub keeps the history for historyLingerMs after the last su
   late.close();
   hub.close();
 });
+
+Deno.test("OrderEventHub with a shared store's numbers: a client resuming from the newest event published while nobody listened has nothing to replay, and gets what follows once it listens", async () => {
+  const hub = new OrderEventHub();
+  // Store sequence numbers, with gaps (other schemas' or rolled-back ids).
+  hub.publishStored({ id: 40, name: "created", order: order("A") });
+  hub.publishStored({ id: 46, name: "status", order: order("A", "completed") });
+  const first = hub.subscribe({ afterId: 46 });
+  assert.equal(first.replayed, true, "nothing was missed after 46");
+  assert.equal(first.replayedCount, 0);
+  first.close();
+  hub.publishStored({ id: 52, name: "created", order: order("B") });
+  // Reconnected within the linger, from the same id: 52 was missed.
+  const back = hub.subscribe({ afterId: 46 });
+  assert.equal(back.replayed, true);
+  assert.equal(back.replayedCount, 1);
+  const missed = await back.next();
+  assert.equal(typeof missed === "string" ? missed : missed.id, 52);
+  assert.equal(hub.subscribe({ afterId: 40 }).replayed, false, "41–46 gone");
+  hub.close();
+});
