@@ -89,7 +89,7 @@ export const idempotencyKeySchema = z.string()
 // tests parse real responses with them, so the document cannot drift from
 // what the service sends.
 
-const timestamp = z.string().describe("RFC 3339 time, UTC");
+const timestamp = z.iso.datetime().describe("RFC 3339 time, UTC");
 
 /** One entry of an order's timeline. */
 export const timelineEntrySchema = z.discriminatedUnion("type", [
@@ -102,19 +102,19 @@ export const timelineEntrySchema = z.discriminatedUnion("type", [
     at: timestamp,
     type: z.literal("step_finished"),
     step: z.enum(STEPS),
-    attempt: z.number().int(),
+    attempt: z.number().int().nonnegative(),
   }),
   z.object({
     at: timestamp,
     type: z.literal("attempt_failed"),
-    attempt: z.number().int(),
+    attempt: z.number().int().nonnegative(),
     reason: z.string(),
   }),
   z.object({ at: timestamp, type: z.literal("cancel_requested") }),
   z.object({
     at: timestamp,
     type: z.literal("interrupted"),
-    attempt: z.number().int(),
+    attempt: z.number().int().nonnegative(),
   }),
 ]);
 
@@ -129,7 +129,9 @@ export const orderSchema = z.strictObject({
   status: z.enum(ORDER_STATUSES),
   created_at: timestamp,
   updated_at: timestamp,
-  attempts: z.number().int().describe("Processing attempts started"),
+  attempts: z.number().int().nonnegative().describe(
+    "Processing attempts started",
+  ),
   failure_reason: z.string().nullable().describe(
     "Why the order failed; null unless failed",
   ),

@@ -224,3 +224,22 @@ Deno.test("with API keys, an operation documented as secured answers 401 without
     await drainSystem(system);
   }
 });
+
+Deno.test("the OpenAPI document gives every time the date-time format and counts no fewer than zero attempts", async () => {
+  const system = testSystem();
+  try {
+    const response = await system.app.request("/openapi.json");
+    const document = await response.json();
+    const order = document.components.schemas.Order.properties;
+    assert.equal(order.created_at.format, "date-time");
+    assert.equal(order.updated_at.format, "date-time");
+    assert.equal(order.attempts.minimum, 0);
+    const entries = JSON.stringify(order.timeline);
+    assert.ok(!entries.includes('"minimum":-9007199254740991'), entries);
+    const times = [...entries.matchAll(/"at":\{[^}]*"format":"([^"]+)"/g)];
+    assert.equal(times.length, 5, "one `at` for each kind of entry");
+    assert.ok(times.every((match) => match[1] === "date-time"));
+  } finally {
+    await drainSystem(system);
+  }
+});
