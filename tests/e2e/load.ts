@@ -19,7 +19,9 @@ export interface LoadOptions {
   /** Concurrent clients, each posting one order after another. */
   concurrency: number;
   /** Stop once this resolves (or after `maxMs`). */
-  stop: Promise<unknown>;
+  stop?: Promise<unknown>;
+  /** Stop once this many orders were answered 201 (or after `maxMs`). */
+  createdCount?: number;
   /** Upper bound on the whole run. */
   maxMs: number;
   /** A request unanswered after this long counts as a hang. */
@@ -39,7 +41,7 @@ export async function postOrdersUntil(
   };
   let stopped = false;
   const overall = setTimeout(() => stopped = true, options.maxMs);
-  options.stop.then(() => stopped = true, () => stopped = true);
+  options.stop?.then(() => stopped = true, () => stopped = true);
   const client = async () => {
     while (!stopped) {
       const controller = new AbortController();
@@ -59,7 +61,12 @@ export async function postOrdersUntil(
           response.status,
           (result.statuses.get(response.status) ?? 0) + 1,
         );
-        if (response.status === 201) result.created.push(body.id);
+        if (response.status === 201) {
+          result.created.push(body.id);
+          if (result.created.length >= (options.createdCount ?? Infinity)) {
+            stopped = true;
+          }
+        }
       } catch {
         if (controller.signal.aborted) result.timeouts++;
         else {
