@@ -86,22 +86,26 @@ try {
     instanceId: config.instanceId,
     leaseMs: config.leaseMs,
   });
+} catch (error) {
+  // A store that cannot be opened: nothing can be promised, so stop with
+  // the documented code.
+  if (!(error instanceof StoreOpenError)) throw error;
+  await stopStartUp(error.message);
+}
+try {
   // Before any worker runs: orders a previous process (or, on a shared
   // store, a stopped instance) left mid-processing become pending again.
   interrupted = await store.rescue();
 } catch (error) {
-  // A store that cannot be opened, or refuses the recovery's writes (a full
-  // disk): nothing can be promised, so stop with the documented code.
-  if (
-    !(error instanceof StoreOpenError) &&
-    !(error instanceof StoreUnavailableError)
-  ) throw error;
-  const reason = error instanceof StoreUnavailableError
-    ? `the store "${
-      redactConfig(config).store
-    }" refused the recovery's writes: ${error.message}`
-    : error.message;
-  await stopStartUp(reason);
+  // A store that refuses the recovery's writes (a full disk) can still be
+  // read: come up, answer 503 to writes, and let the lease loop try the
+  // recovery again until the store takes it.
+  if (!(error instanceof StoreUnavailableError)) throw error;
+  interrupted = 0;
+  lifecycle.warning(
+    "Cannot recover interrupted orders yet: {reason}; trying again while serving reads",
+    { reason: error.message },
+  );
 }
 if (interrupted > 0) {
   lifecycle.warning("Recovered interrupted orders", { interrupted });

@@ -140,11 +140,11 @@ export class OrderService {
         result = await this.#store.create(input, { idempotencyKey });
       } catch (error) {
         if (error instanceof StoreUnavailableError) {
-          this.#storeHealth?.recordRefused();
+          this.#storeHealth?.recordRefused({ create: true });
         }
         throw error;
       }
-      this.#storeHealth?.recordWritten();
+      this.#storeHealth?.recordWritten({ create: true });
       if (result.created) {
         // Cannot fail: the slot was reserved and only workers have taken
         // from the queue since, and stopAccepting() waits for us to close it.

@@ -23,6 +23,7 @@
  */
 export class StoreHealth {
   #refusedAt: number | undefined;
+  #createRefusedAt: number | undefined;
   #leaseFailing = false;
   #claimsFailing = false;
   readonly #forgetAfterMs: number;
@@ -36,20 +37,35 @@ export class StoreHealth {
     this.#now = options.now ?? Date.now;
   }
 
-  /** A write was refused by the store. */
-  recordRefused(): void {
+  /**
+   * A write was refused by the store. `create`: a new order's, which a
+   * store may refuse alone (SQLite on a full disk takes the accepted
+   * orders' writes and refuses new orders).
+   */
+  recordRefused(options: { create?: boolean } = {}): void {
     this.#refusedAt = this.#now();
+    if (options.create) this.#createRefusedAt = this.#refusedAt;
   }
 
-  /** A write was committed. */
-  recordWritten(): void {
+  /**
+   * A write was committed. Only a new order's clears a refusal of new
+   * orders: the workers' writes going through says nothing of those.
+   */
+  recordWritten(options: { create?: boolean } = {}): void {
     this.#refusedAt = undefined;
+    if (options.create) this.#createRefusedAt = undefined;
   }
 
-  /** False while the store refuses writes. */
+  /** False while the store refuses writes, or new orders. */
   get writable(): boolean {
-    return this.#refusedAt === undefined ||
-      this.#now() - this.#refusedAt > this.#forgetAfterMs;
+    return this.#recent(this.#refusedAt) === undefined &&
+      this.#recent(this.#createRefusedAt) === undefined;
+  }
+
+  #recent(at: number | undefined): number | undefined {
+    return at !== undefined && this.#now() - at <= this.#forgetAfterMs
+      ? at
+      : undefined;
   }
 
   /**

@@ -38,6 +38,32 @@ import { LocalClaims } from "./local_claims.ts";
 /** The schema version this release writes (`PRAGMA user_version`). */
 export const SCHEMA_VERSION = 1;
 
+/**
+ * The write-ahead log's bound, in pages and bytes. SQLite checkpoints on
+ * its own only once the log holds 1,000 pages (4 MiB), and never shrinks
+ * the file: on a small volume the log alone filled the disk while the
+ * database stayed at one page, and every write failed from then on. Here
+ * the log is checkpointed every 128 pages and cut back to 512 KiB after
+ * each checkpoint, so it never holds more than about that plus one
+ * batch. (docs/storage.md states the bound.)
+ */
+const WAL_CHECKPOINT_PAGES = 128;
+const WAL_SIZE_LIMIT_BYTES = 512 * 1024;
+
+/**
+ * Space set aside beside the database (`<file>-reserve`) for the orders
+ * already accepted. When a write finds the disk full, the reserve is
+ * deleted and new orders are refused (503) until it can be written again:
+ * the orders in the queue and the workers then have this much room to
+ * finish, instead of a disk filled by new orders that wedges them all.
+ * At start it is deleted first, so that opening and recovering a store on
+ * a full disk has room too.
+ */
+const RESERVE_BYTES = 512 * 1024;
+
+/** How often a missing reserve is written again, at most. */
+const RESERVE_RETRY_MS = 1000;
+
 /** How hard SQLite works to survive a power loss (`PRAGMA synchronous`). */
 export type SqliteSynchronous = "full" | "normal";
 
@@ -161,6 +187,11 @@ export class SqliteStore implements OrderStore {
   #commits = 0;
   #claims: LocalClaims;
   #rescued = false;
+  // The reserve's file (none for an in-memory database), whether it is
+  // in place, and when it was last tried.
+  readonly #reservePath: string | undefined;
+  #reserved = false;
+  #reserveTriedAt = -Infinity;
 
   /**
    * Opens (creating if needed) and migrates the database at `path`.
@@ -170,6 +201,14 @@ export class SqliteStore implements OrderStore {
    */
   constructor(readonly path: string, options: SqliteStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
+    this.#reservePath = path === ":memory:" || path.startsWith("file:")
+      ? undefined
+      : `${path}-reserve`;
+    if (this.#reservePath !== undefined) {
+      try {
+        Deno.removeSync(this.#reservePath);
+      } catch { /* none yet */ }
+    }
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(path);
@@ -180,6 +219,8 @@ export class SqliteStore implements OrderStore {
         }`,
       );
       db.exec("PRAGMA busy_timeout = 5000");
+      db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+      db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       if (options.maxPageCount !== undefined) {
         db.exec(`PRAGMA max_page_count = ${Math.trunc(options.maxPageCount)}`);
       }
@@ -202,6 +243,7 @@ export class SqliteStore implements OrderStore {
       throw openError(path, (error as Error).message);
     }
     this.#db = db;
+    this.#reserve();
     // Orders made from now on are claimed at creation; the ones already
     // here when the file was opened were left by an earlier process.
     const until = lastIdAt(this.#now());
@@ -218,6 +260,13 @@ export class SqliteStore implements OrderStore {
 
   create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
     const key = options.idempotencyKey;
+    if (!this.#reserve()) {
+      return Promise.reject(
+        new StoreUnavailableError(
+          "the disk is full: new orders are refused until there is room for the ones accepted",
+        ),
+      );
+    }
     return this.#write((): CreateResult => {
       if (key !== undefined) {
         const existing = this.#row(this.#statements.byKey, key);
@@ -399,12 +448,40 @@ export class SqliteStore implements OrderStore {
   }
 
   /** Commits what is queued, then closes the database. */
+  /**
+   * Whether the reserve is in place: writes it when missing, at most once
+   * a second (each failed try writes until the disk refuses).
+   */
+  #reserve(): boolean {
+    if (this.#reserved || this.#reservePath === undefined) return true;
+    const now = performance.now();
+    if (now - this.#reserveTriedAt < RESERVE_RETRY_MS) return false;
+    this.#reserveTriedAt = now;
+    try {
+      Deno.writeFileSync(this.#reservePath, new Uint8Array(RESERVE_BYTES));
+      this.#reserved = true;
+    } catch {
+      this.#release();
+    }
+    return this.#reserved;
+  }
+
+  /** Deletes the reserve, handing its space to the writes that need it. */
+  #release(): void {
+    this.#reserved = false;
+    if (this.#reservePath === undefined) return;
+    try {
+      Deno.removeSync(this.#reservePath);
+    } catch { /* already gone */ }
+  }
+
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     clearTimeout(this.#flushTimer);
     this.#flush();
     this.#closed = true;
     this.#db.close();
+    this.#release();
     return Promise.resolve();
   }
 
@@ -469,6 +546,15 @@ export class SqliteStore implements OrderStore {
       try {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* the rollback failing changes nothing for the callers */ }
+      if (/full/i.test(String((error as Error).message))) {
+        // Out of space: give the accepted orders the reserve, then move
+        // what the log holds into the database and cut the log to
+        // nothing, which gives its space back too.
+        this.#release();
+        try {
+          this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        } catch { /* the next refused batch tries again */ }
+      }
       const unavailable = new StoreUnavailableError((error as Error).message);
       for (const write of batch) write.reject(unavailable);
       return;
