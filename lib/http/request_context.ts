@@ -8,7 +8,8 @@
 import type { Context, MiddlewareHandler, TypedResponse } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type {} from "hono/request-id"; // types c.get("requestId")
-import type { ServiceMetrics } from "../observe/metrics.ts";
+import { trace } from "@opentelemetry/api";
+import { routeLabel, type ServiceMetrics } from "../observe/metrics.ts";
 import { DASHBOARD_CSP } from "./dashboard.ts";
 import { DOCS_CSP } from "./docs.ts";
 import { problem, problemType } from "./problem.ts";
@@ -131,6 +132,15 @@ export function requestContext(
         headers.set("x-frame-options", "DENY");
         headers.set("referrer-policy", "no-referrer");
       }
+    }
+    // With OpenTelemetry on, Deno's span of this request is named by the
+    // method alone; the route pattern names it as the semantic
+    // conventions ask (never the raw path: one name per order id).
+    const span = trace.getActiveSpan();
+    if (span !== undefined) {
+      const route = routeLabel(c.req.routePath);
+      span.setAttribute("http.route", route);
+      span.updateName(`${c.req.method} ${route}`);
     }
     metrics?.recordRequest(
       c.req.method,

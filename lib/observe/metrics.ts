@@ -170,9 +170,7 @@ export class ServiceMetrics {
     status: number,
     seconds: number,
   ): void {
-    const route = routePath === "/*" || routePath === "*"
-      ? "unmatched"
-      : routePath;
+    const route = routeLabel(routePath);
     const key = `${method} ${route}`;
     let timer = this.#httpTimers.get(key);
     if (!timer) {
@@ -198,4 +196,9 @@ export class ServiceMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** A route pattern as metrics and traces name it: `unmatched` for none. */
+export function routeLabel(routePath: string): string {
+  return routePath === "/*" || routePath === "*" ? "unmatched" : routePath;
 }
