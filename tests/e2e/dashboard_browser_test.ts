@@ -258,3 +258,56 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  ignore: skip,
+  name:
+    "cancelling a processing order from its page: an answer that arrives after the stream's `cancelled` does not put the page back to processing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // Steps of about 5 s: the order is processing when the cancel comes,
+    // and the cancel aborts the running step at once.
+    await withDashboard(
+      { LATENCY_SCALE: "5", WORKERS: "1" },
+      async (page, service) => {
+        await page.waitForSelector("#dashboard:not([hidden])");
+        const id = await post(service.url);
+        await page.fill("#search-input", id);
+        await page.press("#search-input", "Enter");
+        await page.waitForFunction(
+          () =>
+            document.getElementById("order-status")?.textContent ===
+              "processing",
+          undefined,
+          { timeout: 10_000 },
+        );
+        // The 202 is held back until the stream has shown `cancelled`: the
+        // order in which the race went wrong, made certain.
+        await page.route("**/cancel", async (route) => {
+          const response = await route.fetch();
+          await page.waitForFunction(
+            () =>
+              document.getElementById("order-status")?.textContent ===
+                "cancelled",
+            undefined,
+            { timeout: 10_000 },
+          );
+          await route.fulfill({ response });
+        });
+        page.once("dialog", (dialog) => dialog.accept());
+        await page.click("#cancel");
+        await page.waitForFunction(() =>
+          document.getElementById("cancel-result")!.textContent!.startsWith(
+            "Cancel requested",
+          )
+        );
+        assert.equal(
+          await page.locator("#order-status").innerText(),
+          "cancelled",
+        );
+        assert.equal(await page.locator("#cancel").isHidden(), true);
+      },
+    );
+  },
+});

@@ -385,7 +385,7 @@ async function showOrder(id) {
     $("cancel").hidden = true;
     return;
   }
-  renderOrder(await response.json());
+  showNewer(await response.json());
   $("order").scrollIntoView({ block: "start" });
   $("order-title").focus();
   // Live while it runs: the order's own stream.
@@ -394,13 +394,22 @@ async function showOrder(id) {
     controller.signal,
     (message) => {
       if (openOrder?.id === id && message.data) {
-        renderOrder(
-          JSON.parse(message.data),
-        );
+        showNewer(JSON.parse(message.data));
       }
     },
     () => {},
   );
+}
+
+// The stream and the answers to this page's own requests race: a cancel's
+// 202 can arrive after the stream's `cancelled`. An order's timeline only
+// grows, so a snapshot with fewer entries than the one shown is older and
+// is not drawn over it.
+function showNewer(order) {
+  if (openOrder?.id !== order.id) return;
+  if (order.timeline.length < (openOrder.shownEntries ?? 0)) return;
+  openOrder.shownEntries = order.timeline.length;
+  renderOrder(order);
 }
 
 function renderOrder(order) {
@@ -508,7 +517,7 @@ $("cancel").addEventListener("click", async () => {
   };
   $("cancel-result").textContent = words[response.status] ??
     `Not cancelled: HTTP ${response.status}.`;
-  if (response.ok) renderOrder(body);
+  if (response.ok) showNewer(body);
 });
 
 $("close-order").addEventListener("click", () => {
