@@ -50,6 +50,9 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
     try {
       const handedBack = await store.release(queued);
       stats.recordHandedBack(handedBack);
+      // What release did not find held by this instance had been rescued
+      // away from it (it was presumed dead): another instance has it.
+      stats.recordLost(queued.length - handedBack);
       logger.info("Handed {handedBack} queued orders back to other instances", {
         handedBack,
       });

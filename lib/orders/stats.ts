@@ -57,9 +57,9 @@ export class OrderStats {
     this.#handedBack += count;
   }
 
-  /** Counts an order whose claim another instance took over. */
-  recordLost(): void {
-    this.#lost++;
+  /** Counts orders whose claim another instance took over. */
+  recordLost(count = 1): void {
+    this.#lost += count;
   }
 
   /** Counts an order that reached a terminal status. */

@@ -237,3 +237,25 @@ Deno.test("WorkClaimer: a rescue held up (a locked table) does not hold up the h
     await claimer.stop();
   }
 });
+
+Deno.test("a shared store's drain counts the queued orders another instance took over as lost, not abandoned", async () => {
+  const store = new MemoryStore();
+  const system = testSystem({ store, workers: 1 });
+  const ids: string[] = [];
+  for (let index = 0; index < 3; index++) {
+    ids.push((await system.service.create(EXAMPLE_ORDER)).order.id);
+  }
+  // Rescued away while this instance was presumed dead: no longer its own,
+  // so release() does not hand it back.
+  await store.release([ids[0]!]);
+  const summary = await drain({
+    ...system,
+    shared: true,
+    server: { shutdown: () => Promise.resolve() },
+    logger: getLogger(["order-service-test"]),
+    timeoutMs: 50, // no worker runs: nothing to wait for
+  });
+  assert.equal(summary.handed_back, 2);
+  assert.equal(summary.lost, 1);
+  assert.equal(summary.abandoned, 0);
+});
