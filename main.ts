@@ -127,9 +127,11 @@ const system = createSystem({
     : "memory",
 });
 try {
-  await system.feedStarted;
-  // Once, at start; from here the dashboard counts from events.
-  system.dashboard.addExisting(await store.countByStatus());
+  const start = await system.feedStarted;
+  // Once, at start; from here the dashboard counts from events. A shared
+  // store's feed gives counts that match where its live events begin.
+  if (start) system.dashboard.addExisting(start.counts, start.counted);
+  else system.dashboard.addExisting(await store.countByStatus());
 } catch (error) {
   await stopStartUp(
     `the store did not start its event feed or count: ${error}`,

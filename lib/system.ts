@@ -26,7 +26,7 @@ import { TurnGate } from "./async/turn_gate.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
 import { WorkClaimer } from "./orders/work_claimer.ts";
 import { DashboardStats } from "./observe/dashboard_stats.ts";
-import type { InstanceStatus } from "./orders/order_store.ts";
+import type { FeedStart, InstanceStatus } from "./orders/order_store.ts";
 
 /** What {@linkcode createSystem} needs. */
 export interface SystemOptions {
@@ -95,10 +95,11 @@ export interface System {
    */
   shared: boolean;
   /**
-   * Resolves once a shared store's change feed publishes to `hub` (at
-   * once for the others); rejects when the feed cannot start.
+   * Resolves once a shared store's change feed publishes to `hub`, with
+   * the counts its live changes start from (at once, with none, for the
+   * others); rejects when the feed cannot start.
    */
-  feedStarted: Promise<void>;
+  feedStarted: Promise<FeedStart | undefined>;
   /** The dashboard's figures, fed by the hub once the feed has started. */
   dashboard: DashboardStats;
   app: ReturnType<typeof createApp>;
@@ -193,7 +194,7 @@ export function createSystem(options: SystemOptions): System {
   });
   const feedStarted = feed && options.events !== false
     ? feed.start((change) => hub.publishStored(change), 1000)
-    : Promise.resolve();
+    : Promise.resolve(undefined);
   const dashboard = new DashboardStats();
   // Counted from the feed's live events only: the history it loads at start
   // is already in the store's counts.

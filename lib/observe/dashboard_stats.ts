@@ -65,6 +65,8 @@ export class DashboardStats {
   readonly #durations: number[] = [];
   #durationNext = 0;
   readonly #failures: FailureSummary[] = [];
+  // Ids of events whose effect the counts read at start already hold.
+  readonly #alreadyCounted = new Set<number>();
 
   /** Empty figures; `now` is the clock in epoch milliseconds (tests inject it). */
   constructor(now: () => number = Date.now) {
@@ -76,14 +78,21 @@ export class DashboardStats {
    * Adds the counts of the orders already in the store when this process
    * started (read once, at start).
    */
-  addExisting(counts: Partial<Record<OrderStatus, number>>): void {
+  addExisting(
+    counts: Partial<Record<OrderStatus, number>>,
+    counted: ReadonlySet<number> = new Set(),
+  ): void {
     for (const status of ORDER_STATUSES) {
       this.#counts[status] += counts[status] ?? 0;
     }
+    for (const id of counted) this.#alreadyCounted.add(id);
   }
 
   /** Takes one event into account. */
   observe(event: OrderEvent): void {
+    // Its effect was in the counts read at start (a shared store's feed
+    // says which): counted once, there.
+    if (this.#alreadyCounted.delete(event.id)) return;
     const order = event.order;
     if (event.name === "created") {
       this.#counts.pending++;

@@ -125,6 +125,18 @@ export interface StoredChange {
   instance: string;
 }
 
+/** Where a change feed starts: what is already counted when its first live change comes. */
+export interface FeedStart {
+  /** Orders by status, as of the same snapshot the live changes follow. */
+  counts: Record<OrderStatus, number>;
+  /**
+   * Ids of changes still to be published live whose effect `counts`
+   * already holds (committed before the snapshot, delivered after it):
+   * a consumer that counts from changes skips these once.
+   */
+  counted: ReadonlySet<number>;
+}
+
 /**
  * Every instance's changes, in one order that every instance sees alike.
  * Only stores shared by several instances have one; for the others the
@@ -134,12 +146,13 @@ export interface ChangeFeed {
   /**
    * Calls `publish` for the last `history` changes already stored, then for
    * every change made from now on, by any instance, each exactly once and
-   * in the feed's order. Stops when the store closes.
+   * in the feed's order. Stops when the store closes. Resolves with the
+   * counts the live changes start from.
    */
   start(
     publish: (change: StoredChange) => void,
     history: number,
-  ): Promise<void>;
+  ): Promise<FeedStart>;
   /**
    * The changes published after the one numbered `id`, in the feed's
    * order, from the store's own retention (for a `Last-Event-ID` older

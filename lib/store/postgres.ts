@@ -731,8 +731,10 @@ export class PostgresStore implements OrderStore {
       this.#writeQueued();
       const order = await pending.promise;
       if (order) {
-        // A finished order needs no claim (the row's ended with it).
-        if (isTerminal(order.status)) this.#forget(id, epoch);
+        // A finished order needs no claim (the row's ended with it), and
+        // none can follow: orders are claimed only while pending. So by id
+        // alone, also when an unclaimed change (a cancel) finished it.
+        if (isTerminal(order.status)) this.#claims.delete(id);
         return order;
       }
       const outcome = await this.#whyNot(id, change, epoch);

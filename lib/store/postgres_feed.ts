@@ -7,7 +7,12 @@
 // @ts-types="npm:@types/pg@8.23.1"
 import type pg from "pg";
 import type { Order } from "../orders/order.ts";
-import type { ChangeFeed, StoredChange } from "../orders/order_store.ts";
+import { zeroStatusCounts } from "../orders/order.ts";
+import type {
+  ChangeFeed,
+  FeedStart,
+  StoredChange,
+} from "../orders/order_store.ts";
 import type { PostgresListener } from "./postgres_listener.ts";
 
 /** Rows read at most per query. */
@@ -144,22 +149,55 @@ export class PostgresFeed implements ChangeFeed {
   async start(
     publish: (change: StoredChange) => void,
     history: number,
-  ): Promise<void> {
-    // The last `history` events, for Last-Event-ID replay on this instance
-    // too; the cursor then stands after them.
-    const result = await this.#listener.query<EventRow>(
-      `SELECT ${eventColumns("recent")} FROM (
-         SELECT * FROM ${this.#table}
-         WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY xid DESC, seq DESC LIMIT $1) AS recent
-       ORDER BY recent.xid, recent.seq`,
-      [history],
-    );
-    const changes = await this.#changes(result.rows, this.#listenerQuery);
+  ): Promise<FeedStart> {
+    // One snapshot for the history, the counts and what the counts hold
+    // beyond the history: read apart, an order created in between was
+    // counted at start and again when its event came (a pending order
+    // that never went away on the dashboard).
+    const query = this.#listenerQuery;
+    await query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", []);
+    let rows: EventRow[];
+    const counts = zeroStatusCounts();
+    const counted = new Set<number>();
+    try {
+      // The last `history` events, for Last-Event-ID replay on this
+      // instance too; the cursor then stands after them.
+      rows = (await query<EventRow>(
+        `SELECT ${eventColumns("recent")} FROM (
+           SELECT * FROM ${this.#table}
+           WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY xid DESC, seq DESC LIMIT $1) AS recent
+         ORDER BY recent.xid, recent.seq`,
+        [history],
+      )).rows;
+      const statuses = await query<{ status: Order["status"]; n: string }>(
+        `SELECT status, count(*)::text AS n FROM ${this.#orders}
+         GROUP BY status`,
+        [],
+      );
+      for (const row of statuses.rows) counts[row.status] = Number(row.n);
+      // Committed before the snapshot, yet after the cursor (a transaction
+      // older than theirs was still running): read live later, and
+      // already in the counts.
+      const last = rows.at(-1);
+      const beyond = await query<{ seq: string }>(
+        `SELECT seq::text FROM ${this.#table}
+         WHERE (xid, seq) > ($1::xid8, $2::bigint)
+           AND pg_visible_in_snapshot(xid, pg_current_snapshot())`,
+        [last?.xid ?? "0", last?.seq ?? "0"],
+      );
+      for (const row of beyond.rows) counted.add(Number(row.seq));
+      await query("COMMIT", []);
+    } catch (error) {
+      await query("ROLLBACK", []).catch(() => {});
+      throw error;
+    }
+    const changes = await this.#changes(rows, this.#listenerQuery);
     this.#publish = publish;
-    this.#deliver(result.rows, changes);
+    this.#deliver(rows, changes);
     this.#poll = setInterval(() => this.read(), POLL_MS);
     this.read();
+    return { counts, counted };
   }
 
   async replayAfter(

@@ -520,11 +520,24 @@ instancesTest(
   },
 );
 
-/** `TEST_DATABASE_URL` reached through `proxy` instead. */
-function throughProxy(proxy: TcpProxy): string {
+/**
+ * Runs `body` with a fault-injecting proxy in front of the test database,
+ * and the database's URL through it; the proxy is closed when it ends.
+ */
+async function withDatabaseProxy(
+  body: (proxy: TcpProxy, proxiedUrl: string) => Promise<void>,
+): Promise<void> {
   const url = new URL(TEST_DATABASE_URL);
+  const proxy = new TcpProxy({
+    hostname: url.hostname,
+    port: Number(url.port || 5432),
+  });
   url.port = String(proxy.port);
-  return url.href;
+  try {
+    await body(proxy, url.href);
+  } finally {
+    await proxy.close();
+  }
 }
 
 // Rounds of the partition below. The stranding it guards against was
@@ -540,14 +553,13 @@ const PARTITION_ROUNDS = 11;
 instancesTest(
   "an instance cut off from PostgreSQL past its lease while it takes keyed POSTs: every 201 completes once the cut heals, in each of 11 partitions",
   async ({ start }) => {
-    const proxy = new TcpProxy({ hostname: "127.0.0.1", port: 5432 });
-    try {
+    await withDatabaseProxy(async (proxy, proxiedUrl) => {
       const env = { LATENCY_SCALE: "0", LEASE_MS: "500" };
       const a = await start({ ...env, INSTANCE_ID: "a" });
       const b = await start({
         ...env,
         INSTANCE_ID: "b",
-        STORE: throughProxy(proxy),
+        STORE: proxiedUrl,
       });
       for (let round = 0; round < PARTITION_ROUNDS; round++) {
         proxy.blackHole();
@@ -581,23 +593,20 @@ instancesTest(
       }
       await stop(b);
       await stop(a);
-    } finally {
-      await proxy.close();
-    }
+    });
   },
 );
 
 instancesTest(
   "an instance cut off from PostgreSQL (black-holed, not closed) does not hold up the rescue of a SIGKILLed instance's orders",
   async ({ start }) => {
-    const proxy = new TcpProxy({ hostname: "127.0.0.1", port: 5432 });
-    try {
+    await withDatabaseProxy(async (proxy, proxiedUrl) => {
       const env = { LATENCY_SCALE: "0", LEASE_MS: "500" };
       const a = await start({ ...env, INSTANCE_ID: "a" });
       const b = await start({
         ...env,
         INSTANCE_ID: "b",
-        STORE: throughProxy(proxy),
+        STORE: proxiedUrl,
       });
       // c holds orders it will never finish: one worker, slow steps.
       const c = await start({
@@ -625,22 +634,19 @@ instancesTest(
       proxy.resume();
       await stop(b);
       await stop(a);
-    } finally {
-      await proxy.close();
-    }
+    });
   },
 );
 
 instancesTest(
   "/ready turns 503 while an instance cannot renew its lease (black-holed from PostgreSQL), and 200 again once the cut heals",
   async ({ start }) => {
-    const proxy = new TcpProxy({ hostname: "127.0.0.1", port: 5432 });
-    try {
+    await withDatabaseProxy(async (proxy, proxiedUrl) => {
       const b = await start({
         LATENCY_SCALE: "0",
         LEASE_MS: "1000",
         INSTANCE_ID: "b",
-        STORE: throughProxy(proxy),
+        STORE: proxiedUrl,
       });
       const ready = async () => {
         const response = await fetch(`${b.url}/ready`);
@@ -658,9 +664,7 @@ instancesTest(
         return (await ready()).status === 200 ? true : undefined;
       }, 10_000);
       await stop(b);
-    } finally {
-      await proxy.close();
-    }
+    });
   },
 );
 

@@ -10,6 +10,7 @@ import pg from "pg";
 import { ClaimLostError } from "../../lib/orders/errors.ts";
 import type { Order } from "../../lib/orders/order.ts";
 import type { StoredChange } from "../../lib/orders/order_store.ts";
+import { DashboardStats } from "../../lib/observe/dashboard_stats.ts";
 import { PostgresStore } from "../../lib/store/postgres.ts";
 import { EXAMPLE_ORDER, waitUntil } from "../helpers.ts";
 import { CLAIMED_START } from "./contract.ts";
@@ -471,5 +472,40 @@ withInstances(
       }),
       ClaimLostError,
     );
+  },
+);
+
+withInstances(
+  "PostgreSQL instances: the feed starts with counts from its own snapshot, and names the live changes those counts already hold, so a dashboard counts each order once",
+  2,
+  async ([a, b]) => {
+    // An older transaction still running holds the snapshot's xmin back:
+    // a's order commits after it began, so its event lies beyond the
+    // feed's cursor though the counts see the order.
+    const older = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    older.on("error", () => {});
+    await older.connect();
+    const seen: StoredChange[] = [];
+    try {
+      await older.query("BEGIN");
+      await older.query("SELECT pg_current_xact_id()");
+      const { order } = await a!.create(EXAMPLE_ORDER);
+      const start = await b!.changeFeed.start(
+        (change) => seen.push(change),
+        100,
+      );
+      assert.equal(start.counts.pending, 1);
+      assert.equal(start.counted.size, 1);
+      await older.query("COMMIT");
+      await waitUntil(() => seen.length === 1, "the created event, live");
+      assert.equal(seen[0]!.order.id, order.id);
+      assert.ok(start.counted.has(seen[0]!.id));
+      const dashboard = new DashboardStats();
+      dashboard.addExisting(start.counts, start.counted);
+      dashboard.observe(seen[0]!);
+      assert.equal(dashboard.figures().counts.pending, 1, "counted once");
+    } finally {
+      await older.end().catch(() => {});
+    }
   },
 );
