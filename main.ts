@@ -156,6 +156,7 @@ try {
     idleTimeoutMs: config.idleTimeoutMs,
     sharePort: config.reusePort,
     logger: lifecycle,
+    onAcceptFailure: () => system.metrics?.recordAcceptFailure(),
     onListen: ({ hostname, port }) =>
       lifecycle.info("Listening", {
         url: `http://${hostname}:${port}`,

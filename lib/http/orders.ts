@@ -304,7 +304,7 @@ export function ordersDocs(ctx: DocContext): PathItems {
             content: json(ref("Order")),
           },
           "400": problemResponse(
-            "Malformed JSON, invalid UTF-8, a duplicate member name, or a bad Idempotency-Key",
+            "Malformed JSON, invalid UTF-8, a duplicate member name, a body cut short, or a bad Idempotency-Key",
           ),
           "408": problemResponse("The body did not arrive in time"),
           "413": problemResponse("The body exceeds 64 KiB"),

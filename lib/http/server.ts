@@ -35,6 +35,8 @@ export interface ResilientServerOptions {
   sharePort?: boolean;
   /** Called once, when the first listener is bound. */
   onListen?: (addr: Deno.NetAddr) => void;
+  /** Called when accepting fails and new connections are refused (EMFILE). */
+  onAcceptFailure?: () => void;
   /** Waits between attempts to listen again after a failure (default: 50 ms doubling to 1 s). */
   retryDelayMs?: (attempt: number) => number;
   /**
@@ -219,6 +221,7 @@ export class ResilientServer {
         "Cannot accept connections: {error}; refusing new ones until a descriptor is free",
         { error: String(error) },
       );
+      this.#options.onAcceptFailure?.();
     }
     this.#failures++;
     const delay = (this.#options.retryDelayMs ?? RELISTEN_DELAY)(

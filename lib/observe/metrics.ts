@@ -60,6 +60,7 @@ export class ServiceMetrics {
   readonly #stepSeconds: HistogramFamily;
   readonly #httpRequests: CounterFamily;
   readonly #httpSeconds: HistogramFamily;
+  readonly #acceptFailures: CounterCell;
   // Cells by their label values, looked up once per label set.
   readonly #httpCounters = new Map<string, CounterCell>();
   readonly #httpTimers = new Map<string, HistogramCell>();
@@ -102,6 +103,14 @@ export class ServiceMetrics {
       ["method", "route"],
       [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     ).registerIn(this.registry);
+    // Counted here, not read from /proc: descriptor exhaustion can be
+    // alerted on however the service was started (process_open_fds needs
+    // /proc, which Deno opens only to --allow-all).
+    this.#acceptFailures = new CounterFamily(
+      "http_accept_failures_total",
+      "Times the listener could not accept connections (no file descriptor free) and refused new ones until one was.",
+      [],
+    ).registerIn(this.registry).cell();
     const gauge = (name: string, help: string, read: () => number) =>
       new client.Gauge({
         name,
@@ -122,6 +131,11 @@ export class ServiceMetrics {
     // Not "workers_total": that suffix means a counter to Prometheus.
     gauge("workers_configured", "Worker loops.", gauges.workersTotal);
     if (options.defaultMetrics) registerProcessMetrics(this.registry);
+  }
+
+  /** Counts one failure of the listener to accept connections. */
+  recordAcceptFailure(): void {
+    this.#acceptFailures.inc();
   }
 
   /** Updates the order metrics from one order event. */

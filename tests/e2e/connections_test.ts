@@ -89,6 +89,11 @@ Deno.test("running out of file descriptors neither kills the service nor stops i
     ),
     "the failure to accept is logged",
   );
+  // And counted, for an alert that needs no /proc (the start task's
+  // permissions do not open it).
+  const metrics = await (await fetch(`${service.url}/metrics`)).text();
+  const failures = /^http_accept_failures_total (\d+)$/m.exec(metrics)?.[1];
+  assert.ok(Number(failures) >= 1, `http_accept_failures_total ${failures}`);
   service.kill("SIGTERM");
   assert.equal((await service.status).code, 0);
 });
