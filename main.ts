@@ -116,7 +116,7 @@ const system = createSystem({
   store,
   logger,
   bodyLimits: { timeoutMs: config.bodyTimeoutMs },
-  defaultMetrics: config.metrics,
+  processMetrics: config.metrics,
   heartbeatMs: config.sseHeartbeatMs,
   ...(store instanceof PostgresStore ? { instanceId: store.instanceId } : {}),
   leaseHeartbeatMs: config.leaseMs / 5,

@@ -28,3 +28,22 @@ export function doublingDelay(
   }
   return (attempt) => Math.min(maxMs, firstMs * 2 ** Math.max(0, attempt - 1));
 }
+
+/**
+ * Exponential backoff with jitter: `baseMs · 2^(attempt−2)`, scaled by a
+ * random factor in [0.5, 1.5) so that things failing together do not retry
+ * together.
+ *
+ * @example
+ * ```ts
+ * import { exponentialBackoff } from "./backoff.ts";
+ * const wait = exponentialBackoff(1000);
+ * wait(2); // between 500 and 1500
+ * ```
+ */
+export function exponentialBackoff(
+  baseMs: number,
+  random: () => number = Math.random,
+): (attempt: number) => number {
+  return (attempt) => baseMs * 2 ** Math.max(0, attempt - 2) * (0.5 + random());
+}

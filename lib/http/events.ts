@@ -253,7 +253,7 @@ export function eventRoutes(options: EventRoutesOptions) {
 }
 
 /**
- * The OpenAPI operations of the event stream routes below.
+ * The OpenAPI operations of the event stream routes above.
  */
 export function eventsDocs(ctx: DocContext): PathItems {
   return {

@@ -25,10 +25,6 @@ export interface BodyLimits {
   timeoutMs: number;
 }
 
-// One timer for every body being read (a shared, stateless utility: it
-// holds only the deadlines of requests in progress).
-const BODY_DEADLINES = new Deadlines(50);
-
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 
 /**
@@ -37,20 +33,21 @@ const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
  * is read only up to the limit and then cancelled. Bytes that are not
  * UTF-8 are refused, not repaired. A body that takes longer than
  * `timeoutMs` to arrive (a client trickling bytes to hold a connection) is
- * refused with 408.
+ * refused with 408. `deadlines` holds the deadline while the body is read.
  *
  * @throws {HttpProblem} 413 when too large, 400 when not UTF-8, 408 when too slow.
  */
 export async function readBodyText(
   request: Request,
   limits: BodyLimits,
+  deadlines: Deadlines,
 ): Promise<string> {
   const { maxBytes, timeoutMs } = limits;
   // One promise settled by whichever comes first, the body or the
   // deadline (cheaper per request than an AbortController and a race).
   const { promise, resolve, reject } = Promise.withResolvers<string>();
   let stopReading: (() => void) | undefined;
-  const cancel = BODY_DEADLINES.add(timeoutMs, () => {
+  const cancel = deadlines.add(timeoutMs, () => {
     stopReading?.();
     reject(tooSlow(timeoutMs, request.headers.has("content-length")));
   });
@@ -227,6 +224,9 @@ export function jsonBody<Schema extends z.ZodType>(
     maxBytes: options.maxBytes ?? DEFAULT_MAX_BODY_BYTES,
     timeoutMs: options.timeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
   };
+  // One timer for every body this route is reading; it runs only while
+  // one is.
+  const deadlines = new Deadlines(50);
   return async (c, next) => {
     const contentType = c.req.header("content-type") ?? "";
     const mediaType = contentType.split(";")[0]?.trim() ?? "";
@@ -238,7 +238,7 @@ export function jsonBody<Schema extends z.ZodType>(
         { type: problemType("unsupported-media-type") },
       );
     }
-    const text = await readBodyText(c.req.raw, limits);
+    const text = await readBodyText(c.req.raw, limits, deadlines);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);

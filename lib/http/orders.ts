@@ -233,7 +233,7 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
 }
 
 /**
- * The OpenAPI operations of the `/orders` routes below.
+ * The OpenAPI operations of the `/orders` routes above.
  */
 export function ordersDocs(ctx: DocContext): PathItems {
   return {

@@ -44,8 +44,7 @@ const SAFE_REQUEST_ID = /^[\w\-=]{1,128}$/;
  *
  * The headers reach `Response` as a list of pairs, not an object: Deno
  * 2.9's conversion of a header record costs more than that of a sequence
- * (`new Response` with the 201's five headers: 6.5–7.9 µs as an object,
- * 4.8–5.8 µs as pairs; `deno bench`, three runs, issue 11 note).
+ * (measured with `deno bench` on `new Response` with the 201's headers).
  */
 export function jsonResponse<T, S extends ContentfulStatusCode>(
   c: Context,

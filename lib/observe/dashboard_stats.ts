@@ -105,8 +105,8 @@ export class DashboardStats {
     this.#counts[order.status]++;
     if (!isTerminal(order.status)) return;
     // The clock is read only for the events that fill a bucket (two of an
-    // order's six): it was a third of what events cost per order (V8
-    // profile, issue 11).
+    // order's six): it was a third of what events cost per order (a V8
+    // profile).
     const slot = this.#slot();
     this.#finished[slot]!++;
     if (order.status === "completed") this.#recordDuration(order);

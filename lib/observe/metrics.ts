@@ -27,7 +27,7 @@ export interface GaugeSources {
 export interface ServiceMetricsOptions {
   gauges: GaugeSources;
   /** Also the process and runtime metrics (CPU, memory, descriptors, heap). */
-  defaultMetrics?: boolean;
+  processMetrics?: boolean;
 }
 
 const SECONDS_BUCKETS = [
@@ -130,7 +130,7 @@ export class ServiceMetrics {
     );
     // Not "workers_total": that suffix means a counter to Prometheus.
     gauge("workers_configured", "Worker loops.", gauges.workersTotal);
-    if (options.defaultMetrics) registerProcessMetrics(this.registry);
+    if (options.processMetrics) registerProcessMetrics(this.registry);
   }
 
   /** Counts one failure of the listener to accept connections. */

@@ -10,7 +10,7 @@ import { encodeTime, monotonicFactory } from "ulid";
  * Creates an id generator. Ids are unique and sort by creation time: within
  * one millisecond the monotonic factory increments the random part instead
  * of drawing a new one, so ids made in a burst still sort in creation order
- * (the reference service took ids from the clock and collided).
+ * (the Go service this one replaces took ids from the clock, and they collided).
  *
  * @example
  * ```ts

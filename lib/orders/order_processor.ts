@@ -55,18 +55,6 @@ export type ProcessOutcome =
   | "lost";
 
 /**
- * Exponential backoff with jitter: `baseMs · 2^(attempt−2)`, scaled by a
- * random factor in [0.5, 1.5) so that orders failing together do not retry
- * together.
- */
-export function exponentialBackoff(
-  baseMs: number,
-  random: () => number = Math.random,
-): (attempt: number) => number {
-  return (attempt) => baseMs * 2 ** Math.max(0, attempt - 2) * (0.5 + random());
-}
-
-/**
  * Processes orders by id. All state changes go through the store's atomic
  * conditional transitions, so a cancel racing a worker has one winner.
  */
@@ -108,15 +96,19 @@ export class OrderProcessor {
     const { store } = this.#options;
     let order: Order;
     try {
-      order = await this.#write(id, shutdown, (token) =>
-        store.transition(id, {
-          token,
-          action: "start",
-          from: ["pending"],
-          to: "processing",
-          incrementAttempts: true,
-          claimed: true,
-        }));
+      order = await this.#untilStored(
+        id,
+        shutdown,
+        (token) =>
+          store.transition(id, {
+            token,
+            action: "start",
+            from: ["pending"],
+            to: "processing",
+            incrementAttempts: true,
+            claimed: true,
+          }),
+      );
     } catch (error) {
       // Cancelled (or evicted) while it waited in the queue.
       if (error instanceof InvalidTransitionError) return "skipped";
@@ -157,7 +149,7 @@ export class OrderProcessor {
    * order `pending` or `processing` until a restart. Only shutdown ends the
    * waiting, by rejecting with its reason.
    */
-  async #write<T>(
+  async #untilStored<T>(
     id: string,
     shutdown: AbortSignal,
     call: (token: string) => Promise<T>,
@@ -231,7 +223,7 @@ export class OrderProcessor {
           // the step ran wins, and the order goes to "cancelled" below.
           // The last step's record and the completion are one transition.
           const attempt = order.attempts;
-          order = await this.#write(
+          order = await this.#untilStored(
             order.id,
             shutdown,
             (token) =>
@@ -255,7 +247,7 @@ export class OrderProcessor {
       } catch (error) {
         if (error instanceof ClaimLostError) throw error;
         if (shutdown.aborted) return "abandoned";
-        const current = await this.#write(
+        const current = await this.#untilStored(
           order.id,
           shutdown,
           () => store.get(order.id),
@@ -283,7 +275,7 @@ export class OrderProcessor {
           // Cancelled during the backoff: the next loop's first transition
           // fails on cancel_requested and lands in the branch above.
         }
-        order = await this.#write(
+        order = await this.#untilStored(
           order.id,
           shutdown,
           (token) =>
@@ -311,7 +303,7 @@ export class OrderProcessor {
     shutdown: AbortSignal,
   ): Promise<ProcessOutcome> {
     try {
-      await this.#write(
+      await this.#untilStored(
         id,
         shutdown,
         (token) =>

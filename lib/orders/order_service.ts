@@ -249,7 +249,7 @@ export class OrderService {
   /**
    * Stops accepting orders, waits for requests already storing an order to
    * queue it, then closes the queue so the workers drain it and stop.
-   * (The reference service closed its channel under running handlers.)
+   * (The Go service this one replaces closed its channel under running handlers.)
    */
   async stopAccepting(): Promise<void> {
     this.#accepting = false;

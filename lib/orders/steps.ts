@@ -1,6 +1,6 @@
 /**
  * The simulated processing steps: restaurant confirmation, payment and
- * courier assignment, with the reference service's timings.
+ * courier assignment, with the timings of the Go service this one replaces.
  *
  * @module
  */
@@ -34,7 +34,7 @@ export interface SimulatedStepsOptions {
   random?: () => number;
 }
 
-/** How long a step takes in the reference service, in milliseconds. */
+/** How long a step takes in the Go service this one replaces, in milliseconds. */
 export function stepDurationMs(step: Step, order: Order): number {
   switch (step) {
     case "restaurant_confirmation":

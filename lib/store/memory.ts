@@ -52,9 +52,9 @@ export interface MemoryStoreOptions {
  * Orders still pending or processing (at most the queue and the workers)
  * are kept as plain `Order` objects instead: they change several times in
  * a few milliseconds, and decoding the packed form on every change was the
- * store's largest cost under load (CPU profile, issue 11).
+ * store's largest cost under load (a CPU profile).
  */
-interface StoredOrder {
+interface PackedOrder {
   id: string;
   customer_id: string;
   restaurant_id: string;
@@ -64,7 +64,8 @@ interface StoredOrder {
   /** Milliseconds from creation to the last change (a small integer). */
   updatedAfterMs: number;
   attempts: number;
-  events: number[];
+  /** The timeline entries, each packed into one number (`encodeEntry`). */
+  entries: number[];
   /** The rarely set fields; null for most orders, saving their slots. */
   extra: Extra | null;
 }
@@ -77,10 +78,10 @@ interface Extra {
 }
 
 /** An order held by the store: live as an `Order`, finished as packed. */
-type Held = Order | StoredOrder;
+type Held = Order | PackedOrder;
 
-function isPacked(held: Held): held is StoredOrder {
-  return "events" in held;
+function isPacked(held: Held): held is PackedOrder {
+  return "entries" in held;
 }
 
 /** The order as callers see it. A live order is shared: never changed, only replaced. */
@@ -317,13 +318,13 @@ function encodeEntry(entry: TimelineEntry, createdAt: number): number {
 }
 
 /** Packs a finished order; arrays are exact-size (push leaves spare slots). */
-function pack(order: Order): StoredOrder {
+function pack(order: Order): PackedOrder {
   const reasons: string[] = [];
   const { timeline } = order;
-  const events = new Array<number>(timeline.length);
+  const entries = new Array<number>(timeline.length);
   for (let index = 0; index < timeline.length; index++) {
     const entry = timeline[index]!;
-    events[index] = encodeEntry(entry, order.created_at);
+    entries[index] = encodeEntry(entry, order.created_at);
     if (entry.type === "attempt_failed") reasons.push(entry.reason);
   }
   const needsExtra = order.failure_reason !== null || order.cancel_requested ||
@@ -337,7 +338,7 @@ function pack(order: Order): StoredOrder {
     created_at: order.created_at,
     updatedAfterMs: order.updated_at - order.created_at,
     attempts: order.attempts,
-    events,
+    entries,
     extra: needsExtra
       ? {
         failure_reason: order.failure_reason,
@@ -348,9 +349,9 @@ function pack(order: Order): StoredOrder {
   };
 }
 
-function decode(order: StoredOrder): Order {
+function decode(order: PackedOrder): Order {
   let reasonIndex = 0;
-  const timeline = order.events.map((value): TimelineEntry => {
+  const timeline = order.entries.map((value): TimelineEntry => {
     const code = value % 8192;
     const at = order.created_at + (value - code) / 8192;
     const index = (code >> 3) & 7;

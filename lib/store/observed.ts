@@ -35,8 +35,8 @@ export class ObservedStore implements OrderStore {
 
   // `.then` with a callback rather than async methods: one promise per
   // call instead of an async function's, on the path every order change
-  // takes. (Measured: no difference above this machine's noise; events
-  // as a whole cost ~13% of POST throughput, mostly GC — see the README.)
+  // takes. (Measured: no difference above this machine's noise. What
+  // events cost as a whole is the bench's events row.)
   create(input: NewOrder, options?: CreateOptions): Promise<CreateResult> {
     return this.#inner.create(input, options).then(this.#publishCreated);
   }

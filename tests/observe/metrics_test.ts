@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { drainSystem, EXAMPLE_ORDER, testSystem } from "../helpers.ts";
 
 async function scrapeAfterTraffic(): Promise<string> {
-  const system = testSystem({ defaultMetrics: true });
+  const system = testSystem({ processMetrics: true });
   try {
     system.pool.start();
     await system.app.request("/orders", {

@@ -142,7 +142,7 @@ Deno.test("an order that fails MAX_ATTEMPTS times ends failed with its reason, a
 
 Deno.test("exponential backoff doubles per attempt, with jitter between 0.5× and 1.5×", async () => {
   const { exponentialBackoff } = await import(
-    "../../lib/orders/order_processor.ts"
+    "../../lib/async/backoff.ts"
   );
   assert.equal(exponentialBackoff(100, () => 0)(2), 50);
   assert.equal(exponentialBackoff(100, () => 0.5)(3), 200);
