@@ -1,13 +1,14 @@
 /**
  * What every part of the PostgreSQL store shares: telling a lost database
- * from a bug, transactions on a pooled connection, and the names it
- * accepts and logs.
+ * from a bug, transactions on a pooled connection, pools whose dropped
+ * connections cannot end the process, deadlocks tried again, and the names
+ * it accepts and logs.
  *
  * @module
  */
 
 // @ts-types="npm:@types/pg@8.23.1"
-import type pg from "pg";
+import pg from "pg";
 import { StoreUnavailableError } from "../orders/errors.ts";
 
 /** The URL as it may be logged: the password replaced. */
@@ -107,4 +108,36 @@ export async function orUnavailable<T>(query: () => Promise<T>): Promise<T> {
     }
     throw error;
   }
+}
+
+/**
+ * Runs `query`; a deadlock (SQLSTATE 40P01), which rolled the statement
+ * back whole, runs it again, up to 5 times. A lost database becomes
+ * `StoreUnavailableError`.
+ */
+export async function retryDeadlock<T>(query: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await orUnavailable(query);
+    } catch (error) {
+      if ((error as { code?: string }).code !== "40P01" || attempt === 5) {
+        throw error;
+      }
+    }
+  }
+}
+
+/**
+ * A pool whose connections' "error" events are heard. A connection the
+ * server drops is reported as an "error" event — on the pool while the
+ * client is idle, on the client while a query runs (also inside
+ * pool.query) — and an event nobody listens to ends the process (seen with
+ * pg_terminate_backend under load). The query that was running rejects as
+ * well, and that is where we handle it.
+ */
+export function quietPool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool(config);
+  pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
+  return pool;
 }
