@@ -21,10 +21,8 @@ import {
   LOG_CATEGORY,
 } from "./lib/observe/logging.ts";
 import { drain } from "./lib/shutdown.ts";
-import { openStore } from "./lib/store/open.ts";
-import { PostgresStore } from "./lib/store/postgres.ts";
+import { type OpenedStore, openStore } from "./lib/store/open.ts";
 import { StoreOpenError, StoreUnavailableError } from "./lib/orders/errors.ts";
-import type { OrderStore } from "./lib/orders/order_store.ts";
 import { createSystem } from "./lib/system.ts";
 
 let config: Config;
@@ -74,24 +72,17 @@ async function stopStartUp(reason: string): Promise<never> {
   Deno.exit(2);
 }
 
-let store!: OrderStore; // assigned, or stopStartUp() exits
+let opened!: OpenedStore; // assigned, or stopStartUp() exits
 let interrupted!: number;
 try {
-  store = await openStore(config.store, {
-    maxOrders: config.maxOrders,
-    synchronous: config.sqliteSynchronous,
-    poolSize: config.pgPoolSize,
-    schema: config.pgSchema,
-    connectTimeoutMs: config.pgConnectTimeoutMs,
-    instanceId: config.instanceId,
-    leaseMs: config.leaseMs,
-  });
+  opened = await openStore(config.store, config);
 } catch (error) {
   // A store that cannot be opened: nothing can be promised, so stop with
   // the documented code.
   if (!(error instanceof StoreOpenError)) throw error;
   await stopStartUp(error.message);
 }
+const { store } = opened;
 try {
   // Before any worker runs: orders a previous process (or, on a shared
   // store, a stopped instance) left mid-processing become pending again.
@@ -112,19 +103,25 @@ if (interrupted > 0) {
 }
 
 const system = createSystem({
-  ...config,
   store,
+  storeKind: opened.kind,
+  instanceId: opened.instanceId,
   logger,
+  workers: config.workers,
+  queueCapacity: config.queueCapacity,
+  latencyScale: config.latencyScale,
+  failureRate: config.failureRate,
+  maxAttempts: config.maxAttempts,
   bodyLimits: { timeoutMs: config.bodyTimeoutMs },
+  maxInFlight: config.maxInFlight,
+  apiKeys: config.apiKeys,
+  corsOrigins: config.corsOrigins,
+  metrics: config.metrics,
   processMetrics: config.metrics,
+  events: config.events,
+  requestIds: config.requestIds,
   heartbeatMs: config.sseHeartbeatMs,
-  ...(store instanceof PostgresStore ? { instanceId: store.instanceId } : {}),
   leaseHeartbeatMs: config.leaseMs / 5,
-  storeKind: store instanceof PostgresStore
-    ? "postgres"
-    : config.store.startsWith("sqlite:")
-    ? "sqlite"
-    : "memory",
 });
 try {
   const start = await system.feedStarted;
@@ -137,9 +134,9 @@ try {
     `the store did not start its event feed or count: ${error}`,
   );
 }
-if (store instanceof PostgresStore) {
+if (opened.instanceId !== undefined) {
   lifecycle.info("Registered as instance {instanceId}", {
-    instanceId: store.instanceId,
+    instanceId: opened.instanceId,
     leaseMs: config.leaseMs,
   });
 }

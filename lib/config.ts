@@ -7,11 +7,11 @@
 
 import { parseArgs } from "node:util";
 import {
+  acceptedStores,
   isInstanceId,
-  isPostgresUrl,
   isSchemaName,
-  redactUrl,
-} from "./store/postgres_connection.ts";
+  storeKindOf,
+} from "./store/open.ts";
 
 /** Log levels the service accepts. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
@@ -70,7 +70,7 @@ export function redactConfig(
 ): Omit<Config, "apiKeys"> & { apiKeys: string } {
   return {
     ...config,
-    store: isPostgresUrl(config.store) ? redactUrl(config.store) : config.store,
+    store: storeKindOf(config.store)?.redact(config.store) ?? config.store,
     apiKeys: `${config.apiKeys.length} key(s)`,
   };
 }
@@ -210,13 +210,10 @@ const SETTINGS: ReadonlyArray<Setting<any>> = [
     key: "store",
     env: "STORE",
     defaultValue: "memory",
-    accepts: "memory, sqlite:PATH, or a postgres:// or postgresql:// URL",
+    accepts: acceptedStores(),
     description:
       "where orders are kept: in memory, durably in a SQLite file, or in PostgreSQL",
-    parse: (raw: string) =>
-      raw === "memory" || /^sqlite:.+/.test(raw) || isPostgresUrl(raw)
-        ? raw
-        : undefined,
+    parse: (raw: string) => storeKindOf(raw) ? raw : undefined,
     secret: true, // a URL may hold a password
   },
   {
@@ -480,7 +477,9 @@ export function parseConfig(
   }
   // Processes sharing a port must share their orders too: with a memory or
   // SQLite store each would answer for its own orders only.
-  if (config.reusePort === true && !isPostgresUrl(String(config.store))) {
+  if (
+    config.reusePort === true && !storeKindOf(String(config.store))?.shared
+  ) {
     throw new ConfigError(
       "REUSE_PORT=on needs a PostgreSQL STORE: processes sharing a port must share one store",
     );

@@ -150,3 +150,24 @@ Deno.test("the layout checks see a forbidden import, a loop and a multi-line imp
     "orders/order.ts",
   ]);
 });
+
+Deno.test("main.ts and lib/config.ts reach the stores only through lib/store/open.ts, and name no store class", () => {
+  const ROOT = new URL("../", import.meta.url);
+  for (const file of ["main.ts", "lib/config.ts"]) {
+    const fileUrl = new URL(file, ROOT);
+    const source = Deno.readTextFileSync(fileUrl);
+    const stores = importsOf(source)
+      .map((spec) => new URL(spec, fileUrl).href.slice(LIB.href.length))
+      .filter((path) => path.startsWith("store/"));
+    assert.deepEqual(
+      stores.filter((path) => path !== "store/open.ts"),
+      [],
+      `${file} imports a store`,
+    );
+    assert.doesNotMatch(
+      source,
+      /\b(MemoryStore|SqliteStore|PostgresStore)\b/,
+      file,
+    );
+  }
+});
