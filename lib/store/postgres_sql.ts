@@ -30,7 +30,10 @@ export const ORDER_COLUMNS = `id, customer_id, restaurant_id, items, status,
 
 /**
  * The statement that writes a batch: the creates' INSERT and the changes'
- * UPDATE as two parts of one query over `table` (see `#write`).
+ * UPDATE as two parts of one query over `table` (see the write batcher).
+ * The UPDATE's SET mirrors `applyTransition` (`orders/transition.ts`), and
+ * its WHERE `refuseTransition` plus the fence; the contract test "applies
+ * every change as applyTransition does" fails if they drift apart.
  */
 export function writeStatement(table: string): string {
   return `WITH created AS (

@@ -19,7 +19,6 @@ import {
   type Order,
   type OrderStatus,
   sameNewOrder,
-  type TimelineEntry,
   zeroStatusCounts,
 } from "../orders/order.ts";
 import { createOrderIdFactory, lastIdAt } from "../orders/order_id.ts";
@@ -32,7 +31,7 @@ import type {
   OrderStore,
   Transition,
 } from "../orders/order_store.ts";
-import { refuseTransition } from "../orders/transition.ts";
+import { applyTransition, refuseTransition } from "../orders/transition.ts";
 import { LocalClaims } from "./local_claims.ts";
 
 /** The schema version this release writes (`PRAGMA user_version`). */
@@ -332,36 +331,19 @@ export class SqliteStore implements OrderStore {
     return this.#write(() => {
       const row = this.#row(this.#statements.byId, id);
       if (!row) throw new OrderNotFoundError(id);
-      const order = toOrder(row);
+      const current = toOrder(row);
       const refusal = refuseTransition(id, {
-        status: order.status,
-        cancelRequested: order.cancel_requested,
+        status: current.status,
+        cancelRequested: current.cancel_requested,
       }, change);
       if (refusal) throw refusal;
       const lost = this.#claims.refuse(id, change);
       if (lost) throw lost;
-      const now = Math.max(this.#now(), order.created_at);
-      for (const entry of change.append ?? []) {
-        order.timeline.push({ ...entry, at: now } as TimelineEntry);
-      }
-      if (change.to !== undefined && change.to !== order.status) {
-        order.timeline.push({ at: now, type: "status", status: change.to });
-        order.status = change.to;
-      }
-      if (change.incrementAttempts) order.attempts++;
-      if (change.set?.attempts !== undefined) {
-        order.attempts = change.set.attempts;
-      }
-      if (change.set?.failure_reason !== undefined) {
-        order.failure_reason = change.set.failure_reason;
-      }
-      if (change.set?.cancel_requested !== undefined) {
-        order.cancel_requested = change.set.cancel_requested;
-      }
-      order.updated_at = now;
+      // The one rule every store applies (the memory store too).
+      const order = applyTransition(current, change, this.#now());
       this.#statements.update.run(
         order.status,
-        now,
+        order.updated_at,
         order.attempts,
         order.failure_reason,
         order.cancel_requested ? 1 : 0,

@@ -11,8 +11,9 @@ import {
   InvalidTransitionError,
   OrderNotFoundError,
 } from "../../lib/orders/errors.ts";
-import type { NewOrder } from "../../lib/orders/order.ts";
-import type { OrderStore } from "../../lib/orders/order_store.ts";
+import type { NewOrder, Order } from "../../lib/orders/order.ts";
+import type { OrderStore, Transition } from "../../lib/orders/order_store.ts";
+import { applyTransition } from "../../lib/orders/transition.ts";
 import { waitUntil } from "../helpers.ts";
 
 /** Makes a fresh, empty store and a function that disposes of it. */
@@ -94,6 +95,55 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
     assert.equal(retried.created, false);
     assert.equal(retried.order.id, order.id);
+  });
+
+  test("applies every change as applyTransition does (the one rule; PostgreSQL's SQL mirrors it)", async (store) => {
+    const { order } = await store.create(burger);
+    const changes: Transition[] = [
+      CLAIMED_START,
+      {
+        action: "record a step of",
+        from: ["processing"],
+        claimed: true,
+        append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+      },
+      {
+        action: "retry",
+        from: ["processing"],
+        claimed: true,
+        set: { attempts: 2 },
+        append: [{ type: "attempt_failed", attempt: 1, reason: "declined" }],
+      },
+      {
+        action: "cancel",
+        from: ["processing"],
+        set: { cancel_requested: true },
+        append: [{ type: "cancel_requested" }],
+      },
+      {
+        action: "mark failed",
+        from: ["processing"],
+        to: "failed",
+        claimed: true,
+        set: { failure_reason: "declined twice" },
+      },
+    ];
+    // Times are each store's own clock; everything else must agree.
+    const timeless = (value: Order) => ({
+      ...value,
+      updated_at: 0,
+      timeline: value.timeline.map((entry) => ({ ...entry, at: 0 })),
+    });
+    let current = order;
+    for (const change of changes) {
+      const expected = applyTransition(current, change, current.updated_at);
+      current = await store.transition(order.id, change);
+      assert.deepEqual(timeless(current), timeless(expected), change.action);
+      assert.deepEqual(
+        timeless((await store.get(order.id))!),
+        timeless(expected),
+      );
+    }
   });
 
   test("get() answers undefined for an unknown id", async (store) => {
