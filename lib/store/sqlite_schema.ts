@@ -1,0 +1,110 @@
+/**
+ * The SQLite store's schema and statements, in one place, and its rows'
+ * conversion to orders.
+ *
+ * @module
+ */
+
+import type { DatabaseSync } from "node:sqlite";
+import { StoreOpenError } from "../orders/errors.ts";
+import type { Order, OrderStatus } from "../orders/order.ts";
+
+/** The schema version this release writes (`PRAGMA user_version`). */
+export const SCHEMA_VERSION = 1;
+
+/** The SQLite store at `path` cannot be opened, because of `reason`. */
+export function openError(path: string, reason: string): StoreOpenError {
+  return new StoreOpenError(`the SQLite store "${path}"`, reason);
+}
+
+// Every statement lives here, so the SQL can be read in one place.
+export const SQL = {
+  migrate: [
+    `CREATE TABLE orders (
+      id TEXT PRIMARY KEY,
+      customer_id TEXT NOT NULL,
+      restaurant_id TEXT NOT NULL,
+      items TEXT NOT NULL,
+      status TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      attempts INTEGER NOT NULL,
+      failure_reason TEXT,
+      cancel_requested INTEGER NOT NULL,
+      timeline TEXT NOT NULL,
+      idempotency_key TEXT UNIQUE
+    ) WITHOUT ROWID`,
+    "CREATE INDEX orders_by_status ON orders (status, id)",
+  ],
+  insert: `INSERT INTO orders (id, customer_id, restaurant_id, items, status,
+      created_at, updated_at, attempts, failure_reason, cancel_requested,
+      timeline, idempotency_key)
+    VALUES (?, ?, ?, ?, 'pending', ?, ?, 0, NULL, 0, ?, ?)`,
+  byId: "SELECT * FROM orders WHERE id = ?",
+  byKey: "SELECT * FROM orders WHERE idempotency_key = ?",
+  update: `UPDATE orders SET status = ?, updated_at = ?, attempts = ?,
+      failure_reason = ?, cancel_requested = ?, timeline = ?
+    WHERE id = ?`,
+  page: "SELECT * FROM orders WHERE id > ? ORDER BY id LIMIT ?",
+  pageByStatus:
+    "SELECT * FROM orders WHERE status = ? AND id > ? ORDER BY id LIMIT ?",
+  pendingIds:
+    "SELECT id FROM orders WHERE status = 'pending' AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+  statusOf: "SELECT status FROM orders WHERE id = ?",
+} as const;
+
+/** An orders row as node:sqlite returns it. */
+export interface Row {
+  id: string;
+  customer_id: string;
+  restaurant_id: string;
+  items: string;
+  status: OrderStatus;
+  created_at: number;
+  updated_at: number;
+  attempts: number;
+  failure_reason: string | null;
+  cancel_requested: number;
+  timeline: string;
+  idempotency_key: string | null;
+}
+
+/** The order a row holds. */
+export function toOrder(row: Row): Order {
+  return {
+    id: row.id,
+    customer_id: row.customer_id,
+    restaurant_id: row.restaurant_id,
+    items: JSON.parse(row.items),
+    status: row.status,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    attempts: row.attempts,
+    failure_reason: row.failure_reason,
+    cancel_requested: row.cancel_requested === 1,
+    timeline: JSON.parse(row.timeline),
+  };
+}
+
+/** Creates or migrates the schema; refuses one newer than this release. */
+export function migrate(db: DatabaseSync, path: string): void {
+  const { user_version: version } = db.prepare("PRAGMA user_version").get() as {
+    user_version: number;
+  };
+  if (version > SCHEMA_VERSION) {
+    throw openError(
+      path,
+      `its schema version ${version} is newer than this release understands (${SCHEMA_VERSION}); upgrade order-service`,
+    );
+  }
+  if (version === SCHEMA_VERSION) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const statement of SQL.migrate) db.exec(statement);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
+}
