@@ -5,7 +5,7 @@
  */
 
 import { Channel } from "../lib/async/channel.ts";
-import { toOrderJson } from "../lib/orders/order.ts";
+import { toOrderJson } from "../lib/http/order_json.ts";
 import { createOrderIdFactory } from "../lib/orders/order_id.ts";
 import { newOrderSchema } from "../lib/http/schemas.ts";
 import { MemoryStore } from "../lib/store/memory.ts";

@@ -14,7 +14,8 @@ import appCss from "./dashboard/app.css" with { type: "text" };
 import appJs from "./dashboard/app.js" with { type: "text" };
 import type { DashboardStats } from "../observe/dashboard_stats.ts";
 import { type Asset, assetHandler, CSS, JAVASCRIPT } from "./assets.ts";
-import { ORDER_STATUSES, toOrderJson } from "../orders/order.ts";
+import { ORDER_STATUSES } from "../orders/order.ts";
+import { toOrderJson } from "./order_json.ts";
 import type { InstanceStatus, OrderStore } from "../orders/order_store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import {

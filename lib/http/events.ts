@@ -12,7 +12,8 @@ import type {
   OrderEventHub,
   Subscription,
 } from "../observe/events.ts";
-import { isTerminal, toOrderJson } from "../orders/order.ts";
+import { isTerminal } from "../orders/order.ts";
+import { toOrderJson } from "./order_json.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import {

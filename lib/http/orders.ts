@@ -7,12 +7,8 @@
 import { Hono } from "hono";
 import { validator } from "hono/validator";
 import { OrderNotFoundError } from "../orders/errors.ts";
-import {
-  ORDER_STATUSES,
-  type OrderJson,
-  orderJsonText,
-  toOrderJson,
-} from "../orders/order.ts";
+import { ORDER_STATUSES } from "../orders/order.ts";
+import { type OrderJson, orderJsonText, toOrderJson } from "./order_json.ts";
 import type { OrderService } from "../orders/order_service.ts";
 import type { OrderStore } from "../orders/order_store.ts";
 import {

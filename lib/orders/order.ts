@@ -82,7 +82,7 @@ export interface NewOrder {
 
 /**
  * An order as the store keeps it. Times are epoch milliseconds (cheaper to
- * keep than strings); {@linkcode toOrderJson} formats them for clients.
+ * keep than strings); `lib/http/order_json.ts` formats them for clients.
  */
 export interface Order extends NewOrder {
   id: string;
@@ -118,120 +118,6 @@ export function newPendingOrder(
     cancel_requested: false,
     timeline: [{ at: now, type: "status", status: "pending" }],
   };
-}
-
-/** The order as clients see it: snake_case, RFC 3339 times. */
-export interface OrderJson extends NewOrder {
-  id: string;
-  status: OrderStatus;
-  created_at: string;
-  updated_at: string;
-  attempts: number;
-  failure_reason: string | null;
-  cancel_requested: boolean;
-  timeline: Array<Record<string, string | number>>;
-}
-
-// Formatting a date with toISOString() was the dearest part of
-// toOrderJson (a finished order has eight timestamps, a few milliseconds
-// apart: ~3 µs of each GET /orders/{id} under load, CPU profile). Times of
-// one minute share everything up to the seconds, so that prefix is kept
-// and only seconds and milliseconds are written. (A pure function's memo,
-// not a cache of responses.)
-let minuteStart = Number.NaN;
-let minutePrefix = "";
-
-/** Formats epoch milliseconds as an RFC 3339 UTC timestamp, as `toISOString()` does. */
-export function formatTime(epochMs: number): string {
-  const offset = epochMs - minuteStart;
-  if (!(offset >= 0 && offset < 60_000)) {
-    // A new minute (or not an integer time of this era: left to Date).
-    if (
-      !Number.isInteger(epochMs) || epochMs < 0 || epochMs >= MAX_4_DIGIT_YEAR
-    ) {
-      return new Date(epochMs).toISOString();
-    }
-    minuteStart = epochMs - epochMs % 60_000;
-    minutePrefix = new Date(minuteStart).toISOString().slice(0, 17);
-    return formatTime(epochMs);
-  }
-  const seconds = Math.floor(offset / 1000);
-  const millis = offset % 1000;
-  return minutePrefix + (seconds < 10 ? "0" : "") + seconds +
-    (millis < 10 ? ".00" : millis < 100 ? ".0" : ".") + millis + "Z";
-}
-
-// 10000-01-01T00:00:00Z: from here on toISOString() writes a signed year.
-const MAX_4_DIGIT_YEAR = 253_402_300_800_000;
-
-/** Formats an order for a response body. */
-export function toOrderJson(order: Order): OrderJson {
-  return {
-    id: order.id,
-    customer_id: order.customer_id,
-    restaurant_id: order.restaurant_id,
-    items: order.items,
-    status: order.status,
-    created_at: formatTime(order.created_at),
-    updated_at: formatTime(order.updated_at),
-    attempts: order.attempts,
-    failure_reason: order.failure_reason,
-    cancel_requested: order.cancel_requested,
-    timeline: order.timeline.map(entryJson),
-  };
-}
-
-/**
- * The text of `JSON.stringify(toOrderJson(order))`, written directly: no
- * intermediate objects for the order and its timeline (serialising through
- * them was the largest self time of the hot routes' response, CPU profile
- * under POST load). Strings a client supplied, and failure reasons, go
- * through `JSON.stringify`; everything else is an id, a number, a
- * timestamp or one of our own names, which need no escaping. Tested
- * against `JSON.stringify(toOrderJson(order))` over random orders.
- */
-export function orderJsonText(order: Order): string {
-  let text = `{"id":"${order.id}","customer_id":${
-    JSON.stringify(order.customer_id)
-  },"restaurant_id":${JSON.stringify(order.restaurant_id)},"items":[`;
-  for (let index = 0; index < order.items.length; index++) {
-    if (index > 0) text += ",";
-    text += JSON.stringify(order.items[index]);
-  }
-  text += `],"status":"${order.status}","created_at":"${
-    formatTime(order.created_at)
-  }","updated_at":"${
-    formatTime(order.updated_at)
-  }","attempts":${order.attempts},"failure_reason":${
-    order.failure_reason === null
-      ? "null"
-      : JSON.stringify(order.failure_reason)
-  },"cancel_requested":${order.cancel_requested},"timeline":[`;
-  for (let index = 0; index < order.timeline.length; index++) {
-    const entry = order.timeline[index]!;
-    if (index > 0) text += ",";
-    text += `{"at":"${formatTime(entry.at)}","type":"${entry.type}"`;
-    switch (entry.type) {
-      case "status":
-        text += `,"status":"${entry.status}"}`;
-        break;
-      case "step_finished":
-        text += `,"step":"${entry.step}","attempt":${entry.attempt}}`;
-        break;
-      case "attempt_failed":
-        text += `,"attempt":${entry.attempt},"reason":${
-          JSON.stringify(entry.reason)
-        }}`;
-        break;
-      case "interrupted":
-        text += `,"attempt":${entry.attempt}}`;
-        break;
-      case "cancel_requested":
-        text += "}";
-        break;
-    }
-  }
-  return text + "]}";
 }
 
 /** A timeline entry before the store stamps its time. */
@@ -279,10 +165,6 @@ export function stampEntry(
     case "cancel_requested":
       return { at, type: entry.type } as TimelineEntry;
   }
-}
-
-function entryJson(entry: TimelineEntry): Record<string, string | number> {
-  return stampEntry(entry, formatTime(entry.at));
 }
 
 /** The steps an order has finished, from its timeline. */
