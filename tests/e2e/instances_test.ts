@@ -540,6 +540,20 @@ async function withDatabaseProxy(
   }
 }
 
+/**
+ * Starts instance a on the database and instance b through the proxy at
+ * `proxiedUrl`, both with `env`.
+ */
+async function startBehindProxy(
+  start: Instances["start"],
+  proxiedUrl: string,
+  env: Record<string, string>,
+): Promise<{ a: ServiceProcess; b: ServiceProcess }> {
+  const a = await start({ ...env, INSTANCE_ID: "a" });
+  const b = await start({ ...env, INSTANCE_ID: "b", STORE: proxiedUrl });
+  return { a, b };
+}
+
 // Rounds of the partition below. The stranding it guards against was
 // reported about one time in four per partition; a bug that shows with
 // probability 1/4 in each round goes unseen in 11 rounds with chance
@@ -555,12 +569,7 @@ instancesTest(
   async ({ start }) => {
     await withDatabaseProxy(async (proxy, proxiedUrl) => {
       const env = { LATENCY_SCALE: "0", LEASE_MS: "500" };
-      const a = await start({ ...env, INSTANCE_ID: "a" });
-      const b = await start({
-        ...env,
-        INSTANCE_ID: "b",
-        STORE: proxiedUrl,
-      });
+      const { a, b } = await startBehindProxy(start, proxiedUrl, env);
       for (let round = 0; round < PARTITION_ROUNDS; round++) {
         proxy.blackHole();
         const answers = Promise.all(
@@ -602,12 +611,7 @@ instancesTest(
   async ({ start }) => {
     await withDatabaseProxy(async (proxy, proxiedUrl) => {
       const env = { LATENCY_SCALE: "0", LEASE_MS: "500" };
-      const a = await start({ ...env, INSTANCE_ID: "a" });
-      const b = await start({
-        ...env,
-        INSTANCE_ID: "b",
-        STORE: proxiedUrl,
-      });
+      const { a, b } = await startBehindProxy(start, proxiedUrl, env);
       // c holds orders it will never finish: one worker, slow steps.
       const c = await start({
         ...env,
