@@ -8,7 +8,8 @@ import type { Logger } from "@logtape/logtape";
 import type { OrderEventHub } from "./observe/events.ts";
 import type { OrderService } from "./orders/order_service.ts";
 import type { OrderStats, OrderSummary } from "./orders/stats.ts";
-import type { OrderStore } from "./orders/order_store.ts";
+import type { Coordination } from "./orders/coordination.ts";
+import type { OrderRepository } from "./orders/order_store.ts";
 import type { WorkerPool } from "./async/worker_pool.ts";
 import type { WorkClaimer } from "./orders/work_claimer.ts";
 
@@ -17,7 +18,8 @@ export interface DrainOptions {
   service: OrderService;
   pool: WorkerPool<string>;
   server: { shutdown(): Promise<void> };
-  store: OrderStore;
+  /** Hands queued orders back, then closes. */
+  store: Pick<Coordination, "release"> & Pick<OrderRepository, "close">;
   stats: OrderStats;
   hub: OrderEventHub;
   /** Stopped first, so that nothing more is claimed. */

@@ -16,7 +16,8 @@ import type { DashboardStats } from "../observe/dashboard_stats.ts";
 import { type Asset, assetHandler, CSS, JAVASCRIPT } from "./assets.ts";
 import { ORDER_STATUSES } from "../orders/order.ts";
 import { toOrderJson } from "./order_json.ts";
-import type { InstanceStatus, OrderStore } from "../orders/order_store.ts";
+import type { Coordination, InstanceStatus } from "../orders/coordination.ts";
+import type { OrderRepository } from "../orders/order_store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import {
   type DocContext,
@@ -33,7 +34,9 @@ export const DASHBOARD_CSP =
 
 /** What the dashboard routes need. */
 export interface DashboardOptions {
-  store: OrderStore;
+  store:
+    & Pick<OrderRepository, "get" | "list">
+    & Pick<Coordination, "instances">;
   stats: DashboardStats;
   /** This instance's queue and workers now. */
   localStatus: () => InstanceStatus;

@@ -14,7 +14,8 @@ import type {
 } from "../observe/events.ts";
 import { isTerminal } from "../orders/order.ts";
 import { toOrderJson } from "./order_json.ts";
-import type { OrderStore } from "../orders/order_store.ts";
+import type { Coordination } from "../orders/coordination.ts";
+import type { OrderRepository } from "../orders/order_store.ts";
 import { HttpProblem, problemType } from "./problem.ts";
 import {
   commonResponses,
@@ -29,7 +30,7 @@ import {
 /** What the event routes need. */
 export interface EventRoutesOptions {
   hub: OrderEventHub;
-  store: OrderStore;
+  store: Pick<OrderRepository, "get"> & Pick<Coordination, "changeFeed">;
   /** How often an idle stream sends a comment line (default 15 s). */
   heartbeatMs?: number | undefined;
   /** Streams open at once before new ones get 503 (default 1000). */

@@ -10,7 +10,7 @@ import { OrderNotFoundError } from "../orders/errors.ts";
 import { ORDER_STATUSES } from "../orders/order.ts";
 import { type OrderJson, orderJsonText, toOrderJson } from "./order_json.ts";
 import type { OrderService } from "../orders/order_service.ts";
-import type { OrderStore } from "../orders/order_store.ts";
+import type { OrderRepository } from "../orders/order_store.ts";
 import {
   type BodyLimits,
   fieldError,
@@ -38,7 +38,7 @@ import {
 
 /** What the orders routes need. */
 export interface OrdersRoutesOptions {
-  store: OrderStore;
+  store: OrderRepository;
   service: OrderService;
   /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
   bodyLimits?: Partial<BodyLimits> | undefined;

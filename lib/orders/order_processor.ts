@@ -16,12 +16,12 @@ import {
 import { finishedSteps, type Order, type OrderStatus, STEPS } from "./order.ts";
 import type { OrderStats } from "./stats.ts";
 import type { StepRunner } from "./steps.ts";
-import type { OrderStore } from "./order_store.ts";
+import type { OrderRepository } from "./order_store.ts";
 import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode OrderProcessor}. */
 export interface OrderProcessorOptions {
-  store: OrderStore;
+  store: OrderRepository;
   runStep: StepRunner;
   stats: OrderStats;
   logger: Logger;

@@ -17,12 +17,12 @@ import { KeyedMutex } from "../async/mutex.ts";
 import { type NewOrder, type Order, sameNewOrder } from "./order.ts";
 import type { OrderProcessor } from "./order_processor.ts";
 import type { OrderStats } from "./stats.ts";
-import type { CreateResult, OrderStore } from "./order_store.ts";
+import type { CreateResult, OrderRepository } from "./order_store.ts";
 import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode OrderService}. */
 export interface OrderServiceOptions {
-  store: OrderStore;
+  store: OrderRepository;
   /** The queue of order ids the workers consume. */
   queue: Channel<string>;
   stats: OrderStats;
@@ -46,7 +46,7 @@ export interface CancelResult {
  * ids to the workers.
  */
 export class OrderService {
-  readonly #store: OrderStore;
+  readonly #store: OrderRepository;
   readonly #queue: Channel<string>;
   readonly #stats: OrderStats;
   readonly #processor: Pick<OrderProcessor, "abortRunning">;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Coordination } from "./coordination.ts";
 import type {
   NewOrder,
   NewTimelineEntry,
@@ -12,35 +13,13 @@ import type {
   OrderStatus,
 } from "./order.ts";
 
-/** What an instance tells the others with each heartbeat (the dashboard shows it). */
-export interface InstanceStatus {
-  queue_depth: number;
-  queue_capacity: number;
-  workers_busy: number;
-  workers_total: number;
-  accepting: boolean;
-  /** Orders this instance finished since it started, by status. */
-  finished?: { completed: number; failed: number; cancelled: number };
-}
-
-/** A live instance as the shared store knows it. */
-export interface InstanceInfo {
-  id: string;
-  /** Epoch milliseconds. */
-  started_at: number;
-  /** Epoch milliseconds of its last heartbeat. */
-  heartbeat_at: number;
-  /** As of that heartbeat. */
-  status: InstanceStatus | null;
-}
-
-/** Options for {@linkcode OrderStore.create}. */
+/** Options for {@linkcode OrderRepository.create}. */
 export interface CreateOptions {
   /** A client's `Idempotency-Key`; one key creates at most one order. */
   idempotencyKey?: string | undefined;
 }
 
-/** What {@linkcode OrderStore.create} returns. */
+/** What {@linkcode OrderRepository.create} returns. */
 export interface CreateResult {
   /** The order created, or the one the idempotency key created earlier. */
   order: Order;
@@ -48,7 +27,7 @@ export interface CreateResult {
   created: boolean;
 }
 
-/** Options for {@linkcode OrderStore.list}. */
+/** Options for {@linkcode OrderRepository.list}. */
 export interface ListOptions {
   /** At most this many orders. */
   limit: number;
@@ -58,13 +37,22 @@ export interface ListOptions {
   status?: OrderStatus | undefined;
 }
 
-/** One page of {@linkcode OrderStore.list}. */
+/** One page of {@linkcode OrderRepository.list}. */
 export interface ListPage {
   /** Orders, oldest first. */
   orders: Order[];
   /** Whether more orders follow the last one on this page. */
   hasMore: boolean;
 }
+
+export type {
+  ChangeFeed,
+  Coordination,
+  FeedStart,
+  InstanceInfo,
+  InstanceStatus,
+  StoredChange,
+} from "./coordination.ts";
 
 // Defined beside TimelineEntry; named here too, where transitions use it.
 export type { NewTimelineEntry } from "./order.ts";
@@ -113,70 +101,16 @@ export interface Transition {
   token?: string;
 }
 
-/** A change to one order as a store shared by several instances reports it. */
-export interface StoredChange {
-  /** The database's sequence number: the same on every instance. */
-  id: number;
-  /** `created`, or the type of the timeline entry the change added. */
-  name: string;
-  /** The order after the change. */
-  order: Order;
-  /** The instance that made the change. */
-  instance: string;
-}
-
-/** Where a change feed starts: what is already counted when its first live change comes. */
-export interface FeedStart {
-  /** Orders by status, as of the same snapshot the live changes follow. */
-  counts: Record<OrderStatus, number>;
-  /**
-   * Ids of changes still to be published live whose effect `counts`
-   * already holds (committed before the snapshot, delivered after it):
-   * a consumer that counts from changes skips these once.
-   */
-  counted: ReadonlySet<number>;
-}
-
 /**
- * Every instance's changes, in one order that every instance sees alike.
- * Only stores shared by several instances have one; for the others the
- * in-process wrapper (`store/observed.ts`) publishes each change.
+ * The order repository: where orders live, what every backend must do.
+ * Every method is atomic with respect to every other. Orders returned are
+ * snapshots: later changes never alter them. A change marked `claimed` is
+ * fenced by this instance's claim (see `coordination.ts`).
  */
-export interface ChangeFeed {
+export interface OrderRepository {
   /**
-   * Calls `publish` for the last `history` changes already stored, then for
-   * every change made from now on, by any instance, each exactly once and
-   * in the feed's order. Stops when the store closes. Resolves with the
-   * counts the live changes start from.
-   */
-  start(
-    publish: (change: StoredChange) => void,
-    history: number,
-  ): Promise<FeedStart>;
-  /**
-   * The changes published after the one numbered `id`, in the feed's
-   * order, from the store's own retention (for a `Last-Event-ID` older
-   * than what the process keeps in memory); `undefined` when `id` is no
-   * longer kept, or more than `limit` changes followed it.
-   */
-  replayAfter(id: number, limit: number): Promise<StoredChange[] | undefined>;
-}
-
-/**
- * Where orders live. Every method is atomic with respect to every other.
- * Orders returned are snapshots: later changes never alter them.
- *
- * **Claims.** An order that an instance holds in its queue or is processing
- * is claimed by it: `create` claims the new order for this instance,
- * `claimPending` claims unclaimed ones, `release` hands claims back, a
- * finishing transition ends one. `rescue` returns the claims of instances
- * that stopped. A single-process store (memory, SQLite) keeps its claims in
- * the process, so after a restart every unfinished order is unclaimed.
- */
-export interface OrderStore {
-  /**
-   * Creates a `pending` order, or returns the order an earlier call with
-   * the same idempotency key created.
+   * Creates a `pending` order, claimed by this instance, or returns the
+   * order an earlier call with the same idempotency key created.
    *
    * @throws {IdempotencyConflictError} when the key created an order with another body.
    * @throws {StoreFullError} when the store is full and nothing can be evicted.
@@ -193,46 +127,14 @@ export interface OrderStore {
    *
    * @throws {OrderNotFoundError} when no order has `id`.
    * @throws {InvalidTransitionError} when the order does not match.
+   * @throws {ClaimLostError} when a `claimed` change finds the claim gone.
    */
   transition(id: string, change: Transition): Promise<Order>;
-  /**
-   * Claims up to `limit` unclaimed `pending` orders for this instance,
-   * oldest first, and returns their ids.
-   */
-  claimPending(limit: number): Promise<string[]>;
-  /**
-   * Hands back this instance's claims on those of `ids` that are still
-   * `pending` (queued, not started), so that another instance, or the next
-   * start, takes them. Returns how many were handed back.
-   */
-  release(ids: readonly string[]): Promise<number>;
-  /**
-   * Tells the other instances that this one is alive. Resolves `false`
-   * when they had presumed it dead and rescued its orders (its claims are
-   * void; it has registered again).
-   */
-  heartbeat(status?: InstanceStatus): Promise<boolean>;
-  /** The instances sharing the store (none for a single-process store). */
-  instances(): Promise<InstanceInfo[]>;
   /**
    * How many orders have each status: read once at start (the dashboard
    * then counts from events), so it may scan.
    */
   countByStatus(): Promise<Record<OrderStatus, number>>;
-  /**
-   * Returns the orders claimed by instances that stopped (a previous
-   * process, or an instance whose lease lapsed) to the unclaimed: a
-   * `processing` one gets an `interrupted` entry and becomes `pending`
-   * again (it resumes after its last finished step). Returns how many.
-   */
-  rescue(): Promise<number>;
-  /**
-   * Calls `wake` whenever unclaimed work may have appeared (a release or a
-   * rescue, here or on another instance).
-   */
-  onUnclaimed(wake: () => void): void;
-  /** Every instance's changes, when the store is shared by several. */
-  readonly changeFeed?: ChangeFeed | undefined;
   /**
    * Releases resources. A shared store first hands back what this instance
    * still claims (an unfinished `processing` order is marked interrupted)
@@ -240,3 +142,10 @@ export interface OrderStore {
    */
   close(): Promise<void>;
 }
+
+/**
+ * A backend as it is today: both ports in one object. The parts of the
+ * service each depend on the port they use (`OrderRepository` or
+ * `Coordination`); a backend still provides both.
+ */
+export interface OrderStore extends OrderRepository, Coordination {}

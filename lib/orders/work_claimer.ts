@@ -8,12 +8,13 @@
 
 import type { Logger } from "@logtape/logtape";
 import { delay } from "../async/delay.ts";
-import type { InstanceStatus, OrderStore } from "./order_store.ts";
+import type { Coordination, InstanceStatus } from "./coordination.ts";
 import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode WorkClaimer}. */
 export interface WorkClaimerOptions {
-  store: OrderStore;
+  /** The coordination port: claims, lease, rescue. */
+  store: Coordination;
   /** Where claimed orders go. */
   queue: {
     /** Free queue slots. */
