@@ -266,7 +266,7 @@ export function createSystem(options: SystemOptions): System {
     service,
     pool,
     claimer,
-    shared: feed !== undefined,
+    shared: options.store.shared,
     feedStarted,
     dashboard,
     app,

@@ -75,6 +75,7 @@ export function refusingStore(inner: OrderStore = new MemoryStore()) {
     );
   };
   const store: OrderStore = {
+    shared: inner.shared,
     create: (input, options) =>
       control.refusing ? refuse() : inner.create(input, options),
     transition: (id, change) =>

@@ -92,6 +92,11 @@ export interface ChangeFeed {
  */
 export interface Coordination {
   /**
+   * Whether other instances share the store: then an instance hands its
+   * queued orders back at shutdown instead of processing them.
+   */
+  readonly shared: boolean;
+  /**
    * Claims up to `limit` unclaimed `pending` orders for this instance,
    * oldest first, and returns their ids.
    */

@@ -108,6 +108,8 @@ function view(held: Held): Order {
  * ```
  */
 export class MemoryStore implements OrderStore {
+  /** One process alone opens a memory store. */
+  readonly shared = false;
   readonly #maxOrders: number;
   readonly #now: () => number;
   readonly #newId: () => string;

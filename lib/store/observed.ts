@@ -27,6 +27,11 @@ export class ObservedStore implements OrderStore {
   readonly #inner: OrderStore;
   readonly #hub: OrderEventHub;
 
+  /** Whether the wrapped store is shared. */
+  get shared(): boolean {
+    return this.#inner.shared;
+  }
+
   /** Wraps `inner`, publishing to `hub`. */
   constructor(inner: OrderStore, hub: OrderEventHub) {
     this.#inner = inner;

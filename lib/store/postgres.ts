@@ -119,6 +119,8 @@ export function generateInstanceId(): string {
  * ```
  */
 export class PostgresStore implements OrderStore {
+  /** Any number of instances share one database. */
+  readonly shared = true;
   readonly #pool: pg.Pool;
   // The write statements' own connections (see WRITE_SESSION_SETTINGS).
   readonly #writePool: pg.Pool;

@@ -101,6 +101,8 @@ interface PendingWrite {
  * inside it, so conditional transitions cannot interleave.
  */
 export class SqliteStore implements OrderStore {
+  /** One process alone opens a SQLite store. */
+  readonly shared = false;
   readonly #db: DatabaseSync;
   readonly #now: () => number;
   readonly #newId = createOrderIdFactory();

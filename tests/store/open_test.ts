@@ -54,3 +54,14 @@ Deno.test("openStore() opens the kind the spec names and says which; an unknown 
     "memory, sqlite:PATH, a postgres:// or postgresql:// URL, or fake:NAME",
   );
 });
+
+Deno.test("a store says whether instances share it, as its kind does", async () => {
+  for (const spec of ["memory", "fake:orders"]) {
+    const opened = await openStore(spec, SETTINGS, KINDS);
+    assert.equal(
+      opened.store.shared,
+      KINDS.find((kind) => kind.matches(spec))!.shared,
+    );
+    await opened.store.close();
+  }
+});
