@@ -82,11 +82,11 @@ try {
   if (!(error instanceof StoreOpenError)) throw error;
   await stopStartUp(error.message);
 }
-const { store } = opened;
+const { store, coordination } = opened;
 try {
   // Before any worker runs: orders a previous process (or, on a shared
   // store, a stopped instance) left mid-processing become pending again.
-  interrupted = await store.rescue();
+  interrupted = await coordination.rescue();
 } catch (error) {
   // A store that refuses the recovery's writes (a full disk) can still be
   // read: come up, answer 503 to writes, and let the lease loop try the
@@ -104,6 +104,7 @@ if (interrupted > 0) {
 
 const system = createSystem({
   store,
+  coordination,
   storeKind: opened.kind,
   instanceId: opened.instanceId,
   logger,

@@ -14,9 +14,11 @@ function makeSystem(
   latencyScale: number,
   features: { metrics?: boolean; events?: boolean } = {},
 ) {
+  const store = new MemoryStore({ maxOrders: 50_000_000 });
   const system = createSystem({
     ...features,
-    store: new MemoryStore({ maxOrders: 50_000_000 }),
+    store,
+    coordination: store.coordination,
     logger: getLogger(["order-service-bench"]),
     workers: 5,
     queueCapacity: 10_000_000,

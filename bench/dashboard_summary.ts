@@ -13,6 +13,7 @@ const orders = Number(Deno.args[0] ?? 1_000_000);
 const store = new MemoryStore({ maxOrders: orders + 1 });
 const system = createSystem({
   store,
+  coordination: store.coordination,
   logger: getLogger(["bench"]),
   workers: 1,
   queueCapacity: 1,

@@ -46,8 +46,10 @@ async function measure() {
   return { rss: usage.rss, heap: usage.heapUsed };
 }
 
+const store = new MemoryStore({ maxOrders: total });
 const system = createSystem({
-  store: new MemoryStore({ maxOrders: total }),
+  store,
+  coordination: store.coordination,
   logger: getLogger(["order-service-bench"]),
   workers: 5,
   queueCapacity: batch,

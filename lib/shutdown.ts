@@ -18,14 +18,14 @@ export interface DrainOptions {
   service: OrderService;
   pool: WorkerPool<string>;
   server: { shutdown(): Promise<void> };
-  /** Hands queued orders back, then closes. */
-  store: Pick<Coordination, "release"> & Pick<OrderRepository, "close">;
+  /** Closed last. */
+  store: Pick<OrderRepository, "close">;
+  /** Where a shared store's queued orders are handed back. */
+  coordination: Pick<Coordination, "release" | "shared">;
   stats: OrderStats;
   hub: OrderEventHub;
   /** Stopped first, so that nothing more is claimed. */
   claimer?: Pick<WorkClaimer, "stop">;
-  /** Hand queued orders back to other instances instead of processing them. */
-  shared?: boolean;
   logger: Logger;
   /** How long to wait for accepted orders before aborting them. */
   timeoutMs: number;
@@ -47,10 +47,10 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
   logger.info("Draining: no longer accepting orders");
   await options.claimer?.stop();
   await service.stopAccepting();
-  if (options.shared) {
+  if (options.coordination.shared) {
     const queued = service.takeQueued();
     try {
-      const handedBack = await store.release(queued);
+      const handedBack = await options.coordination.release(queued);
       stats.recordHandedBack(handedBack);
       // What release did not find held by this instance had been rescued
       // away from it (it was presumed dead): another instance has it.

@@ -19,16 +19,23 @@ import { OrderService } from "./orders/order_service.ts";
 import { OrderStats } from "./orders/stats.ts";
 import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
-import type { OrderStore } from "./orders/order_store.ts";
 import { TurnGate } from "./async/turn_gate.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
 import { WorkClaimer } from "./orders/work_claimer.ts";
 import { DashboardStats } from "./observe/dashboard_stats.ts";
-import type { FeedStart, InstanceStatus } from "./orders/order_store.ts";
+import type {
+  Coordination,
+  FeedStart,
+  InstanceStatus,
+  OrderRepository,
+} from "./orders/order_store.ts";
 
 /** What {@linkcode createSystem} needs. */
 export interface SystemOptions {
-  store: OrderStore;
+  /** Where the orders live. */
+  store: OrderRepository;
+  /** How the instances sharing `store` divide its orders. */
+  coordination: Coordination;
   logger: Logger;
   workers: number;
   queueCapacity: number;
@@ -75,7 +82,12 @@ export interface SystemOptions {
 /** The assembled service. */
 export interface System {
   /** The store, wrapped so that every change is published to `hub`. */
-  store: OrderStore;
+  store: OrderRepository;
+  /**
+   * The coordination, as given; `coordination.shared` says whether queued
+   * orders are handed back at shutdown instead of processed.
+   */
+  coordination: Coordination;
   hub: OrderEventHub;
   metrics: ServiceMetrics | undefined;
   queue: Channel<string>;
@@ -87,11 +99,6 @@ export interface System {
   pool: WorkerPool<string>;
   /** Keeps the lease, rescues, claims unclaimed orders; not started. */
   claimer: WorkClaimer;
-  /**
-   * Whether other instances share the store: then queued orders are
-   * handed back at shutdown instead of processed.
-   */
-  shared: boolean;
   /**
    * Resolves once a shared store's change feed publishes to `hub`, with
    * the counts its live changes start from (at once, with none, for the
@@ -111,8 +118,9 @@ export interface System {
  * import { getLogger } from "@logtape/logtape";
  * import { createSystem } from "./system.ts";
  * import { MemoryStore } from "./store/memory.ts";
+ * const store = new MemoryStore();
  * const system = createSystem({
- *   store: new MemoryStore(), logger: getLogger(["order-service"]),
+ *   store, coordination: store.coordination, logger: getLogger(["order-service"]),
  *   workers: 5, queueCapacity: 100, latencyScale: 0, failureRate: 0, maxAttempts: 3,
  * });
  * system.pool.start();
@@ -121,7 +129,8 @@ export interface System {
 export function createSystem(options: SystemOptions): System {
   const { logger } = options;
   const hub = new OrderEventHub();
-  const feed = options.store.changeFeed;
+  const { coordination } = options;
+  const feed = coordination.changeFeed;
   // A shared store reports every instance's changes itself; otherwise the
   // wrapper publishes this process's.
   const store = options.events === false || feed
@@ -226,7 +235,7 @@ export function createSystem(options: SystemOptions): System {
     }))(stats.summary()),
   });
   const claimer = new WorkClaimer({
-    store,
+    coordination,
     queue: service,
     logger: logger.getChild("claims"),
     heartbeatMs: options.leaseHeartbeatMs ?? 1000,
@@ -241,6 +250,7 @@ export function createSystem(options: SystemOptions): System {
     corsOrigins: options.corsOrigins,
     heartbeatMs: options.heartbeatMs,
     store,
+    coordination,
     service,
     storeHealth,
     logger: logger.getChild("http"),
@@ -257,6 +267,7 @@ export function createSystem(options: SystemOptions): System {
   });
   return {
     store,
+    coordination,
     hub,
     metrics,
     queue,
@@ -266,7 +277,6 @@ export function createSystem(options: SystemOptions): System {
     service,
     pool,
     claimer,
-    shared: options.store.shared,
     feedStarted,
     dashboard,
     app,

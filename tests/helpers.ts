@@ -9,7 +9,7 @@ import {
   type System,
   type SystemOptions,
 } from "../lib/system.ts";
-import type { OrderStore } from "../lib/orders/order_store.ts";
+import type { OrderRepository, OrderStore } from "../lib/orders/order_store.ts";
 
 /** The reference service's example order. */
 export const EXAMPLE_ORDER: NewOrder = {
@@ -18,10 +18,17 @@ export const EXAMPLE_ORDER: NewOrder = {
   items: ["veggie_burger", "fries"],
 };
 
-/** A system on a memory store with no step delays; workers not started. */
-export function testSystem(options: Partial<SystemOptions> = {}): System {
+/**
+ * A system with no step delays on `store` (a memory store by default) and
+ * its coordination; workers not started.
+ */
+export function testSystem(
+  options: Partial<Omit<SystemOptions, "store" | "coordination">> & {
+    store?: OrderStore;
+  } = {},
+): System {
+  const store = options.store ?? new MemoryStore();
   return createSystem({
-    store: new MemoryStore(),
     // An unconfigured LogTape logger discards records.
     logger: getLogger(["order-service-test"]),
     workers: 2,
@@ -31,6 +38,8 @@ export function testSystem(options: Partial<SystemOptions> = {}): System {
     maxAttempts: 3,
     backoffMs: () => 0,
     ...options,
+    store,
+    coordination: store.coordination,
   });
 }
 
@@ -43,7 +52,7 @@ export async function drainSystem(system: System): Promise<void> {
 
 /** Waits until the order has one of `statuses` (polling the store). */
 export async function waitForStatus(
-  store: OrderStore,
+  store: OrderRepository,
   id: string,
   statuses: readonly OrderStatus[],
   timeoutMs = 5000,
@@ -75,7 +84,7 @@ export function refusingStore(inner: OrderStore = new MemoryStore()) {
     );
   };
   const store: OrderStore = {
-    shared: inner.shared,
+    coordination: inner.coordination,
     create: (input, options) =>
       control.refusing ? refuse() : inner.create(input, options),
     transition: (id, change) =>
@@ -83,13 +92,7 @@ export function refusingStore(inner: OrderStore = new MemoryStore()) {
     get: (id) => inner.get(id),
     getByIdempotencyKey: (key) => inner.getByIdempotencyKey(key),
     list: (options) => inner.list(options),
-    claimPending: (limit) => inner.claimPending(limit),
-    release: (ids) => inner.release(ids),
-    heartbeat: (status) => inner.heartbeat(status),
-    instances: () => inner.instances(),
     countByStatus: () => inner.countByStatus(),
-    rescue: () => inner.rescue(),
-    onUnclaimed: (wake) => inner.onUnclaimed(wake),
     close: () => inner.close(),
   };
   return { store, control };

@@ -15,7 +15,7 @@ import { docsRoutes } from "./docs.ts";
 import { eventRoutes } from "./events.ts";
 import { openApiDocument } from "./openapi.ts";
 import type { OrderService } from "../orders/order_service.ts";
-import type { OrderStore } from "../orders/order_store.ts";
+import type { Coordination, OrderRepository } from "../orders/order_store.ts";
 import type { StoreHealth } from "../orders/store_health.ts";
 import { apiKeyAuth, UNAUTHENTICATED_PATHS } from "./auth.ts";
 import { healthRoutes } from "./health.ts";
@@ -30,7 +30,9 @@ export const SERVICE_VERSION = "0.1.0";
 
 /** What the application needs. */
 export interface AppOptions {
-  store: OrderStore;
+  store: OrderRepository;
+  /** The live instances (dashboard) and every instance's changes (events). */
+  coordination: Pick<Coordination, "instances" | "changeFeed">;
   service: OrderService;
   /** `/ready` answers 503 while the store refuses writes. */
   storeHealth?: StoreHealth | undefined;
@@ -52,7 +54,7 @@ export interface AppOptions {
   /** X-Request-Id on every response (default on). */
   requestIds?: boolean | undefined;
   /** Serves `/dashboard` when given. */
-  dashboard?: Omit<DashboardOptions, "store"> | undefined;
+  dashboard?: Omit<DashboardOptions, "store" | "coordination"> | undefined;
 }
 
 /**
@@ -108,7 +110,11 @@ export function createApp(options: AppOptions) {
   if (options.dashboard) {
     base.route(
       "/",
-      dashboardRoutes({ ...options.dashboard, store: options.store }),
+      dashboardRoutes({
+        ...options.dashboard,
+        store: options.store,
+        coordination: options.coordination,
+      }),
     );
   }
   const app = base
@@ -118,6 +124,7 @@ export function createApp(options: AppOptions) {
       eventRoutes({
         hub: options.hub,
         store: options.store,
+        coordination: options.coordination,
         heartbeatMs: options.heartbeatMs,
       }),
     )

@@ -34,9 +34,9 @@ export const DASHBOARD_CSP =
 
 /** What the dashboard routes need. */
 export interface DashboardOptions {
-  store:
-    & Pick<OrderRepository, "get" | "list">
-    & Pick<Coordination, "instances">;
+  store: Pick<OrderRepository, "get" | "list">;
+  /** The instances sharing the store. */
+  coordination: Pick<Coordination, "instances">;
   stats: DashboardStats;
   /** This instance's queue and workers now. */
   localStatus: () => InstanceStatus;
@@ -171,7 +171,7 @@ export function dashboardRoutes(options: DashboardOptions) {
         status: options.localStatus(),
       };
       // The instance table is small (one row per live instance).
-      const shared = await options.store.instances();
+      const shared = await options.coordination.instances();
       const instances = shared.length === 0 ? [local] : shared.map((
         instance,
       ) =>

@@ -30,7 +30,9 @@ import {
 /** What the event routes need. */
 export interface EventRoutesOptions {
   hub: OrderEventHub;
-  store: Pick<OrderRepository, "get"> & Pick<Coordination, "changeFeed">;
+  store: Pick<OrderRepository, "get">;
+  /** A shared store's change feed replays what the hub no longer keeps. */
+  coordination?: Pick<Coordination, "changeFeed"> | undefined;
   /** How often an idle stream sends a comment line (default 15 s). */
   heartbeatMs?: number | undefined;
   /** Streams open at once before new ones get 503 (default 1000). */
@@ -147,7 +149,7 @@ function lastEventId(c: Context): number | undefined {
 
 /** Creates `GET /orders/:id/events` and `GET /events`. */
 export function eventRoutes(options: EventRoutesOptions) {
-  const { hub, store } = options;
+  const { hub, store, coordination } = options;
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   const maxStreams = options.maxStreams ?? 1000;
   const checkCapacity = () => {
@@ -222,7 +224,10 @@ export function eventRoutes(options: EventRoutesOptions) {
         // hold them. Subscribed first, so nothing falls between the two;
         // what both carry is sent once.
         const older = afterId !== undefined && !subscription.replayed
-          ? await store.changeFeed?.replayAfter(afterId, TABLE_REPLAY_LIMIT)
+          ? await coordination?.changeFeed?.replayAfter(
+            afterId,
+            TABLE_REPLAY_LIMIT,
+          )
           : undefined;
         if (older) {
           const sent = new Set<number>();

@@ -144,8 +144,12 @@ export interface OrderRepository {
 }
 
 /**
- * A backend as it is today: both ports in one object. The parts of the
- * service each depend on the port they use (`OrderRepository` or
- * `Coordination`); a backend still provides both.
+ * A backend as its class is built: the order repository, handing out the
+ * coordination that serves it as a separate object. A store that one
+ * process opens alone gets the single-process coordination
+ * (`store/local_coordination.ts`); a shared one brings its own.
  */
-export interface OrderStore extends OrderRepository, Coordination {}
+export interface OrderStore extends OrderRepository {
+  /** How the instances sharing this store divide its orders. */
+  readonly coordination: Coordination;
+}

@@ -14,7 +14,7 @@ import type { StoreHealth } from "./store_health.ts";
 /** Options for {@linkcode WorkClaimer}. */
 export interface WorkClaimerOptions {
   /** The coordination port: claims, lease, rescue. */
-  store: Coordination;
+  coordination: Coordination;
   /** Where claimed orders go. */
   queue: {
     /** Free queue slots. */
@@ -67,7 +67,7 @@ export class WorkClaimer {
   /** Creates the claimer; {@linkcode start} runs it. */
   constructor(options: WorkClaimerOptions) {
     this.#options = options;
-    options.store.onUnclaimed(() => this.wake());
+    options.coordination.onUnclaimed(() => this.wake());
   }
 
   /** Starts the loops. */
@@ -90,7 +90,7 @@ export class WorkClaimer {
   }
 
   async #leaseLoop(): Promise<void> {
-    const { store, logger, heartbeatMs, health } = this.#options;
+    const { coordination, logger, heartbeatMs, health } = this.#options;
     const overdueMs = this.#options.overdueMs ?? heartbeatMs * 2.5;
     const signal = this.#stop.signal;
     let failing = false;
@@ -99,7 +99,7 @@ export class WorkClaimer {
       // lease lapses, not when the query finally times out.
       const overdue = setTimeout(() => health?.recordLease(false), overdueMs);
       try {
-        if (!(await store.heartbeat(this.#options.status?.()))) {
+        if (!(await coordination.heartbeat(this.#options.status?.()))) {
           logger.warn(
             "This instance was presumed dead; it has registered again and handed back what it still held",
           );
@@ -125,12 +125,12 @@ export class WorkClaimer {
   }
 
   async #rescueLoop(): Promise<void> {
-    const { store, logger, heartbeatMs } = this.#options;
+    const { coordination, logger, heartbeatMs } = this.#options;
     const signal = this.#stop.signal;
     let failing = false;
     while (!signal.aborted) {
       try {
-        const rescued = await store.rescue();
+        const rescued = await coordination.rescue();
         if (rescued > 0) {
           logger.warn("Rescued {rescued} orders of stopped instances", {
             rescued,
@@ -154,7 +154,7 @@ export class WorkClaimer {
   }
 
   async #claimLoop(): Promise<void> {
-    const { store, queue, logger, pollMs, onClaimed } = this.#options;
+    const { coordination, queue, logger, pollMs, onClaimed } = this.#options;
     const batchSize = this.#options.batchSize ?? 100;
     const signal = this.#stop.signal;
     let failing = false;
@@ -165,12 +165,12 @@ export class WorkClaimer {
       if (room > 0 && this.#mayHaveWork) {
         const wakes = this.#wakes;
         try {
-          const ids = await store.claimPending(room);
+          const ids = await coordination.claimPending(room);
           // A wake-up during the claim may announce work it did not see.
           this.#mayHaveWork = ids.length === room || this.#wakes !== wakes;
           const refused = ids.filter((id) => !queue.enqueueClaimed(id));
           // Only when shutdown began between the claim and here.
-          if (refused.length > 0) await store.release(refused);
+          if (refused.length > 0) await coordination.release(refused);
           if (ids.length > refused.length) {
             onClaimed?.(ids.length - refused.length);
           }

@@ -25,14 +25,13 @@ import { createOrderIdFactory } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
-  InstanceInfo,
   ListOptions,
   ListPage,
   OrderStore,
   Transition,
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
-import { LocalClaims } from "./local_claims.ts";
+import { LocalCoordination } from "./local_coordination.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -108,8 +107,6 @@ function view(held: Held): Order {
  * ```
  */
 export class MemoryStore implements OrderStore {
-  /** One process alone opens a memory store. */
-  readonly shared = false;
   readonly #maxOrders: number;
   readonly #now: () => number;
   readonly #newId: () => string;
@@ -121,13 +118,21 @@ export class MemoryStore implements OrderStore {
   // and cursors can binary-search.
   #ids: string[] = [];
   #evictFrom = 0;
-  // Starts empty, so nothing is left by an earlier process: no scan.
-  readonly #claims = new LocalClaims({
+  // Starts empty, so nothing is left by an earlier process: no scan and
+  // no rescue.
+  readonly #claims = new LocalCoordination({
     isPending: (id) => {
       const held = this.#orders.get(id);
       return held !== undefined && !isPacked(held) && held.status === "pending";
     },
+    list: (options) => this.list(options),
+    transition: (id, change) => this.transition(id, change),
   });
+
+  /** Claims held in this process. */
+  get coordination(): LocalCoordination {
+    return this.#claims;
+  }
 
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
@@ -222,36 +227,10 @@ export class MemoryStore implements OrderStore {
     return Promise.resolve(next);
   }
 
-  claimPending(limit: number): Promise<string[]> {
-    return Promise.resolve(this.#claims.take(limit));
-  }
-
-  release(ids: readonly string[]): Promise<number> {
-    return Promise.resolve(this.#claims.release(ids));
-  }
-
-  /** Always `true`: one process, no one else to presume it dead. */
-  heartbeat(): Promise<boolean> {
-    return Promise.resolve(true);
-  }
-
-  instances(): Promise<InstanceInfo[]> {
-    return Promise.resolve([]);
-  }
-
   countByStatus(): Promise<Record<OrderStatus, number>> {
     const counts = zeroStatusCounts();
     for (const held of this.#orders.values()) counts[held.status]++;
     return Promise.resolve(counts);
-  }
-
-  /** Always 0: a memory store begins empty, so no earlier process left work. */
-  rescue(): Promise<number> {
-    return Promise.resolve(0);
-  }
-
-  onUnclaimed(wake: () => void): void {
-    this.#claims.onUnclaimed(wake);
   }
 
   close(): Promise<void> {

@@ -9,31 +9,24 @@ import type { NewOrder, Order, OrderStatus } from "../orders/order.ts";
 import type {
   CreateOptions,
   CreateResult,
-  InstanceInfo,
-  InstanceStatus,
   ListOptions,
   ListPage,
-  OrderStore,
+  OrderRepository,
   Transition,
 } from "../orders/order_store.ts";
 
 /**
- * Wraps any {@linkcode OrderStore}: reads pass through; each successful
+ * Wraps any {@linkcode OrderRepository}: reads pass through; each successful
  * create and transition is published to the hub after the inner store has
  * committed it, so a listener never sees a change that could still be
  * lost. Every backend gets events without knowing about them.
  */
-export class ObservedStore implements OrderStore {
-  readonly #inner: OrderStore;
+export class ObservedStore implements OrderRepository {
+  readonly #inner: OrderRepository;
   readonly #hub: OrderEventHub;
 
-  /** Whether the wrapped store is shared. */
-  get shared(): boolean {
-    return this.#inner.shared;
-  }
-
   /** Wraps `inner`, publishing to `hub`. */
-  constructor(inner: OrderStore, hub: OrderEventHub) {
+  constructor(inner: OrderRepository, hub: OrderEventHub) {
     this.#inner = inner;
     this.#hub = hub;
   }
@@ -74,32 +67,8 @@ export class ObservedStore implements OrderStore {
     return this.#inner.list(options);
   }
 
-  claimPending(limit: number): Promise<string[]> {
-    return this.#inner.claimPending(limit);
-  }
-
-  release(ids: readonly string[]): Promise<number> {
-    return this.#inner.release(ids);
-  }
-
-  heartbeat(status?: InstanceStatus): Promise<boolean> {
-    return this.#inner.heartbeat(status);
-  }
-
-  instances(): Promise<InstanceInfo[]> {
-    return this.#inner.instances();
-  }
-
   countByStatus(): Promise<Record<OrderStatus, number>> {
     return this.#inner.countByStatus();
-  }
-
-  rescue(): Promise<number> {
-    return this.#inner.rescue();
-  }
-
-  onUnclaimed(wake: () => void): void {
-    this.#inner.onUnclaimed(wake);
   }
 
   close(): Promise<void> {

@@ -7,7 +7,11 @@
  * @module
  */
 
-import type { OrderStore } from "../orders/order_store.ts";
+import type {
+  Coordination,
+  OrderRepository,
+  OrderStore,
+} from "../orders/order_store.ts";
 import { MemoryStore } from "./memory.ts";
 import { isPostgresUrl, PostgresStore, redactUrl } from "./postgres.ts";
 import { SqliteStore } from "./sqlite.ts";
@@ -32,9 +36,12 @@ export interface StoreSettings {
   leaseMs: number;
 }
 
-/** An opened store, with what the rest of the service needs to know of it. */
+/** An opened store: its two ports, and what the service shows of it. */
 export interface OpenedStore {
-  store: OrderStore;
+  /** Where the orders live. */
+  store: OrderRepository;
+  /** How the instances sharing the store divide its orders. */
+  coordination: Coordination;
   /** The kind's name (`memory`, `sqlite`, `postgres` …), as the dashboard shows it. */
   kind: string;
   /** This instance's id, where several instances share the store. */
@@ -66,10 +73,9 @@ export const STORE_KINDS: readonly StoreKind[] = [
     shared: false,
     redact: (spec) => spec,
     open: (_spec, settings) =>
-      Promise.resolve({
-        store: new MemoryStore({ maxOrders: settings.maxOrders }),
-        kind: "memory",
-      }),
+      Promise.resolve(
+        opened(new MemoryStore({ maxOrders: settings.maxOrders }), "memory"),
+      ),
   },
   {
     name: "sqlite",
@@ -78,12 +84,12 @@ export const STORE_KINDS: readonly StoreKind[] = [
     shared: false,
     redact: (spec) => spec,
     open: (spec, settings) =>
-      Promise.resolve({
-        store: new SqliteStore(spec.slice("sqlite:".length), {
+      Promise.resolve(opened(
+        new SqliteStore(spec.slice("sqlite:".length), {
           synchronous: settings.sqliteSynchronous,
         }),
-        kind: "sqlite",
-      }),
+        "sqlite",
+      )),
   },
   {
     name: "postgres",
@@ -101,10 +107,15 @@ export const STORE_KINDS: readonly StoreKind[] = [
           ? { instanceId: settings.instanceId }
           : {}),
       });
-      return { store, kind: "postgres", instanceId: store.instanceId };
+      return { ...opened(store, "postgres"), instanceId: store.instanceId };
     },
   },
 ];
+
+/** `store`'s two ports, apart, as a kind's `open` returns them. */
+export function opened(store: OrderStore, kind: string): OpenedStore {
+  return { store, coordination: store.coordination, kind };
+}
 
 /** The kind of store `spec` names, if any. */
 export function storeKindOf(

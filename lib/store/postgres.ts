@@ -32,15 +32,13 @@ import {
 import type {
   CreateOptions,
   CreateResult,
-  InstanceInfo,
-  InstanceStatus,
   ListOptions,
   ListPage,
   OrderStore,
   Transition,
 } from "../orders/order_store.ts";
 import { refuseTransition } from "../orders/transition.ts";
-import { PostgresClaims } from "./postgres_claims.ts";
+import { PostgresCoordination } from "./postgres_coordination.ts";
 import {
   isInstanceId,
   isSchemaName,
@@ -56,14 +54,13 @@ import { eventsChannel, migrate, workChannel } from "./postgres_schema.ts";
 import {
   countByStatusStatement,
   listStatement,
-  liveInstancesStatement,
   orderWithClaimStatement,
   selectOneStatement,
   WRITE_SESSION_SETTINGS,
 } from "./postgres_sql.ts";
 import { PostgresWriteBatcher } from "./postgres_write_batcher.ts";
 
-export { EVENT_RETENTION } from "./postgres_claims.ts";
+export { EVENT_RETENTION } from "./postgres_coordination.ts";
 export {
   isPostgresUrl,
   isSchemaName,
@@ -108,8 +105,9 @@ export function generateInstanceId(): string {
  * conditions are re-checked under the row's lock: two changes that both
  * expect `processing` (a cancel and a completion) cannot both apply; the
  * second waits for the first and then sees its result. Writes are batched
- * (`postgres_write_batcher.ts`); claims, the lease and rescue are kept by
- * `postgres_claims.ts`; the SQL lives in `postgres_sql.ts`.
+ * (`postgres_write_batcher.ts`); claims, the lease, rescue and the change
+ * feed are its coordination (`postgres_coordination.ts`); the SQL lives in
+ * `postgres_sql.ts`.
  *
  * @example
  * ```ts ignore
@@ -119,8 +117,6 @@ export function generateInstanceId(): string {
  * ```
  */
 export class PostgresStore implements OrderStore {
-  /** Any number of instances share one database. */
-  readonly shared = true;
   readonly #pool: pg.Pool;
   // The write statements' own connections (see WRITE_SESSION_SETTINGS).
   readonly #writePool: pg.Pool;
@@ -130,7 +126,7 @@ export class PostgresStore implements OrderStore {
   readonly #instanceId: string;
   readonly #listener: PostgresListener;
   readonly #feed: PostgresFeed;
-  readonly #claims: PostgresClaims;
+  readonly #claims: PostgresCoordination;
   readonly #writes: PostgresWriteBatcher;
   #closed = false;
 
@@ -152,7 +148,6 @@ export class PostgresStore implements OrderStore {
     this.#schema = schema;
     this.#table = `"${schema}".orders`;
     this.#instanceId = instanceId;
-    this.#claims = new PostgresClaims(pool, lease, options);
     this.#listener = new PostgresListener(
       listenerConfig,
       [eventsChannel(schema), workChannel(schema)],
@@ -175,6 +170,11 @@ export class PostgresStore implements OrderStore {
       eventsChannel(schema),
       (text, values) => orUnavailable(() => pool.query(text, values)),
     );
+    this.#claims = new PostgresCoordination(pool, lease, {
+      ...options,
+      changeFeed: this.#feed,
+      onRescued: () => this.#feed.wrote(),
+    });
     this.#writes = new PostgresWriteBatcher(writes, {
       table: this.#table,
       instanceId,
@@ -195,9 +195,9 @@ export class PostgresStore implements OrderStore {
     return this.#instanceId;
   }
 
-  /** Every instance's changes. */
-  get changeFeed(): PostgresFeed {
-    return this.#feed;
+  /** Claims, the lease, rescue and every instance's changes. */
+  get coordination(): PostgresCoordination {
+    return this.#claims;
   }
 
   /**
@@ -415,50 +415,6 @@ export class PostgresStore implements OrderStore {
       status: row.status,
       cancelRequested: row.cancel_requested,
     }, change);
-  }
-
-  claimPending(limit: number): Promise<string[]> {
-    return this.#claims.claimPending(limit);
-  }
-
-  release(ids: readonly string[]): Promise<number> {
-    return this.#claims.release(ids);
-  }
-
-  heartbeat(status?: InstanceStatus): Promise<boolean> {
-    return this.#claims.heartbeat(status);
-  }
-
-  rescue(): Promise<number> {
-    return this.#claims.rescue().then((rescued) => {
-      if (rescued > 0) this.#feed.wrote();
-      return rescued;
-    });
-  }
-
-  onUnclaimed(wake: () => void): void {
-    this.#claims.onUnclaimed(wake);
-  }
-
-  instances(): Promise<InstanceInfo[]> {
-    return orUnavailable(async () => {
-      const result = await this.#pool.query<
-        {
-          id: string;
-          started: string;
-          beat: string;
-          status: InstanceStatus | null;
-        }
-      >(liveInstancesStatement(this.#schema));
-      return result.rows.map((row) => ({
-        id: row.id,
-        started_at: Number(row.started),
-        heartbeat_at: Number(row.beat),
-        status: row.status && Object.keys(row.status).length
-          ? row.status
-          : null,
-      }));
-    });
   }
 
   countByStatus(): Promise<Record<OrderStatus, number>> {

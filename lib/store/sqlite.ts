@@ -8,7 +8,6 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   IdempotencyConflictError,
-  InvalidTransitionError,
   OrderNotFoundError,
   StoreOpenError,
   StoreUnavailableError,
@@ -25,14 +24,13 @@ import { createOrderIdFactory, lastIdAt } from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
-  InstanceInfo,
   ListOptions,
   ListPage,
   OrderStore,
   Transition,
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
-import { LocalClaims } from "./local_claims.ts";
+import { LocalCoordination } from "./local_coordination.ts";
 import { migrate, openError, type Row, SQL, toOrder } from "./sqlite_schema.ts";
 
 export { SCHEMA_VERSION } from "./sqlite_schema.ts";
@@ -101,8 +99,6 @@ interface PendingWrite {
  * inside it, so conditional transitions cannot interleave.
  */
 export class SqliteStore implements OrderStore {
-  /** One process alone opens a SQLite store. */
-  readonly shared = false;
   readonly #db: DatabaseSync;
   readonly #now: () => number;
   readonly #newId = createOrderIdFactory();
@@ -114,8 +110,7 @@ export class SqliteStore implements OrderStore {
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #commits = 0;
-  #claims: LocalClaims;
-  #rescued = false;
+  #claims: LocalCoordination;
   // The reserve's file (none for an in-memory database), whether it is
   // in place, and when it was last tried.
   readonly #reservePath: string | undefined;
@@ -176,15 +171,26 @@ export class SqliteStore implements OrderStore {
     // Orders made from now on are claimed at creation; the ones already
     // here when the file was opened were left by an earlier process.
     const until = lastIdAt(this.#now());
-    this.#claims = new LocalClaims({
+    this.#claims = new LocalCoordination({
       isPending: (id) =>
-        (this.#statements.statusOf.get(id) as { status?: string } | undefined)
-          ?.status === "pending",
+        this.#readNow(() =>
+          (this.#statements.statusOf.get(id) as { status?: string } | undefined)
+            ?.status === "pending"
+        ),
       pendingAfter: (after, limit) =>
-        (this.#statements.pendingIds.all(after ?? "", until, limit) as Array<
-          { id: string }
-        >).map((row) => row.id),
+        this.#readNow(() =>
+          (this.#statements.pendingIds.all(after ?? "", until, limit) as Array<
+            { id: string }
+          >).map((row) => row.id)
+        ),
+      list: (options) => this.list(options),
+      transition: (id, change) => this.transition(id, change),
     });
+  }
+
+  /** Claims held in this process; its rescue looks once, at start. */
+  get coordination(): LocalCoordination {
+    return this.#claims;
   }
 
   create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
@@ -287,62 +293,6 @@ export class SqliteStore implements OrderStore {
     });
   }
 
-  claimPending(limit: number): Promise<string[]> {
-    return this.#read(() => this.#claims.take(limit));
-  }
-
-  release(ids: readonly string[]): Promise<number> {
-    return this.#read(() => this.#claims.release(ids));
-  }
-
-  /** Always `true`: one process opens the file, no one else to presume it dead. */
-  heartbeat(): Promise<boolean> {
-    return Promise.resolve(true);
-  }
-
-  /**
-   * Orders found `processing` that this process does not hold were
-   * interrupted by a crash or a kill of the previous one: each gets an
-   * `interrupted` entry and becomes `pending` again. Only the first call
-   * looks: every order processing after it was started by this process,
-   * and the lease loop calls this every second.
-   */
-  async rescue(): Promise<number> {
-    if (this.#rescued) return 0;
-    const rescued: string[] = [];
-    let after: string | undefined;
-    while (true) {
-      const page = await this.list({ status: "processing", limit: 100, after });
-      for (const order of page.orders) {
-        if (this.#claims.holds(order.id)) continue;
-        try {
-          await this.transition(order.id, {
-            action: "recover",
-            from: ["processing"],
-            to: "pending",
-            append: [{ type: "interrupted", attempt: order.attempts }],
-          });
-          rescued.push(order.id);
-        } catch (error) {
-          if (!(error instanceof InvalidTransitionError)) throw error;
-        }
-      }
-      after = page.orders.at(-1)?.id;
-      if (!page.hasMore || after === undefined) break;
-    }
-    this.#claims.rescued(rescued);
-    this.#rescued = true;
-    return rescued.length;
-  }
-
-  onUnclaimed(wake: () => void): void {
-    this.#claims.onUnclaimed(wake);
-  }
-
-  instances(): Promise<InstanceInfo[]> {
-    return Promise.resolve([]);
-  }
-
   countByStatus(): Promise<Record<OrderStatus, number>> {
     return this.#read(() => {
       const counts = zeroStatusCounts();
@@ -402,15 +352,20 @@ export class SqliteStore implements OrderStore {
   }
 
   #read<T>(query: () => T): Promise<T> {
-    if (this.#closed) {
-      return Promise.reject(new StoreUnavailableError("the store is closed"));
-    }
     try {
-      return Promise.resolve(query());
+      return Promise.resolve(this.#readNow(query));
     } catch (error) {
-      return Promise.reject(
-        new StoreUnavailableError((error as Error).message),
-      );
+      return Promise.reject(error);
+    }
+  }
+
+  /** `query()`'s answer; `StoreUnavailableError` when it cannot be read. */
+  #readNow<T>(query: () => T): T {
+    if (this.#closed) throw new StoreUnavailableError("the store is closed");
+    try {
+      return query();
+    } catch (error) {
+      throw new StoreUnavailableError((error as Error).message);
     }
   }
 

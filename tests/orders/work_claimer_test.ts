@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import type { Step } from "../../lib/orders/order.ts";
-import type { OrderStore } from "../../lib/orders/order_store.ts";
+import type { Coordination } from "../../lib/orders/order_store.ts";
 import { StoreHealth } from "../../lib/orders/store_health.ts";
 import { WorkClaimer } from "../../lib/orders/work_claimer.ts";
 import type { StepRunner } from "../../lib/orders/steps.ts";
@@ -95,7 +95,7 @@ Deno.test("a rescued order resumes after its last finished step instead of repea
       runs[step] = (runs[step] ?? 0) + 1;
       return Promise.resolve();
     };
-    assert.equal(await store.rescue(), 1);
+    assert.equal(await store.coordination.rescue(), 1);
     const system = testSystem({ store, runStep });
     system.pool.start();
     system.claimer.start();
@@ -118,7 +118,7 @@ Deno.test("a release wakes the claimer at once, long before its poll", async () 
     // The first look finds nothing; the claimer then sleeps for its poll.
     await new Promise((resolve) => setTimeout(resolve, 20));
     const { order } = await store.create(EXAMPLE_ORDER);
-    await store.release([order.id]);
+    await store.coordination.release([order.id]);
     const final = await waitForStatus(store, order.id, ["completed"], 2000);
     assert.equal(final.status, "completed");
     assert.equal(system.stats.summary().recovered, 1);
@@ -148,7 +148,11 @@ Deno.test("a shared store's drain finishes the running order and hands the queue
   await waitUntil(() => started === 1, "the first order running");
   const drained = drain({
     ...system,
-    shared: true,
+    // As a shared store's coordination would: queued orders go back.
+    coordination: {
+      shared: true,
+      release: (ids) => system.coordination.release(ids),
+    },
     server: { shutdown: () => Promise.resolve() },
     logger: getLogger(["order-service-test"]),
     timeoutMs: 5000,
@@ -163,15 +167,15 @@ Deno.test("a shared store's drain finishes the running order and hands the queue
   for (const id of ids.slice(1)) {
     assert.equal((await store.get(id))?.status, "pending");
   }
-  assert.deepEqual(await store.claimPending(10), ids.slice(1));
+  assert.deepEqual(await store.coordination.claimPending(10), ids.slice(1));
 });
 
-/** A memory store whose heartbeat and rescue wait until released. */
+/** A memory store's coordination whose heartbeat and rescue wait until released. */
 function stallingStore(stall: { heartbeat: boolean; rescue: boolean }) {
-  const memory = new MemoryStore();
+  const memory = new MemoryStore().coordination;
   const released = Promise.withResolvers<void>();
   let heartbeats = 0;
-  const store: OrderStore = new Proxy(memory, {
+  const store: Coordination = new Proxy(memory, {
     get(target, name) {
       if (name === "heartbeat") {
         return async () => {
@@ -193,9 +197,9 @@ function stallingStore(stall: { heartbeat: boolean; rescue: boolean }) {
   return { store, release: released.resolve, heartbeats: () => heartbeats };
 }
 
-function claimerFor(store: OrderStore, health: StoreHealth) {
+function claimerFor(coordination: Coordination, health: StoreHealth) {
   return new WorkClaimer({
-    store,
+    coordination,
     queue: { room: 0, enqueueClaimed: () => false },
     logger: getLogger(["order-service", "test"]),
     heartbeatMs: 20,
@@ -247,10 +251,14 @@ Deno.test("a shared store's drain counts the queued orders another instance took
   }
   // Rescued away while this instance was presumed dead: no longer its own,
   // so release() does not hand it back.
-  await store.release([ids[0]!]);
+  await store.coordination.release([ids[0]!]);
   const summary = await drain({
     ...system,
-    shared: true,
+    // As a shared store's coordination would: queued orders go back.
+    coordination: {
+      shared: true,
+      release: (ids) => system.coordination.release(ids),
+    },
     server: { shutdown: () => Promise.resolve() },
     logger: getLogger(["order-service-test"]),
     timeoutMs: 50, // no worker runs: nothing to wait for

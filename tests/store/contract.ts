@@ -12,13 +12,21 @@ import {
   OrderNotFoundError,
 } from "../../lib/orders/errors.ts";
 import type { NewOrder, Order } from "../../lib/orders/order.ts";
-import type { OrderStore, Transition } from "../../lib/orders/order_store.ts";
+import type {
+  Coordination,
+  OrderRepository,
+  Transition,
+} from "../../lib/orders/order_store.ts";
 import { applyTransition } from "../../lib/orders/transition.ts";
 import { waitUntil } from "../helpers.ts";
 
-/** Makes a fresh, empty store and a function that disposes of it. */
+/** Makes a fresh, empty store, its coordination, and a function that disposes of them. */
 export type StoreFactory = () => Promise<
-  { store: OrderStore; dispose: () => Promise<void> }
+  {
+    store: OrderRepository;
+    coordination: Coordination;
+    dispose: () => Promise<void>;
+  }
 >;
 
 const burger: NewOrder = {
@@ -46,11 +54,14 @@ export const CLAIMED_START = {
 
 /** Registers the contract's tests for the backend called `name`. */
 export function storeContract(name: string, factory: StoreFactory): void {
-  const test = (title: string, body: (store: OrderStore) => Promise<void>) =>
+  const test = (
+    title: string,
+    body: (store: OrderRepository, coordination: Coordination) => Promise<void>,
+  ) =>
     Deno.test(`${name} store: ${title}`, async () => {
-      const { store, dispose } = await factory();
+      const { store, coordination, dispose } = await factory();
       try {
-        await body(store);
+        await body(store, coordination);
       } finally {
         await dispose();
       }
@@ -449,80 +460,95 @@ export function storeContract(name: string, factory: StoreFactory): void {
 
   const start = CLAIMED_START;
 
-  test("a new order is claimed by the instance that created it: its worker's claimed changes apply, and claimPending() does not hand it out again", async (store) => {
-    const { order } = await store.create(burger);
-    assert.deepEqual(await store.claimPending(10), []);
-    const started = await store.transition(order.id, start);
-    assert.equal(started.status, "processing");
-  });
+  test(
+    "a new order is claimed by the instance that created it: its worker's claimed changes apply, and claimPending() does not hand it out again",
+    async (store, coordination) => {
+      const { order } = await store.create(burger);
+      assert.deepEqual(await coordination.claimPending(10), []);
+      const started = await store.transition(order.id, start);
+      assert.equal(started.status, "processing");
+    },
+  );
 
-  test("release() hands back only this instance's pending orders; claimPending() then takes them oldest first, at most the limit", async (store) => {
-    const ids: string[] = [];
-    for (let index = 0; index < 5; index++) {
-      ids.push((await store.create(orderFor(index))).order.id);
-    }
-    await store.transition(ids[4]!, start); // processing: not handed back
-    let wakes = 0;
-    store.onUnclaimed(() => wakes++);
-    assert.equal(await store.release([...ids].reverse()), 4);
-    // Shared stores wake through the database (NOTIFY): soon, not at once.
-    await waitUntil(() => wakes >= 1, "claimers woken by a release");
-    assert.equal(await store.release(ids), 0, "nothing is held twice");
-    assert.deepEqual(await store.claimPending(3), ids.slice(0, 3));
-    assert.deepEqual(await store.claimPending(3), ids.slice(3, 4));
-    assert.deepEqual(await store.claimPending(3), []);
-  });
+  test(
+    "release() hands back only this instance's pending orders; claimPending() then takes them oldest first, at most the limit",
+    async (store, coordination) => {
+      const ids: string[] = [];
+      for (let index = 0; index < 5; index++) {
+        ids.push((await store.create(orderFor(index))).order.id);
+      }
+      await store.transition(ids[4]!, start); // processing: not handed back
+      let wakes = 0;
+      coordination.onUnclaimed(() => wakes++);
+      assert.equal(await coordination.release([...ids].reverse()), 4);
+      // Shared stores wake through the database (NOTIFY): soon, not at once.
+      await waitUntil(() => wakes >= 1, "claimers woken by a release");
+      assert.equal(await coordination.release(ids), 0, "nothing is held twice");
+      assert.deepEqual(await coordination.claimPending(3), ids.slice(0, 3));
+      assert.deepEqual(await coordination.claimPending(3), ids.slice(3, 4));
+      assert.deepEqual(await coordination.claimPending(3), []);
+    },
+  );
 
-  test("a claimed change is refused with ClaimLostError once the claim was handed back, and changes nothing; an unclaimed change still applies", async (store) => {
-    const { order } = await store.create(burger);
-    await store.release([order.id]);
-    await assert.rejects(
-      store.transition(order.id, start),
-      (error: Error) =>
-        error instanceof ClaimLostError && error.orderId === order.id,
-    );
-    assert.equal((await store.get(order.id))?.status, "pending");
-    const cancelled = await store.transition(order.id, {
-      action: "cancel",
-      from: ["pending"],
-      to: "cancelled",
-    });
-    assert.equal(cancelled.status, "cancelled");
-    assert.deepEqual(
-      await store.claimPending(10),
-      [],
-      "a finished order is no work",
-    );
-  });
+  test(
+    "a claimed change is refused with ClaimLostError once the claim was handed back, and changes nothing; an unclaimed change still applies",
+    async (store, coordination) => {
+      const { order } = await store.create(burger);
+      await coordination.release([order.id]);
+      await assert.rejects(
+        store.transition(order.id, start),
+        (error: Error) =>
+          error instanceof ClaimLostError && error.orderId === order.id,
+      );
+      assert.equal((await store.get(order.id))?.status, "pending");
+      const cancelled = await store.transition(order.id, {
+        action: "cancel",
+        from: ["pending"],
+        to: "cancelled",
+      });
+      assert.equal(cancelled.status, "cancelled");
+      assert.deepEqual(
+        await coordination.claimPending(10),
+        [],
+        "a finished order is no work",
+      );
+    },
+  );
 
-  test("claiming again restores the claim, and a finished order holds none", async (store) => {
-    const { order } = await store.create(burger);
-    await store.release([order.id]);
-    assert.deepEqual(await store.claimPending(1), [order.id]);
-    await store.transition(order.id, start);
-    await store.transition(order.id, {
-      action: "complete",
-      from: ["processing"],
-      to: "completed",
-      claimed: true,
-    });
-    assert.equal(await store.release([order.id]), 0);
-    assert.deepEqual(await store.claimPending(10), []);
-  });
+  test(
+    "claiming again restores the claim, and a finished order holds none",
+    async (store, coordination) => {
+      const { order } = await store.create(burger);
+      await coordination.release([order.id]);
+      assert.deepEqual(await coordination.claimPending(1), [order.id]);
+      await store.transition(order.id, start);
+      await store.transition(order.id, {
+        action: "complete",
+        from: ["processing"],
+        to: "completed",
+        claimed: true,
+      });
+      assert.equal(await coordination.release([order.id]), 0);
+      assert.deepEqual(await coordination.claimPending(10), []);
+    },
+  );
 
-  test("heartbeat() keeps a live instance's claims, and rescue() leaves them alone", async (store) => {
-    const { order } = await store.create(burger);
-    await store.transition(order.id, start);
-    assert.equal(await store.heartbeat(), true);
-    assert.equal(await store.rescue(), 0);
-    const step = await store.transition(order.id, {
-      action: "record",
-      from: ["processing"],
-      claimed: true,
-      append: [{ type: "step_finished", step: "payment", attempt: 1 }],
-    });
-    assert.equal(step.status, "processing");
-  });
+  test(
+    "heartbeat() keeps a live instance's claims, and rescue() leaves them alone",
+    async (store, coordination) => {
+      const { order } = await store.create(burger);
+      await store.transition(order.id, start);
+      assert.equal(await coordination.heartbeat(), true);
+      assert.equal(await coordination.rescue(), 0);
+      const step = await store.transition(order.id, {
+        action: "record",
+        from: ["processing"],
+        claimed: true,
+        append: [{ type: "step_finished", step: "payment", attempt: 1 }],
+      });
+      assert.equal(step.status, "processing");
+    },
+  );
 
   test("countByStatus() counts the orders of each status", async (store) => {
     const ids: string[] = [];

@@ -6,10 +6,11 @@ import { storeContract } from "./contract.ts";
 storeContract(
   "memory",
   () =>
-    Promise.resolve({
-      store: new MemoryStore(),
+    Promise.resolve(new MemoryStore()).then((store) => ({
+      store,
+      coordination: store.coordination,
       dispose: () => Promise.resolve(),
-    }),
+    })),
 );
 
 const input = (index: number) => ({

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { MemoryStore } from "../../lib/store/memory.ts";
 import {
   acceptedStores,
+  opened,
   openStore,
   STORE_KINDS,
   type StoreKind,
@@ -29,15 +30,15 @@ const fakeKind: StoreKind = {
   matches: (spec) => spec.startsWith("fake:"),
   shared: false,
   redact: (spec) => spec,
-  open: () => Promise.resolve({ store: new MemoryStore(), kind: "fake" }),
+  open: () => Promise.resolve(opened(new MemoryStore(), "fake")),
 };
 
 // The one line a new store adds to the table.
 const KINDS = [...STORE_KINDS, fakeKind];
 
 storeContract("a kind added by one line in the table", async () => {
-  const opened = await openStore("fake:orders", SETTINGS, KINDS);
-  return { store: opened.store, dispose: () => opened.store.close() };
+  const fake = await openStore("fake:orders", SETTINGS, KINDS);
+  return { ...fake, dispose: () => fake.store.close() };
 });
 
 Deno.test("openStore() opens the kind the spec names and says which; an unknown spec is refused", async () => {
@@ -57,11 +58,11 @@ Deno.test("openStore() opens the kind the spec names and says which; an unknown 
 
 Deno.test("a store says whether instances share it, as its kind does", async () => {
   for (const spec of ["memory", "fake:orders"]) {
-    const opened = await openStore(spec, SETTINGS, KINDS);
+    const store = await openStore(spec, SETTINGS, KINDS);
     assert.equal(
-      opened.store.shared,
+      store.coordination.shared,
       KINDS.find((kind) => kind.matches(spec))!.shared,
     );
-    await opened.store.close();
+    await store.store.close();
   }
 });

@@ -69,13 +69,13 @@ withInstances(
     const queued = (await a!.create(EXAMPLE_ORDER)).order;
     await a!.transition(running.id, start);
     // Within the lease, nothing is rescued.
-    assert.equal(await b!.heartbeat(), true);
-    assert.equal(await b!.rescue(), 0);
-    assert.deepEqual(await b!.claimPending(10), []);
+    assert.equal(await b!.coordination.heartbeat(), true);
+    assert.equal(await b!.coordination.rescue(), 0);
+    assert.deepEqual(await b!.coordination.claimPending(10), []);
     // a stops sending heartbeats (a pause, a partition) past its lease.
     await new Promise((resolve) => setTimeout(resolve, 450));
-    assert.equal(await b!.heartbeat(), true);
-    assert.equal(await b!.rescue(), 2);
+    assert.equal(await b!.coordination.heartbeat(), true);
+    assert.equal(await b!.coordination.rescue(), 2);
     const rescued = await b!.get(running.id);
     assert.equal(rescued?.status, "pending");
     assert.deepEqual(
@@ -83,7 +83,7 @@ withInstances(
       ["interrupted", "status"],
     );
     assert.deepEqual(
-      await b!.claimPending(10),
+      await b!.coordination.claimPending(10),
       [running.id, queued.id].sort(),
     );
     await b!.transition(running.id, start);
@@ -98,8 +98,16 @@ withInstances(
       ClaimLostError,
     );
     await assert.rejects(a!.transition(queued.id, start), ClaimLostError);
-    assert.equal(await a!.heartbeat(), false, "a learns it was presumed dead");
-    assert.equal(await a!.heartbeat(), true, "and is registered again");
+    assert.equal(
+      await a!.coordination.heartbeat(),
+      false,
+      "a learns it was presumed dead",
+    );
+    assert.equal(
+      await a!.coordination.heartbeat(),
+      true,
+      "and is registered again",
+    );
     const final = await b!.get(running.id);
     assert.equal(
       final?.timeline.filter((entry) => entry.type === "step_finished").length,
@@ -116,15 +124,17 @@ withInstances(
     for (let index = 0; index < 60; index++) {
       ids.push((await a!.create(EXAMPLE_ORDER)).order.id);
     }
-    assert.equal(await a!.release(ids), 60);
+    assert.equal(await a!.coordination.release(ids), 60);
     const claimed = await Promise.all(
-      [a!, b!, c!, a!, b!, c!].map((store) => store.claimPending(15)),
+      [a!, b!, c!, a!, b!, c!].map((store) =>
+        store.coordination.claimPending(15)
+      ),
     );
     const all = claimed.flat();
     assert.equal(all.length, 60);
     assert.equal(new Set(all).size, 60, "no order claimed twice");
     const firstBatch = await Promise.all(
-      [a!, b!].map((s) => s.claimPending(5)),
+      [a!, b!].map((s) => s.coordination.claimPending(5)),
     );
     assert.deepEqual(firstBatch.flat(), []);
   },
@@ -156,10 +166,10 @@ withInstances(
     const queued = (await a!.create(EXAMPLE_ORDER)).order;
     await a!.transition(running.id, start);
     let woken = 0;
-    b!.onUnclaimed(() => woken++);
+    b!.coordination.onUnclaimed(() => woken++);
     await a!.close();
     assert.deepEqual(
-      await b!.claimPending(10),
+      await b!.coordination.claimPending(10),
       [running.id, queued.id].sort(),
       "without waiting for a's lease",
     );
@@ -181,8 +191,14 @@ withInstances(
   2,
   async ([a, b]) => {
     const seen: StoredChange[][] = [[], []];
-    await a!.changeFeed.start((change) => seen[0]!.push(change), 100);
-    await b!.changeFeed.start((change) => seen[1]!.push(change), 100);
+    await a!.coordination.changeFeed.start(
+      (change) => seen[0]!.push(change),
+      100,
+    );
+    await b!.coordination.changeFeed.start(
+      (change) => seen[1]!.push(change),
+      100,
+    );
     const ids: string[] = [];
     await Promise.all(Array.from({ length: 20 }, async (_, index) => {
       const store = index % 2 ? a! : b!;
@@ -226,7 +242,7 @@ withInstances(
   2,
   async ([a, b], schema) => {
     const seen: StoredChange[] = [];
-    await a!.changeFeed.start((change) => seen.push(change), 0);
+    await a!.coordination.changeFeed.start((change) => seen.push(change), 0);
     // What each write answered, once per event it makes.
     const expected = new Map<string, Order[]>();
     const wrote = (order: Order, events = 1) => {
@@ -281,7 +297,7 @@ withInstances(
       ]);
     }
     assert.deepEqual(
-      await a!.changeFeed.replayAfter(seen[0]!.id, 100),
+      await a!.coordination.changeFeed.replayAfter(seen[0]!.id, 100),
       seen.slice(1),
       "replayed from the table as they were delivered",
     );
@@ -301,7 +317,7 @@ withInstances(
   2,
   async ([a, b]) => {
     const seen: StoredChange[] = [];
-    await a!.changeFeed.start((change) => seen.push(change), 0);
+    await a!.coordination.changeFeed.start((change) => seen.push(change), 0);
     await b!.create(EXAMPLE_ORDER);
     await waitUntil(() => seen.length === 1, "the first event");
     await adminQuery(
@@ -329,8 +345,8 @@ withInstances(
       workers_total: 5,
       accepting: true,
     };
-    await a!.heartbeat(status);
-    const listed = await b!.instances();
+    await a!.coordination.heartbeat(status);
+    const listed = await b!.coordination.instances();
     assert.deepEqual(listed.map((instance) => instance.id), [
       "test-a",
       "test-b",
@@ -339,8 +355,10 @@ withInstances(
     assert.equal(listed[1]!.status, null, "b has not told its status yet");
     assert.ok(Math.abs(listed[0]!.heartbeat_at - Date.now()) < 5000);
     await new Promise((resolve) => setTimeout(resolve, 450)); // past the lease
-    await b!.heartbeat();
-    assert.deepEqual((await b!.instances()).map((i) => i.id), ["test-b"]);
+    await b!.coordination.heartbeat();
+    assert.deepEqual((await b!.coordination.instances()).map((i) => i.id), [
+      "test-b",
+    ]);
   },
 );
 
@@ -373,8 +391,8 @@ withInstances(
   async ([a, b], schema) => {
     // a misses its heartbeats past the lease; b deletes its registration.
     await new Promise((resolve) => setTimeout(resolve, 450));
-    assert.equal(await b!.heartbeat(), true);
-    await b!.rescue();
+    assert.equal(await b!.coordination.heartbeat(), true);
+    await b!.coordination.rescue();
     // a, still unaware, inserts orders as itself (each claimed by a) and
     // claims one that was handed back.
     const inserted = [
@@ -382,9 +400,13 @@ withInstances(
       (await a!.create(EXAMPLE_ORDER, { idempotencyKey: "k-1" })).order.id,
     ];
     const handedBack = (await b!.create(EXAMPLE_ORDER)).order.id;
-    assert.equal(await b!.release([handedBack]), 1);
-    assert.deepEqual(await a!.claimPending(10), [handedBack]);
-    assert.equal(await a!.heartbeat(), false, "a learns it was presumed dead");
+    assert.equal(await b!.coordination.release([handedBack]), 1);
+    assert.deepEqual(await a!.coordination.claimPending(10), [handedBack]);
+    assert.equal(
+      await a!.coordination.heartbeat(),
+      false,
+      "a learns it was presumed dead",
+    );
     const held = await adminQuery<{ id: string; claimed_by: string | null }>(
       `SELECT id, claimed_by FROM "${schema}".orders WHERE id = ANY($1)`,
       [[...inserted, handedBack]],
@@ -395,12 +417,16 @@ withInstances(
       "nothing is left marked as a's",
     );
     assert.deepEqual(
-      await b!.claimPending(10),
+      await b!.coordination.claimPending(10),
       [...inserted, handedBack].sort(),
     );
     // a's workers, holding the ids it queued, are refused (fencing).
     await assert.rejects(a!.transition(inserted[0]!, start), ClaimLostError);
-    assert.equal(await a!.heartbeat(), true, "a is registered again");
+    assert.equal(
+      await a!.coordination.heartbeat(),
+      true,
+      "a is registered again",
+    );
   },
 );
 
@@ -418,7 +444,7 @@ withInstances(
     // The stale copy is refused; meanwhile a claims the order again (a
     // new epoch), before the refusal is explained by a second query.
     const stale = a!.transition(order.id, start);
-    const reclaimed = await a!.claimPending(10);
+    const reclaimed = await a!.coordination.claimPending(10);
     await assert.rejects(stale, ClaimLostError);
     assert.deepEqual(reclaimed, [order.id]);
     // The copy queued by the new claim still holds it.
@@ -442,9 +468,9 @@ withInstances(
         `order-service:${schema}:rescue`,
       ]);
       await new Promise((resolve) => setTimeout(resolve, 450)); // a lapses
-      assert.equal(await b!.heartbeat(), true);
-      assert.equal(await b!.rescue(), 1);
-      assert.deepEqual(await b!.claimPending(10), [queued.id]);
+      assert.equal(await b!.coordination.heartbeat(), true);
+      assert.equal(await b!.coordination.rescue(), 1);
+      assert.deepEqual(await b!.coordination.claimPending(10), [queued.id]);
     } finally {
       await holder.end().catch(() => {});
     }
@@ -490,7 +516,7 @@ withInstances(
       await older.query("BEGIN");
       await older.query("SELECT pg_current_xact_id()");
       const { order } = await a!.create(EXAMPLE_ORDER);
-      const start = await b!.changeFeed.start(
+      const start = await b!.coordination.changeFeed.start(
         (change) => seen.push(change),
         100,
       );

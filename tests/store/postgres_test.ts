@@ -38,6 +38,7 @@ if (available) {
     const store = await PostgresStore.open(URL_, { schema, poolSize: 4 });
     return {
       store,
+      coordination: store.coordination,
       dispose: async () => {
         await store.close();
         await drop();

@@ -22,6 +22,7 @@ storeContract("sqlite", async () => {
   const store = new SqliteStore(path);
   return {
     store,
+    coordination: store.coordination,
     dispose: async () => {
       await store.close();
       await cleanup();
@@ -211,7 +212,7 @@ Deno.test("after a restart, what the previous process left is unclaimed: rescue(
 
     const second = new SqliteStore(path);
     try {
-      assert.equal(await second.rescue(), 1);
+      assert.equal(await second.coordination.rescue(), 1);
       const rescued = await second.get(running.id);
       assert.equal(rescued?.status, "pending");
       assert.equal(
@@ -224,10 +225,13 @@ Deno.test("after a restart, what the previous process left is unclaimed: rescue(
         ["interrupted", "status"],
       );
       const fresh = (await second.create(order)).order;
-      assert.deepEqual(await second.claimPending(10), [running.id, waiting.id]);
-      assert.deepEqual(await second.claimPending(10), []);
+      assert.deepEqual(await second.coordination.claimPending(10), [
+        running.id,
+        waiting.id,
+      ]);
+      assert.deepEqual(await second.coordination.claimPending(10), []);
       assert.equal(
-        await second.rescue(),
+        await second.coordination.rescue(),
         0,
         "orders this process holds are never rescued",
       );

@@ -9,7 +9,12 @@
 // @ts-types="npm:@types/pg@8.23.1"
 import type pg from "pg";
 import { StoreUnavailableError } from "../orders/errors.ts";
-import type { InstanceStatus } from "../orders/order_store.ts";
+import type {
+  ChangeFeed,
+  Coordination,
+  InstanceInfo,
+  InstanceStatus,
+} from "../orders/order_store.ts";
 import { orUnavailable, retryDeadlock } from "./postgres_connection.ts";
 import { workChannel } from "./postgres_schema.ts";
 import {
@@ -18,6 +23,7 @@ import {
   deregisterCte,
   freeStatement,
   heartbeatStatement,
+  liveInstancesStatement,
   NOTIFY_STATEMENT,
   registerCte,
   releaseStatement,
@@ -29,8 +35,8 @@ import {
 /** Events kept in the table; older ones are deleted by the rescuing instances. */
 export const EVENT_RETENTION = 100_000;
 
-/** What {@linkcode PostgresClaims} is given. */
-export interface PostgresClaimsOptions {
+/** What {@linkcode PostgresCoordination} is given. */
+export interface PostgresCoordinationOptions {
   /** The schema holding the tables. */
   schema: string;
   /** This instance's id, as the others see it. */
@@ -39,22 +45,29 @@ export interface PostgresClaimsOptions {
   leaseMs: number;
   /** The clock, in epoch milliseconds (the time of an `interrupted` entry). */
   now: () => number;
+  /** Every instance's changes, read from the database. */
+  changeFeed: ChangeFeed;
+  /** Called after a rescue that changed orders (the feed reads them). */
+  onRescued: () => void;
 }
 
 /**
- * This instance's claims. `claimed_by` names the instance that holds an
+ * How this instance shares a PostgreSQL store with the others. `claimed_by` names the instance that holds an
  * order (queued or processing) and `claim_epoch`, the fencing token, grows
  * at every claim and every rescue. This instance remembers the epoch of
  * each claim it took; a change marked `claimed` applies only while the row
  * still shows this instance and that epoch.
  */
-export class PostgresClaims {
+export class PostgresCoordination implements Coordination {
+  /** Other instances may share the database. */
+  readonly shared = true;
+  readonly changeFeed: ChangeFeed;
   readonly #pool: pg.Pool;
   // The heartbeat's own connection: no query of the pool's, nor the event
   // feed's reads on the listener's, can make it late, and a late heartbeat
   // gets a live instance presumed dead and its running orders run twice.
   readonly #lease: pg.Pool;
-  readonly #options: PostgresClaimsOptions;
+  readonly #options: PostgresCoordinationOptions;
   readonly #table: string;
   // Order id → the epoch of this instance's claim. An entry is removed only
   // together with the epoch it was taken at (#forget): a stale worker's
@@ -65,7 +78,12 @@ export class PostgresClaims {
   #uncertain = false;
 
   /** Claims kept through `pool`, with heartbeats on `lease`. */
-  constructor(pool: pg.Pool, lease: pg.Pool, options: PostgresClaimsOptions) {
+  constructor(
+    pool: pg.Pool,
+    lease: pg.Pool,
+    options: PostgresCoordinationOptions,
+  ) {
+    this.changeFeed = options.changeFeed;
     this.#pool = pool;
     this.#lease = lease;
     this.#options = options;
@@ -216,7 +234,30 @@ export class PostgresClaims {
     await retryDeadlock(() =>
       this.#pool.query(trimEventsStatement(schema), [EVENT_RETENTION])
     );
+    if (handedBack + rescued > 0) this.#options.onRescued();
     return handedBack + rescued;
+  }
+
+  /** The live instances, this one among them. */
+  instances(): Promise<InstanceInfo[]> {
+    return orUnavailable(async () => {
+      const result = await this.#pool.query<
+        {
+          id: string;
+          started: string;
+          beat: string;
+          status: InstanceStatus | null;
+        }
+      >(liveInstancesStatement(this.#options.schema));
+      return result.rows.map((row) => ({
+        id: row.id,
+        started_at: Number(row.started),
+        heartbeat_at: Number(row.beat),
+        status: row.status && Object.keys(row.status).length
+          ? row.status
+          : null,
+      }));
+    });
   }
 
   /**
