@@ -8,16 +8,23 @@
 import { parseArgs } from "node:util";
 import {
   acceptedStores,
-  isInstanceId,
-  isSchemaName,
+  integerIn,
+  STORE_KINDS,
+  type StoreKind,
   storeKindOf,
+  type StoreSettings,
+  storeSettings,
 } from "./store/open.ts";
 
 /** Log levels the service accepts. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
 
-/** The effective configuration. */
-export interface Config {
+/**
+ * The effective configuration: the service's settings, and those that the
+ * kinds of store declare (`MAX_ORDERS`, `SQLITE_SYNCHRONOUS`, `PG_*`,
+ * `INSTANCE_ID`, `LEASE_MS`), each read by its kind's `open`.
+ */
+export interface Config extends StoreSettings {
   port: number;
   host: string;
   workers: number;
@@ -26,23 +33,11 @@ export interface Config {
   failureRate: number;
   maxAttempts: number;
   shutdownTimeoutMs: number;
-  maxOrders: number;
   logLevel: typeof LOG_LEVELS[number];
   /** `memory`, `sqlite:PATH`, or a `postgres://` / `postgresql://` URL. */
   store: string;
-  /** PostgreSQL store: connections in the pool. */
-  pgPoolSize: number;
-  /** PostgreSQL store: the schema holding its tables. */
-  pgSchema: string;
-  /** PostgreSQL store: how long start-up waits for an unreachable database. */
-  pgConnectTimeoutMs: number;
-  /** PostgreSQL store: this instance's id; generated when undefined. */
-  instanceId: string | undefined;
-  /** PostgreSQL store: missed heartbeats for this long make an instance dead. */
-  leaseMs: number;
   /** Listen with SO_REUSEPORT, so that several processes share the port. */
   reusePort: boolean;
-  sqliteSynchronous: "full" | "normal";
   maxInFlight: number;
   bodyTimeoutMs: number;
   /** How long a connection with no request in progress may stay open. */
@@ -97,13 +92,7 @@ interface Setting<K extends keyof Config> {
   secret?: boolean;
 }
 
-function integer(min: number, max: number) {
-  return (raw: string): number | undefined => {
-    if (!/^[0-9]+$/.test(raw)) return undefined;
-    const value = Number(raw);
-    return value >= min && value <= max ? value : undefined;
-  };
-}
+const integer = integerIn;
 
 function decimal(min: number, max: number) {
   return (raw: string): number | undefined => {
@@ -122,265 +111,210 @@ function oneOf<T extends string>(values: readonly T[]) {
     (values as readonly string[]).includes(raw) ? raw as T : undefined;
 }
 
+/** Every setting, in the order `--help` lists them; the stores' from `kinds`. */
 // deno-lint-ignore no-explicit-any
-const SETTINGS: ReadonlyArray<Setting<any>> = [
-  {
-    key: "port",
-    env: "PORT",
-    defaultValue: 8080,
-    accepts: "an integer from 0 to 65535 (0 picks a free port)",
-    description: "TCP port to listen on",
-    parse: integer(0, 65535),
-  },
-  {
-    key: "host",
-    env: "HOST",
-    defaultValue: "0.0.0.0",
-    accepts: "a host name or IP address",
-    description: "address to listen on",
-    parse: (raw: string) =>
-      /^[A-Za-z0-9.:_-]{1,253}$/.test(raw) ? raw : undefined,
-  },
-  {
-    key: "workers",
-    env: "WORKERS",
-    defaultValue: 5,
-    accepts: "an integer from 1 to 10000",
-    description: "worker loops processing orders at once",
-    parse: integer(1, 10_000),
-  },
-  {
-    key: "queueCapacity",
-    env: "QUEUE_CAPACITY",
-    defaultValue: 100,
-    accepts: "an integer from 1 to 10000000",
-    description: "orders waiting for a worker before POST /orders answers 503",
-    parse: integer(1, 10_000_000),
-  },
-  {
-    key: "latencyScale",
-    env: "LATENCY_SCALE",
-    defaultValue: 1,
-    accepts: "a number from 0 to 1000",
-    description: "multiplies every processing step's duration (0: no delay)",
-    parse: decimal(0, 1000),
-  },
-  {
-    key: "failureRate",
-    env: "FAILURE_RATE",
-    defaultValue: 0,
-    accepts: "a number from 0 to 1",
-    description: "probability that a processing step fails",
-    parse: decimal(0, 1),
-  },
-  {
-    key: "maxAttempts",
-    env: "MAX_ATTEMPTS",
-    defaultValue: 3,
-    accepts: "an integer from 1 to 100",
-    description: "processing attempts before an order fails",
-    parse: integer(1, 100),
-  },
-  {
-    key: "shutdownTimeoutMs",
-    env: "SHUTDOWN_TIMEOUT_MS",
-    defaultValue: 30_000,
-    accepts: "an integer from 0 to 3600000",
-    description: "how long shutdown waits for accepted orders to finish",
-    parse: integer(0, 3_600_000),
-  },
-  {
-    key: "maxOrders",
-    env: "MAX_ORDERS",
-    defaultValue: 1_000_000,
-    accepts: "an integer from 1 to 100000000",
-    description:
-      "orders kept in memory; the oldest finished are evicted past it",
-    parse: integer(1, 100_000_000),
-  },
-  {
-    key: "logLevel",
-    env: "LOG_LEVEL",
-    defaultValue: "info",
-    accepts: LOG_LEVELS.join(", "),
-    description: "lowest level logged",
-    parse: oneOf(LOG_LEVELS),
-  },
-  {
-    key: "store",
-    env: "STORE",
-    defaultValue: "memory",
-    accepts: acceptedStores(),
-    description:
-      "where orders are kept: in memory, durably in a SQLite file, or in PostgreSQL",
-    parse: (raw: string) => storeKindOf(raw) ? raw : undefined,
-    secret: true, // a URL may hold a password
-  },
-  {
-    key: "pgPoolSize",
-    env: "PG_POOL_SIZE",
-    defaultValue: 10,
-    accepts: "an integer from 1 to 1000",
-    description:
-      "PostgreSQL store: connections in the pool (plus the listener's one and the writes' two)",
-    parse: integer(1, 1000),
-  },
-  {
-    key: "pgConnectTimeoutMs",
-    env: "PG_CONNECT_TIMEOUT_MS",
-    defaultValue: 10_000,
-    accepts: "an integer from 0 to 600000",
-    description:
-      "PostgreSQL store: how long start-up retries a database it cannot reach (then exit 2)",
-    parse: integer(0, 600_000),
-  },
-  {
-    key: "pgSchema",
-    env: "PG_SCHEMA",
-    defaultValue: "order_service",
-    accepts: "1 to 56 of a-z, 0-9 and _, not starting with a digit",
-    description: "PostgreSQL store: the schema holding its tables",
-    parse: (raw: string) => isSchemaName(raw) ? raw : undefined,
-  },
-  {
-    key: "instanceId",
-    env: "INSTANCE_ID",
-    defaultValue: undefined,
-    accepts: "1 to 64 of A-Z a-z 0-9 . _ -",
-    description:
-      "PostgreSQL store: this instance's id among those sharing the database (default: generated at each start)",
-    parse: (raw: string) => isInstanceId(raw) ? raw : undefined,
-  },
-  {
-    key: "leaseMs",
-    env: "LEASE_MS",
-    defaultValue: 5000,
-    accepts: "an integer from 500 to 600000",
-    description:
-      "PostgreSQL store: an instance silent this long is presumed dead and its orders are rescued (heartbeats every fifth of it)",
-    parse: integer(500, 600_000),
-  },
-  {
-    key: "reusePort",
-    env: "REUSE_PORT",
-    defaultValue: false,
-    accepts: "on or off",
-    description:
-      "let several processes listen on one port (Linux SO_REUSEPORT): run one per core on a shared PostgreSQL store",
-    parse: onOff,
-  },
-  {
-    key: "sqliteSynchronous",
-    env: "SQLITE_SYNCHRONOUS",
-    defaultValue: "full",
-    accepts: "full or normal",
-    description:
-      "SQLite store: full survives power loss; normal survives a process crash only",
-    parse: oneOf(["full", "normal"] as const),
-  },
-  {
-    key: "maxInFlight",
-    env: "MAX_INFLIGHT",
-    defaultValue: 1024,
-    accepts: "an integer from 1 to 1000000",
-    description: "requests handled at once before new ones get 503",
-    parse: integer(1, 1_000_000),
-  },
-  {
-    key: "bodyTimeoutMs",
-    env: "BODY_TIMEOUT_MS",
-    defaultValue: 10_000,
-    accepts: "an integer from 1 to 600000",
-    description: "how long a client may take to send a request body (then 408)",
-    parse: integer(1, 600_000),
-  },
-  {
-    key: "idleTimeoutMs",
-    env: "IDLE_TIMEOUT_MS",
-    defaultValue: 30_000,
-    accepts: "an integer from 100 to 3600000",
-    description:
-      "longest life of a connection with no request in progress (idle keep-alive, or still sending headers)",
-    parse: integer(100, 3_600_000),
-  },
-  {
-    key: "apiKeys",
-    env: "API_KEYS",
-    defaultValue: [],
-    accepts:
-      "comma-separated keys of 16 to 256 characters from A-Z a-z 0-9 . _ ~ + / -",
-    description:
-      "API keys required as Authorization: Bearer <key> (default: none, open)",
-    parse: (raw: string) => {
-      const keys = raw.split(",").map((key) => key.trim()).filter((key) =>
-        key !== ""
-      );
-      return keys.every((key) => API_KEY.test(key)) ? keys : undefined;
+function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
+  return [
+    {
+      key: "port",
+      env: "PORT",
+      defaultValue: 8080,
+      accepts: "an integer from 0 to 65535 (0 picks a free port)",
+      description: "TCP port to listen on",
+      parse: integer(0, 65535),
     },
-    secret: true,
-  },
-  {
-    key: "corsOrigins",
-    env: "CORS_ORIGINS",
-    defaultValue: [],
-    accepts: "comma-separated origins such as https://ops.example.com",
-    description:
-      "browser origins allowed to call the API (default: none, CORS off)",
-    parse: (raw: string) => {
-      const origins = raw.split(",").map((origin) => origin.trim()).filter((
-        origin,
-      ) => origin !== "");
-      return origins.every((origin) =>
-          /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(origin)
-        )
-        ? origins
-        : undefined;
+    {
+      key: "host",
+      env: "HOST",
+      defaultValue: "0.0.0.0",
+      accepts: "a host name or IP address",
+      description: "address to listen on",
+      parse: (raw: string) =>
+        /^[A-Za-z0-9.:_-]{1,253}$/.test(raw) ? raw : undefined,
     },
-  },
-  {
-    key: "metrics",
-    env: "METRICS",
-    defaultValue: true,
-    accepts: "on or off",
-    description: "Prometheus metrics at /metrics",
-    parse: onOff,
-  },
-  {
-    key: "events",
-    env: "EVENTS",
-    defaultValue: true,
-    accepts: "on or off",
-    description:
-      "order events: live streams and order metrics (off only to measure what they cost)",
-    parse: onOff,
-  },
-  {
-    key: "requestIds",
-    env: "REQUEST_IDS",
-    defaultValue: true,
-    accepts: "on or off",
-    description:
-      "an X-Request-Id on every response (off only to measure what it costs)",
-    parse: onOff,
-  },
-  {
-    key: "sseHeartbeatMs",
-    env: "SSE_HEARTBEAT_MS",
-    defaultValue: 15_000,
-    accepts: "an integer from 10 to 600000",
-    description: "how often an idle event stream sends a heartbeat comment",
-    parse: integer(10, 600_000),
-  },
-  {
-    key: "apiKeysFile",
-    env: "API_KEYS_FILE",
-    defaultValue: undefined,
-    accepts: "a file path",
-    description:
-      "a file of API keys, one per line, so keys need not sit in the environment",
-    parse: (raw: string) => raw,
-  },
-];
+    {
+      key: "workers",
+      env: "WORKERS",
+      defaultValue: 5,
+      accepts: "an integer from 1 to 10000",
+      description: "worker loops processing orders at once",
+      parse: integer(1, 10_000),
+    },
+    {
+      key: "queueCapacity",
+      env: "QUEUE_CAPACITY",
+      defaultValue: 100,
+      accepts: "an integer from 1 to 10000000",
+      description:
+        "orders waiting for a worker before POST /orders answers 503",
+      parse: integer(1, 10_000_000),
+    },
+    {
+      key: "latencyScale",
+      env: "LATENCY_SCALE",
+      defaultValue: 1,
+      accepts: "a number from 0 to 1000",
+      description: "multiplies every processing step's duration (0: no delay)",
+      parse: decimal(0, 1000),
+    },
+    {
+      key: "failureRate",
+      env: "FAILURE_RATE",
+      defaultValue: 0,
+      accepts: "a number from 0 to 1",
+      description: "probability that a processing step fails",
+      parse: decimal(0, 1),
+    },
+    {
+      key: "maxAttempts",
+      env: "MAX_ATTEMPTS",
+      defaultValue: 3,
+      accepts: "an integer from 1 to 100",
+      description: "processing attempts before an order fails",
+      parse: integer(1, 100),
+    },
+    {
+      key: "shutdownTimeoutMs",
+      env: "SHUTDOWN_TIMEOUT_MS",
+      defaultValue: 30_000,
+      accepts: "an integer from 0 to 3600000",
+      description: "how long shutdown waits for accepted orders to finish",
+      parse: integer(0, 3_600_000),
+    },
+    {
+      key: "logLevel",
+      env: "LOG_LEVEL",
+      defaultValue: "info",
+      accepts: LOG_LEVELS.join(", "),
+      description: "lowest level logged",
+      parse: oneOf(LOG_LEVELS),
+    },
+    {
+      key: "store",
+      env: "STORE",
+      defaultValue: "memory",
+      accepts: acceptedStores(kinds),
+      description:
+        "where orders are kept: in memory, durably in a SQLite file, or in PostgreSQL",
+      parse: (raw: string) => storeKindOf(raw, kinds) ? raw : undefined,
+      secret: true, // a URL may hold a password
+    },
+    // Each kind of store's own, declared beside it in lib/store/.
+    ...storeSettings(kinds),
+    {
+      key: "reusePort",
+      env: "REUSE_PORT",
+      defaultValue: false,
+      accepts: "on or off",
+      description:
+        "let several processes listen on one port (Linux SO_REUSEPORT): run one per core on a shared PostgreSQL store",
+      parse: onOff,
+    },
+    {
+      key: "maxInFlight",
+      env: "MAX_INFLIGHT",
+      defaultValue: 1024,
+      accepts: "an integer from 1 to 1000000",
+      description: "requests handled at once before new ones get 503",
+      parse: integer(1, 1_000_000),
+    },
+    {
+      key: "bodyTimeoutMs",
+      env: "BODY_TIMEOUT_MS",
+      defaultValue: 10_000,
+      accepts: "an integer from 1 to 600000",
+      description:
+        "how long a client may take to send a request body (then 408)",
+      parse: integer(1, 600_000),
+    },
+    {
+      key: "idleTimeoutMs",
+      env: "IDLE_TIMEOUT_MS",
+      defaultValue: 30_000,
+      accepts: "an integer from 100 to 3600000",
+      description:
+        "longest life of a connection with no request in progress (idle keep-alive, or still sending headers)",
+      parse: integer(100, 3_600_000),
+    },
+    {
+      key: "apiKeys",
+      env: "API_KEYS",
+      defaultValue: [],
+      accepts:
+        "comma-separated keys of 16 to 256 characters from A-Z a-z 0-9 . _ ~ + / -",
+      description:
+        "API keys required as Authorization: Bearer <key> (default: none, open)",
+      parse: (raw: string) => {
+        const keys = raw.split(",").map((key) => key.trim()).filter((key) =>
+          key !== ""
+        );
+        return keys.every((key) => API_KEY.test(key)) ? keys : undefined;
+      },
+      secret: true,
+    },
+    {
+      key: "corsOrigins",
+      env: "CORS_ORIGINS",
+      defaultValue: [],
+      accepts: "comma-separated origins such as https://ops.example.com",
+      description:
+        "browser origins allowed to call the API (default: none, CORS off)",
+      parse: (raw: string) => {
+        const origins = raw.split(",").map((origin) => origin.trim()).filter((
+          origin,
+        ) => origin !== "");
+        return origins.every((origin) =>
+            /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(origin)
+          )
+          ? origins
+          : undefined;
+      },
+    },
+    {
+      key: "metrics",
+      env: "METRICS",
+      defaultValue: true,
+      accepts: "on or off",
+      description: "Prometheus metrics at /metrics",
+      parse: onOff,
+    },
+    {
+      key: "events",
+      env: "EVENTS",
+      defaultValue: true,
+      accepts: "on or off",
+      description:
+        "order events: live streams and order metrics (off only to measure what they cost)",
+      parse: onOff,
+    },
+    {
+      key: "requestIds",
+      env: "REQUEST_IDS",
+      defaultValue: true,
+      accepts: "on or off",
+      description:
+        "an X-Request-Id on every response (off only to measure what it costs)",
+      parse: onOff,
+    },
+    {
+      key: "sseHeartbeatMs",
+      env: "SSE_HEARTBEAT_MS",
+      defaultValue: 15_000,
+      accepts: "an integer from 10 to 600000",
+      description: "how often an idle event stream sends a heartbeat comment",
+      parse: integer(10, 600_000),
+    },
+    {
+      key: "apiKeysFile",
+      env: "API_KEYS_FILE",
+      defaultValue: undefined,
+      accepts: "a file path",
+      description:
+        "a file of API keys, one per line, so keys need not sit in the environment",
+      parse: (raw: string) => raw,
+    },
+  ];
+}
 
 /** Checks keys read from `API_KEYS_FILE`, naming the first bad line. */
 export function validateApiKeys(keys: readonly string[], source: string): void {
@@ -398,8 +332,8 @@ function flagName(env: string): string {
   return env.toLowerCase().replaceAll("_", "-");
 }
 
-/** The `--help` text. */
-export function helpText(): string {
+/** The `--help` text, with the settings of `kinds` of store. */
+export function helpText(kinds: readonly StoreKind[] = STORE_KINDS): string {
   const lines = [
     "order-service: a concurrent order-processing HTTP service",
     "",
@@ -408,7 +342,7 @@ export function helpText(): string {
     "Each setting is a flag or an environment variable; the flag wins.",
     "",
   ];
-  for (const setting of SETTINGS) {
+  for (const setting of settingsFor(kinds)) {
     lines.push(
       `  --${flagName(setting.env)}, ${setting.env} (default ${
         typeof setting.defaultValue === "boolean"
@@ -433,11 +367,13 @@ export function helpText(): string {
 export function parseConfig(
   args: readonly string[],
   env: (name: string) => string | undefined,
+  kinds: readonly StoreKind[] = STORE_KINDS,
 ): Config | "help" {
+  const settings = settingsFor(kinds);
   const options: Record<string, { type: "string" | "boolean" }> = {
     help: { type: "boolean" },
   };
-  for (const setting of SETTINGS) {
+  for (const setting of settings) {
     options[flagName(setting.env)] = { type: "string" };
   }
   let flags: Record<string, string | boolean | undefined>;
@@ -455,7 +391,7 @@ export function parseConfig(
   }
   if (flags.help) return "help";
   const config: Record<string, unknown> = {};
-  for (const setting of SETTINGS) {
+  for (const setting of settings) {
     const flag = flags[flagName(setting.env)];
     const raw = typeof flag === "string" ? flag : env(setting.env);
     const source = typeof flag === "string"
@@ -478,7 +414,8 @@ export function parseConfig(
   // Processes sharing a port must share their orders too: with a memory or
   // SQLite store each would answer for its own orders only.
   if (
-    config.reusePort === true && !storeKindOf(String(config.store))?.shared
+    config.reusePort === true &&
+    !storeKindOf(String(config.store), kinds)?.shared
   ) {
     throw new ConfigError(
       "REUSE_PORT=on needs a PostgreSQL STORE: processes sharing a port must share one store",

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { helpText, parseConfig } from "../../lib/config.ts";
 import { MemoryStore } from "../../lib/store/memory.ts";
 import {
   acceptedStores,
+  integerIn,
   opened,
   openStore,
   STORE_KINDS,
@@ -20,9 +22,13 @@ const SETTINGS: StoreSettings = {
   leaseMs: 5000,
 };
 
+/** What the fake kind's `open` was given, by spec. */
+const openedWith = new Map<string, unknown>();
+
 /**
- * A new kind of store, as a new backend's file would export it: here it
- * keeps its orders in a `MemoryStore`, the point being the wiring.
+ * A new kind of store, as a new backend's file would export it, with a
+ * setting of its own: here it keeps its orders in a `MemoryStore`, the
+ * point being the wiring.
  */
 const fakeKind: StoreKind = {
   name: "fake",
@@ -30,7 +36,19 @@ const fakeKind: StoreKind = {
   matches: (spec) => spec.startsWith("fake:"),
   shared: false,
   redact: (spec) => spec,
-  open: () => Promise.resolve(opened(new MemoryStore(), "fake")),
+  settings: {
+    fakeShelves: {
+      env: "FAKE_SHELVES",
+      defaultValue: 1,
+      accepts: "an integer from 1 to 9",
+      description: "fake store: shelves to keep orders on",
+      parse: integerIn(1, 9),
+    },
+  },
+  open: (spec, settings) => {
+    openedWith.set(spec, settings.fakeShelves);
+    return Promise.resolve(opened(new MemoryStore(), "fake"));
+  },
 };
 
 // The one line a new store adds to the table.
@@ -65,4 +83,37 @@ Deno.test("a store says whether instances share it, as its kind does", async () 
     );
     await store.store.close();
   }
+});
+
+Deno.test("a kind's own setting is a flag and a variable, listed in --help, checked, and handed to its open, with no line outside its file and the table", async () => {
+  const env = (name: string) =>
+    ({ STORE: "fake:settings", FAKE_SHELVES: "4" } as Record<string, string>)[
+      name
+    ];
+  const config = parseConfig([], env, KINDS);
+  assert.notEqual(config, "help");
+  if (config === "help") return;
+  const store = await openStore(config.store, config, KINDS);
+  assert.equal(openedWith.get("fake:settings"), 4);
+  await store.store.close();
+
+  const byFlag = parseConfig(["--fake-shelves=7"], env, KINDS);
+  if (byFlag === "help") throw new Error("not help");
+  const flagged = await openStore("fake:flag", byFlag, KINDS);
+  assert.equal(openedWith.get("fake:flag"), 7);
+  await flagged.store.close();
+
+  const defaulted = await openStore("fake:default", {}, KINDS);
+  assert.equal(openedWith.get("fake:default"), 1);
+  await defaulted.store.close();
+
+  assert.throws(
+    () => parseConfig(["--fake-shelves=12"], env, KINDS),
+    /Invalid --fake-shelves "12": expected an integer from 1 to 9/,
+  );
+  assert.match(
+    helpText(KINDS),
+    /--fake-shelves, FAKE_SHELVES \(default 1\)\n\s+fake store: shelves to keep orders on; an integer from 1 to 9/,
+  );
+  assert.doesNotMatch(helpText(), /FAKE_SHELVES/);
 });

@@ -1,0 +1,31 @@
+/**
+ * The memory store as `STORE=memory` names it.
+ *
+ * @module
+ */
+
+import { MemoryStore } from "./memory.ts";
+import { integerIn, opened, storeKind } from "./store_kind.ts";
+
+/** Orders in this process's memory, gone when it stops. */
+export const MEMORY_KIND = storeKind({
+  name: "memory",
+  accepts: "memory",
+  matches: (spec) => spec === "memory",
+  shared: false,
+  redact: (spec) => spec,
+  settings: {
+    maxOrders: {
+      env: "MAX_ORDERS",
+      defaultValue: 1_000_000,
+      accepts: "an integer from 1 to 100000000",
+      description:
+        "orders kept in memory; the oldest finished are evicted past it",
+      parse: integerIn(1, 100_000_000),
+    },
+  },
+  open: (_spec, settings) =>
+    Promise.resolve(
+      opened(new MemoryStore({ maxOrders: settings.maxOrders }), "memory"),
+    ),
+});
