@@ -1,8 +1,9 @@
 /**
- * The operations dashboard at `/dashboard`: one HTML page, a plain script
- * and a style sheet (`dashboard/app.js`, `dashboard/app.css`, edited as
- * they are — there is no build step), uPlot for the chart, all embedded in
- * the program and served by the service; plus the JSON the page reads.
+ * The operations dashboard at `/dashboard`: one HTML page, two plain
+ * scripts and a style sheet (`dashboard/app.js`, `dashboard/order_page.js`
+ * for one order's page, `dashboard/app.css`, edited as they are — there is
+ * no build step), uPlot for the chart, all embedded in the program and
+ * served by the service; plus the JSON the page reads.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import appCss from "./dashboard/app.css" with { type: "text" };
 import appJs from "./dashboard/app.js" with { type: "text" };
+import orderPageJs from "./dashboard/order_page.js" with { type: "text" };
 import type { DashboardStats } from "../observe/dashboard_stats.ts";
 import { type Asset, assetHandler, CSS, JAVASCRIPT } from "./assets.ts";
 import { ORDER_STATUSES } from "../orders/order.ts";
@@ -143,12 +145,14 @@ const PAGE = `<!doctype html>
 </main>
 <script src="/dashboard/assets/uPlot.iife.min.js"></script>
 <script src="/dashboard/assets/app.js"></script>
+<script src="/dashboard/assets/order_page.js"></script>
 </body>
 </html>
 `;
 
 const ASSETS = new Map<string, Asset>([
   ["app.js", { body: appJs, type: JAVASCRIPT }],
+  ["order_page.js", { body: orderPageJs, type: JAVASCRIPT }],
   ["app.css", { body: appCss, type: CSS }],
   ["uPlot.iife.min.js", { body: uplotJs, type: JAVASCRIPT }],
   ["uPlot.min.css", { body: uplotCss, type: CSS }],

@@ -126,7 +126,13 @@ Deno.test("with API keys the dashboard page and its code are open, its data need
   assert.match(csp, /default-src 'self'/);
   assert.match(csp, /connect-src 'self'/);
   for (
-    const asset of ["app.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css"]
+    const asset of [
+      "app.js",
+      "order_page.js",
+      "app.css",
+      "uPlot.iife.min.js",
+      "uPlot.min.css",
+    ]
   ) {
     const response = await system.app.request(`/dashboard/assets/${asset}`);
     assert.equal(response.status, 200, asset);
