@@ -1,5 +1,5 @@
 /**
- * `deno task screenshot`: regenerates `docs/dashboard.png`, the README's
+ * `deno task screenshot`: regenerates `docs/dashboard.png`, docs/operations.md's
  * picture of the dashboard under load. It starts the service with short
  * steps and some failures, posts orders for a while, opens /dashboard in
  * Debian's Chromium (playwright-core) at 1280 px, and saves the page. Not

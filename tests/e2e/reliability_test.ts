@@ -1,6 +1,6 @@
 /**
  * The service's promises, each checked end to end on the real process,
- * real sockets and a free port. README "Guarantees" points here.
+ * real sockets and a free port. docs/design.md "Guarantees" points here.
  */
 
 import assert from "node:assert/strict";
@@ -149,7 +149,7 @@ Deno.test("promise 3: garbage on the socket gets a 4xx or a closed connection, a
       assert.ok(status >= 400 && status < 500, `answered ${head.slice(0, 40)}`);
       // Deno's HTTP server answers what it cannot parse before our code
       // runs: an empty 400 that closes the connection, not problem+json
-      // (documented in the README; Deno.serve offers no hook for it).
+      // (documented in docs/api.md; Deno.serve offers no hook for it).
       if (status === 400) {
         assert.match(head, /content-length: 0\r\n/i);
         assert.match(head, /connection: close\r\n/i);

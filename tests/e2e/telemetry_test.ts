@@ -1,5 +1,5 @@
 /**
- * OpenTelemetry as the README turns it on: the service's request spans,
+ * OpenTelemetry as docs/operations.md turns it on: the service's request spans,
  * exported by Deno over OTLP to a collector played by this test, are named
  * by route pattern, never by raw path.
  */
