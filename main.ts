@@ -14,16 +14,18 @@ import {
   validateApiKeys,
 } from "./lib/config.ts";
 import { parseApiKeysFile } from "./lib/http/auth.ts";
-import { ResilientServer } from "./lib/http/server.ts";
 import {
   configureLogging,
   LIFECYCLE_CATEGORY,
   LOG_CATEGORY,
 } from "./lib/observe/logging.ts";
-import { drain } from "./lib/shutdown.ts";
-import { type OpenedStore, openStore } from "./lib/store/open.ts";
-import { StoreOpenError, StoreUnavailableError } from "./lib/orders/errors.ts";
-import { createSystem } from "./lib/system.ts";
+import {
+  type RunningInstance,
+  startInstance,
+  StartUpError,
+} from "./lib/instance.ts";
+import { isolateCount, IsolateGroup } from "./lib/isolates.ts";
+import type { OrderSummary } from "./lib/orders/stats.ts";
 
 let config: Config;
 try {
@@ -72,108 +74,78 @@ async function stopStartUp(reason: string): Promise<never> {
   Deno.exit(2);
 }
 
-let opened!: OpenedStore; // assigned, or stopStartUp() exits
-let interrupted!: number;
-try {
-  opened = await openStore(config.store, config);
-} catch (error) {
-  // A store that cannot be opened: nothing can be promised, so stop with
-  // the documented code.
-  if (!(error instanceof StoreOpenError)) throw error;
-  await stopStartUp(error.message);
-}
-const { store, coordination } = opened;
-try {
-  // Before any worker runs: orders a previous process (or, on a shared
-  // store, a stopped instance) left mid-processing become pending again.
-  interrupted = await coordination.rescue();
-} catch (error) {
-  // A store that refuses the recovery's writes (a full disk) can still be
-  // read: come up, answer 503 to writes, and let the lease loop try the
-  // recovery again until the store takes it.
-  if (!(error instanceof StoreUnavailableError)) throw error;
-  interrupted = 0;
-  lifecycle.warning(
-    "Cannot recover interrupted orders yet: {reason}; trying again while serving reads",
-    { reason: error.message },
-  );
-}
-if (interrupted > 0) {
-  lifecycle.warning("Recovered interrupted orders", { interrupted });
-}
-
-const system = createSystem({
-  store,
-  coordination,
-  storeKind: opened.kind,
-  instanceId: opened.instanceId,
-  logger,
-  workers: config.workers,
-  queueCapacity: config.queueCapacity,
-  latencyScale: config.latencyScale,
-  failureRate: config.failureRate,
-  maxAttempts: config.maxAttempts,
-  bodyLimits: { timeoutMs: config.bodyTimeoutMs },
-  maxInFlight: config.maxInFlight,
-  apiKeys: config.apiKeys,
-  corsOrigins: config.corsOrigins,
-  metrics: config.metrics,
-  processMetrics: config.metrics,
-  events: config.events,
-  requestIds: config.requestIds,
-  heartbeatMs: config.sseHeartbeatMs,
-  leaseHeartbeatMs: config.leaseMs / 5,
-});
-try {
-  const start = await system.feedStarted;
-  // Once, at start; from here the dashboard counts from events. A shared
-  // store's feed gives counts that match where its live events begin.
-  if (start) system.dashboard.addExisting(start.counts, start.counted);
-  else system.dashboard.addExisting(await store.countByStatus());
-} catch (error) {
-  await stopStartUp(
-    `the store did not start its event feed or count: ${error}`,
-  );
-}
-if (opened.instanceId !== undefined) {
-  lifecycle.info("Registered as instance {instanceId}", {
-    instanceId: opened.instanceId,
-    leaseMs: config.leaseMs,
+/** Logs where the process listens, once. */
+function logListening(hostname: string, port: number, isolates: number) {
+  lifecycle.info("Listening", {
+    url: `http://${hostname}:${port}`,
+    hostname,
+    port,
+    isolates,
+    // A supervisor (or `deno task`) may stand between whoever started the
+    // service and the process that serves: this is the one to signal.
+    pid: Deno.pid,
   });
 }
-system.pool.start();
-// In the background, as the queue has room: every unclaimed pending order
-// (left by an earlier process, rescued, or handed back by an instance).
-system.claimer.start();
 
-let server!: ResilientServer; // assigned, or stopStartUp() exits
-try {
-  server = new ResilientServer(system.app.fetch, {
-    port: config.port,
-    hostname: config.host,
-    idleTimeoutMs: config.idleTimeoutMs,
-    sharePort: config.reusePort,
-    logger: lifecycle,
-    onAcceptFailure: () => system.metrics?.recordAcceptFailure(),
-    onListen: ({ hostname, port }) =>
-      lifecycle.info("Listening", {
-        url: `http://${hostname}:${port}`,
-        hostname,
-        port,
-        // A supervisor (or `deno task`) may stand between whoever started
-        // the service and the process that serves: this is the one to signal.
-        pid: Deno.pid,
-      }),
+const isolates = isolateCount(config.parallel, (name) => Deno.env.get(name));
+let drainAll: () => Promise<OrderSummary>;
+if (isolates === 1) {
+  let running!: RunningInstance; // assigned, or stopStartUp() exits
+  try {
+    running = await startInstance({
+      config,
+      logger,
+      lifecycle,
+      onListen: ({ hostname, port }) => logListening(hostname, port, 1),
+    });
+  } catch (error) {
+    if (!(error instanceof StartUpError)) throw error;
+    await stopStartUp(error.message);
+  }
+  drainAll = () => running.drain({ timeoutMs: config.shutdownTimeoutMs });
+} else {
+  // The isolates share the port (SO_REUSEPORT), and so would any other
+  // process that sets it: bind once without it first, so that a port in
+  // use stops start-up here, and PORT=0 becomes one port for all.
+  let port = config.port;
+  try {
+    const probe = Deno.listen({ hostname: config.host, port });
+    port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+  } catch (error) {
+    if (
+      !(error instanceof Deno.errors.AddrInUse) &&
+      !(error instanceof Deno.errors.AddrNotAvailable) &&
+      !(error instanceof Deno.errors.PermissionDenied)
+    ) throw error;
+    await stopStartUp(
+      `Cannot listen on ${config.host}:${config.port}: ${error.message}`,
+    );
+  }
+  const group = new IsolateGroup({
+    config: { ...config, port },
+    count: isolates,
+    lifecycle,
+    onIsolateDeath: async (reason) => {
+      // Its instance is gone: rather than answer for part of the process,
+      // stop, so that a supervisor starts it again whole.
+      lifecycle.error("An isolate stopped; exiting: {reason}", { reason });
+      group.terminate();
+      await closeLogging();
+      Deno.exit(1);
+    },
   });
-} catch (error) {
-  if (
-    !(error instanceof Deno.errors.AddrInUse) &&
-    !(error instanceof Deno.errors.AddrNotAvailable) &&
-    !(error instanceof Deno.errors.PermissionDenied)
-  ) throw error;
-  await stopStartUp(
-    `Cannot listen on ${config.host}:${config.port}: ${error.message}`,
-  );
+  try {
+    logListening(config.host, await group.start(), isolates);
+  } catch (error) {
+    group.terminate();
+    await stopStartUp((error as Error).message);
+  }
+  drainAll = async () => {
+    const summary = await group.drain(config.shutdownTimeoutMs);
+    lifecycle.info("Shutdown complete", { event: "summary", ...summary });
+    return summary;
+  };
 }
 
 let draining = false;
@@ -185,12 +157,7 @@ async function onSignal(signal: Deno.Signal): Promise<void> {
   }
   draining = true;
   lifecycle.info("Signal received; shutting down", { signal });
-  await drain({
-    ...system,
-    server,
-    logger: lifecycle,
-    timeoutMs: config.shutdownTimeoutMs,
-  });
+  await drainAll();
   await closeLogging();
   Deno.exit(0);
 }

@@ -38,6 +38,8 @@ export interface Config extends StoreSettings {
   store: string;
   /** Listen with SO_REUSEPORT, so that several processes share the port. */
   reusePort: boolean;
+  /** Isolates serving the port, each a whole instance; `auto`: one per core. */
+  parallel: number | "auto";
   maxInFlight: number;
   bodyTimeoutMs: number;
   /** How long a connection with no request in progress may stay open. */
@@ -137,7 +139,8 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       env: "WORKERS",
       defaultValue: 5,
       accepts: "an integer from 1 to 10000",
-      description: "worker loops processing orders at once",
+      description:
+        "worker loops processing orders at once, in each isolate (see PARALLEL)",
       parse: integer(1, 10_000),
     },
     {
@@ -146,7 +149,7 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       defaultValue: 100,
       accepts: "an integer from 1 to 10000000",
       description:
-        "orders waiting for a worker before POST /orders answers 503",
+        "orders waiting for a worker before POST /orders answers 503, in each isolate",
       parse: integer(1, 10_000_000),
     },
     {
@@ -211,11 +214,21 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       parse: onOff,
     },
     {
+      key: "parallel",
+      env: "PARALLEL",
+      defaultValue: 1,
+      accepts: "an integer from 1 to 64, or auto",
+      description:
+        "isolates serving the port in this process, each running the whole service; auto: one per core (DENO_JOBS if set); above 1 needs a PostgreSQL STORE for now",
+      parse: (raw: string) => raw === "auto" ? "auto" : integer(1, 64)(raw),
+    },
+    {
       key: "maxInFlight",
       env: "MAX_INFLIGHT",
       defaultValue: 1024,
       accepts: "an integer from 1 to 1000000",
-      description: "requests handled at once before new ones get 503",
+      description:
+        "requests handled at once before new ones get 503, in each isolate",
       parse: integer(1, 1_000_000),
     },
     {
@@ -419,6 +432,16 @@ export function parseConfig(
   ) {
     throw new ConfigError(
       "REUSE_PORT=on needs a PostgreSQL STORE: processes sharing a port must share one store",
+    );
+  }
+  // Isolates answer each for its own instance: they must share one store,
+  // as processes on one port must.
+  if (
+    config.parallel !== 1 &&
+    !storeKindOf(String(config.store), kinds)?.shared
+  ) {
+    throw new ConfigError(
+      "PARALLEL above 1 needs a PostgreSQL STORE: the isolates of one process share their orders through it (a memory or SQLite store cannot be split between isolates yet)",
     );
   }
   return config as unknown as Config;

@@ -29,6 +29,11 @@ export interface DrainOptions {
   logger: Logger;
   /** How long to wait for accepted orders before aborting them. */
   timeoutMs: number;
+  /**
+   * Returns the summary without logging it (an isolate's: the main
+   * isolate logs the process's).
+   */
+  quiet?: boolean | undefined;
 }
 
 /**
@@ -91,6 +96,8 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
   logger.info("Store closed");
 
   const summary = stats.summary();
-  logger.info("Shutdown complete", { event: "summary", ...summary });
+  if (!options.quiet) {
+    logger.info("Shutdown complete", { event: "summary", ...summary });
+  }
   return summary;
 }

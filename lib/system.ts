@@ -13,6 +13,7 @@ import { createApp } from "./http/app.ts";
 import { ServiceMetrics } from "./observe/metrics.ts";
 import { ObservedStore } from "./store/observed.ts";
 import type { BodyLimits } from "./http/json_body.ts";
+import type { Peers } from "./http/peers.ts";
 import { exponentialBackoff } from "./async/backoff.ts";
 import { OrderProcessor } from "./orders/order_processor.ts";
 import { OrderService } from "./orders/order_service.ts";
@@ -75,6 +76,8 @@ export interface SystemOptions {
   leaseHeartbeatMs?: number;
   /** The backstop poll for unclaimed orders (default 1 s). */
   claimPollMs?: number;
+  /** The process's other isolates, when it runs several. */
+  peers?: Peers | undefined;
   /** `memory`, `sqlite` or `postgres`, as the dashboard names it (default memory). */
   storeKind?: string;
 }
@@ -258,6 +261,7 @@ export function createSystem(options: SystemOptions): System {
     maxInFlight: options.maxInFlight,
     apiKeys: options.apiKeys,
     requestIds: options.requestIds,
+    peers: options.peers,
     dashboard: {
       stats: dashboard,
       localStatus,

@@ -51,6 +51,7 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     instanceId: undefined,
     leaseMs: 5000,
     reusePort: false,
+    parallel: 1,
     sqliteSynchronous: "full",
     maxInFlight: 1024,
     bodyTimeoutMs: 10000,

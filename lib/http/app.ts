@@ -23,6 +23,7 @@ import { requestContext } from "./request_context.ts";
 import type { BodyLimits } from "./json_body.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { ordersRoutes } from "./orders.ts";
+import type { Peers } from "./peers.ts";
 import { problem, problemFor } from "./problem.ts";
 
 /** The service's version, as the API description states it. */
@@ -53,6 +54,8 @@ export interface AppOptions {
   heartbeatMs?: number | undefined;
   /** X-Request-Id on every response (default on). */
   requestIds?: boolean | undefined;
+  /** The process's other isolates, when it runs several. */
+  peers?: Peers | undefined;
   /** Serves `/dashboard` when given. */
   dashboard?: Omit<DashboardOptions, "store" | "coordination"> | undefined;
 }
@@ -106,7 +109,9 @@ export function createApp(options: AppOptions) {
     }));
   }
   if (options.apiKeys?.length) base.use(apiKeyAuth(options.apiKeys));
-  if (options.metrics) base.route("/", metricsRoutes(options.metrics));
+  if (options.metrics) {
+    base.route("/", metricsRoutes(options.metrics, options.peers));
+  }
   if (options.dashboard) {
     base.route(
       "/",
@@ -133,6 +138,7 @@ export function createApp(options: AppOptions) {
       healthRoutes({
         isAccepting: () => options.service.accepting,
         storeProblem: () => options.storeHealth?.problem,
+        peers: options.peers,
       }),
     )
     .route(

@@ -5,6 +5,7 @@
  */
 
 import { Hono } from "hono";
+import type { Peers, Readiness } from "./peers.ts";
 import { problem, problemType } from "./problem.ts";
 import {
   type DocContext,
@@ -15,34 +16,47 @@ import {
   retryAfter,
 } from "./openapi_parts.ts";
 
-/** Creates the `/health` and `/ready` routes. */
+/** What decides readiness in this isolate. */
+export interface ReadinessOptions {
+  isAccepting: () => boolean;
+  /** Why the store cannot serve this instance now (writes, lease, claims). */
+  storeProblem: () => string | undefined;
+}
+
+/** Why this isolate is not ready, or `undefined` when it is. */
+export function readiness(options: ReadinessOptions): Readiness | undefined {
+  const storeProblem = options.storeProblem();
+  if (storeProblem !== undefined) {
+    return { type: "store-unavailable", detail: storeProblem };
+  }
+  if (!options.isAccepting()) {
+    return {
+      type: "draining",
+      detail: "The service is draining and accepts no new orders",
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Creates the `/health` and `/ready` routes. With `peers`, `/ready` answers
+ * for every isolate of the process.
+ */
 export function healthRoutes(
-  options: {
-    isAccepting: () => boolean;
-    /** Why the store cannot serve this instance now (writes, lease, claims). */
-    storeProblem: () => string | undefined;
-  },
+  options: ReadinessOptions & { peers?: Peers | undefined },
 ) {
   return new Hono()
     // Liveness: the process runs and its event loop answers.
     .get("/health", (c) => c.json({ status: "ok" }, 200))
     // Readiness: load balancers stop sending orders once this turns 503.
-    .get("/ready", (c) => {
-      const storeProblem = options.storeProblem();
-      if (storeProblem !== undefined) {
-        return problem(c, {
-          type: problemType("store-unavailable"),
-          title: "Service Unavailable",
-          status: 503,
-          detail: storeProblem,
-        }, { "retry-after": "5" });
-      }
-      if (options.isAccepting()) return c.json({ status: "ready" }, 200);
+    .get("/ready", async (c) => {
+      const why = readiness(options) ?? await options.peers?.notReady();
+      if (why === undefined) return c.json({ status: "ready" }, 200);
       return problem(c, {
-        type: problemType("draining"),
+        type: problemType(why.type),
         title: "Service Unavailable",
         status: 503,
-        detail: "The service is draining and accepts no new orders",
+        detail: why.detail,
       }, { "retry-after": "5" });
     });
 }

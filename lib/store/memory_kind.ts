@@ -20,7 +20,7 @@ export const MEMORY_KIND = storeKind({
       defaultValue: 1_000_000,
       accepts: "an integer from 1 to 100000000",
       description:
-        "orders kept in memory; the oldest finished are evicted past it",
+        "orders kept in memory, in each isolate; the oldest finished are evicted past it",
       parse: integerIn(1, 100_000_000),
     },
   },

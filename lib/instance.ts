@@ -1,0 +1,194 @@
+/**
+ * Starts one instance of the service from a checked configuration: opens
+ * its store, recovers what an earlier run left, assembles the system and
+ * serves it. The main isolate runs one; with `PARALLEL` above 1 every
+ * isolate runs one (`isolate_worker.ts`).
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import type { Config } from "./config.ts";
+import { ResilientServer } from "./http/server.ts";
+import type { Peers } from "./http/peers.ts";
+import type { OrderSummary } from "./orders/stats.ts";
+import { StoreOpenError, StoreUnavailableError } from "./orders/errors.ts";
+import { drain } from "./shutdown.ts";
+import { openStore } from "./store/open.ts";
+import { createSystem, type System } from "./system.ts";
+
+/** Start-up cannot go on; the message says why. */
+export class StartUpError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "StartUpError";
+  }
+}
+
+/** Where an instance runs, when several share one process. */
+export interface IsolatePlace {
+  /** From 1. */
+  index: number;
+  /** How many isolates the process runs. */
+  count: number;
+  /** What the other isolates say (metrics, readiness). */
+  peers: Peers;
+}
+
+/** What {@linkcode startInstance} needs. */
+export interface InstanceOptions {
+  config: Config;
+  logger: Logger;
+  /** Life-cycle records: start-up, listening, the drain. */
+  lifecycle: Logger;
+  /** Absent in a process that runs one isolate. */
+  isolate?: IsolatePlace | undefined;
+  /** Called once the instance listens. */
+  onListen?: (address: { hostname: string; port: number }) => void;
+}
+
+/** A started instance. */
+export interface RunningInstance {
+  system: System;
+  server: ResilientServer;
+  /** This instance's id among those sharing the store, if shared. */
+  instanceId: string | undefined;
+  /**
+   * Drains it: stops taking orders, finishes or hands back what it
+   * accepted, closes the server and the store. The summary is logged
+   * last unless `quiet` (the main isolate then logs the process's).
+   */
+  drain(options: { timeoutMs: number; quiet?: boolean }): Promise<OrderSummary>;
+}
+
+/**
+ * Starts an instance.
+ *
+ * @throws {StartUpError} when the store cannot be opened, its feed cannot
+ * start, or the address cannot be bound.
+ */
+export async function startInstance(
+  options: InstanceOptions,
+): Promise<RunningInstance> {
+  const { config, logger, lifecycle, isolate } = options;
+  const instanceIdOf = (base: string | undefined) =>
+    base === undefined || isolate === undefined
+      ? base
+      : `${base.slice(0, 60)}-${isolate.index}`;
+  let opened;
+  try {
+    opened = await openStore(config.store, {
+      ...config,
+      instanceId: instanceIdOf(config.instanceId),
+    });
+  } catch (error) {
+    // A store that cannot be opened: nothing can be promised.
+    if (!(error instanceof StoreOpenError)) throw error;
+    throw new StartUpError(error.message);
+  }
+  const { store, coordination } = opened;
+  let interrupted = 0;
+  try {
+    // Before any worker runs: orders a previous process (or, on a shared
+    // store, a stopped instance) left mid-processing become pending again.
+    interrupted = await coordination.rescue();
+  } catch (error) {
+    // A store that refuses the recovery's writes (a full disk) can still
+    // be read: come up, answer 503 to writes, and let the lease loop try
+    // the recovery again until the store takes it.
+    if (!(error instanceof StoreUnavailableError)) throw error;
+    lifecycle.warning(
+      "Cannot recover interrupted orders yet: {reason}; trying again while serving reads",
+      { reason: error.message },
+    );
+  }
+  if (interrupted > 0) {
+    lifecycle.warning("Recovered interrupted orders", { interrupted });
+  }
+
+  const system = createSystem({
+    store,
+    coordination,
+    storeKind: opened.kind,
+    instanceId: opened.instanceId,
+    logger,
+    workers: config.workers,
+    queueCapacity: config.queueCapacity,
+    latencyScale: config.latencyScale,
+    failureRate: config.failureRate,
+    maxAttempts: config.maxAttempts,
+    bodyLimits: { timeoutMs: config.bodyTimeoutMs },
+    maxInFlight: config.maxInFlight,
+    apiKeys: config.apiKeys,
+    corsOrigins: config.corsOrigins,
+    metrics: config.metrics,
+    // One set of process figures for the process, not one per isolate.
+    processMetrics: config.metrics && (isolate?.index ?? 1) === 1,
+    events: config.events,
+    requestIds: config.requestIds,
+    heartbeatMs: config.sseHeartbeatMs,
+    leaseHeartbeatMs: config.leaseMs / 5,
+    peers: isolate?.peers,
+  });
+  try {
+    const start = await system.feedStarted;
+    // Once, at start; from here the dashboard counts from events. A shared
+    // store's feed gives counts that match where its live events begin.
+    if (start) system.dashboard.addExisting(start.counts, start.counted);
+    else system.dashboard.addExisting(await store.countByStatus());
+  } catch (error) {
+    await store.close().catch(() => {});
+    throw new StartUpError(
+      `the store did not start its event feed or count: ${error}`,
+    );
+  }
+  if (opened.instanceId !== undefined) {
+    lifecycle.info("Registered as instance {instanceId}", {
+      instanceId: opened.instanceId,
+      leaseMs: config.leaseMs,
+    });
+  }
+  system.pool.start();
+  // In the background, as the queue has room: every unclaimed pending order
+  // (left by an earlier process, rescued, or handed back by an instance).
+  system.claimer.start();
+
+  let server: ResilientServer;
+  try {
+    server = new ResilientServer(system.app.fetch, {
+      port: config.port,
+      hostname: config.host,
+      idleTimeoutMs: config.idleTimeoutMs,
+      // Isolates share the port the main isolate checked.
+      sharePort: config.reusePort || isolate !== undefined,
+      logger: lifecycle,
+      onAcceptFailure: () => system.metrics?.recordAcceptFailure(),
+      onListen: (address) => options.onListen?.(address),
+    });
+  } catch (error) {
+    if (
+      !(error instanceof Deno.errors.AddrInUse) &&
+      !(error instanceof Deno.errors.AddrNotAvailable) &&
+      !(error instanceof Deno.errors.PermissionDenied)
+    ) throw error;
+    await system.claimer.stop();
+    await store.close().catch(() => {});
+    throw new StartUpError(
+      `Cannot listen on ${config.host}:${config.port}: ${error.message}`,
+    );
+  }
+  return {
+    system,
+    server,
+    instanceId: opened.instanceId,
+    drain: ({ timeoutMs, quiet }) =>
+      drain({
+        ...system,
+        server,
+        logger: lifecycle,
+        timeoutMs,
+        quiet,
+      }),
+  };
+}
