@@ -6,7 +6,8 @@
  * same run on the same machine.
  *
  * Usage: deno run --allow-net --allow-env bench/baseline_server.ts
- * (PORT, default 0; prints {"port": N} once listening)
+ * (PORT, default 0; prints {"port": N} once listening), or, on every core,
+ * `BASELINE_SERVE=1 deno serve --parallel --port N bench/baseline_server.ts`.
  *
  * `HANDLER_WORK_US=N` makes each POST also spend N µs of the main thread
  * in JavaScript before it answers: the bench's "work budget" rows use it to
@@ -39,11 +40,8 @@ function work(ms: number): void {
   while (performance.now() < until) { /* busy */ }
 }
 
-const server = Deno.serve({
-  port: Number(Deno.env.get("PORT") ?? 0),
-  hostname: "127.0.0.1",
-  onListen: ({ port }) => console.log(JSON.stringify({ port })),
-}, async (request) => {
+/** The bare handler: read the body, answer a fixed order. */
+export async function handle(request: Request): Promise<Response> {
   if (request.method === "POST") {
     await request.arrayBuffer();
     if (WORK_MS > 0) work(WORK_MS);
@@ -56,6 +54,16 @@ const server = Deno.serve({
     status: 200,
     headers: { "content-type": "application/json" },
   });
-});
+}
 
-Deno.addSignalListener("SIGTERM", () => server.shutdown());
+/** The same handler for `deno serve` (`--parallel`: one per core). */
+export default { fetch: handle } satisfies Deno.ServeDefaultExport;
+
+if (import.meta.main && !Deno.env.get("BASELINE_SERVE")) {
+  const server = Deno.serve({
+    port: Number(Deno.env.get("PORT") ?? 0),
+    hostname: "127.0.0.1",
+    onListen: ({ port }) => console.log(JSON.stringify({ port })),
+  }, handle);
+  Deno.addSignalListener("SIGTERM", () => server.shutdown());
+}

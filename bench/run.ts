@@ -1,7 +1,8 @@
 /**
  * `deno task bench [--quick] [--only=step,step]`: every benchmark (or the
  * steps named: post, budget, get, sends, metrics, events, request-ids, sqlite,
- * postgres, instances, pipeline, dashboard, settle, memory, memory-no-gc),
+ * postgres, instances, parallel, cpu, pipeline, dashboard, settle, memory,
+ * memory-no-gc),
  * one Markdown table.
  *
  * Every figure is a ratio against a baseline measured in the same run (these
@@ -169,6 +170,7 @@ async function startBaseline(env: Record<string, string> = {}) {
   const { port } = JSON.parse(text.split("\n")[0]!);
   return {
     url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
     stop: async () => {
       child.kill("SIGTERM");
       await reader.cancel();
@@ -525,6 +527,236 @@ async function instancesTwoVersusOne(): Promise<Row> {
   };
 }
 
+/** User + system CPU of process `pid`, all threads, in seconds (`/proc`). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] })
+    .output();
+  // After the command name in parentheses: field 14 (utime) and 15 (stime)
+  // of the whole line are the 12th and 13th after it, in clock ticks.
+  const text = new TextDecoder().decode(output.stdout);
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+// Linux's USER_HZ, the unit of /proc/PID/stat's times.
+const CLOCK_TICKS = 100;
+
+/**
+ * `h2load` at a fixed offered load (16 clients × `rps` POSTs a second each,
+ * HTTP/1.1) for `seconds`; returns the POSTs that succeeded.
+ */
+async function h2load(
+  url: string,
+  seconds: number,
+  rps: number,
+): Promise<number> {
+  const body = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(body, EXAMPLE_BODY);
+  const output = await new Deno.Command("h2load", {
+    args: [
+      "--h1",
+      "-c",
+      "16",
+      "--rps",
+      String(rps),
+      "-D",
+      String(seconds),
+      "-d",
+      body,
+      "-H",
+      "content-type: application/json",
+      url,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(body);
+  const text = new TextDecoder().decode(output.stdout);
+  const succeeded = /requests: .*?(\d+) succeeded/.exec(text)?.[1];
+  if (!output.success || succeeded === undefined) {
+    throw new Error(`h2load failed: ${text}`);
+  }
+  return Number(succeeded);
+}
+
+/**
+ * CPU per POST at a fixed offered load, so that it does not depend on each
+ * server's own throughput: the service (memory store, one isolate) and the
+ * bare handler, alternated, each under `h2load --h1 -c 16 --rps 300`
+ * (4,800 POSTs a second offered), CPU read from `/proc/PID/stat`.
+ */
+async function cpuPerPostAtFixedLoad(): Promise<Row> {
+  const figure =
+    "CPU per POST at a fixed load (h2load --h1 -c 16 --rps 300, user + system, all threads)";
+  const target = "≤ 3.1× bare (the Go service's ratio at this load)";
+  try {
+    await new Deno.Command("h2load", { args: ["--version"] }).output();
+  } catch {
+    return skipped(figure, "h2load missing (Debian's nghttp2-client)", target);
+  }
+  const rps = quick ? 20 : 300;
+  const perPost: { service: number[]; bare: number[] } = {
+    service: [],
+    bare: [],
+  };
+  const ratios: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const side of ["service", "bare"] as const) {
+      const server = side === "service"
+        ? await startService(SERVICE_ENV).then((service) => ({
+          url: service.url,
+          pid: service.pid,
+          stop: () => stopService(service),
+        }))
+        : await startBaseline();
+      await h2load(`${server.url}/orders`, WARM_UP_SECONDS, rps);
+      const before = await cpuSeconds(server.pid);
+      const posts = await h2load(`${server.url}/orders`, SECONDS, rps);
+      const used = await cpuSeconds(server.pid) - before;
+      perPost[side].push(used / posts * 1e6);
+      await server.stop();
+    }
+    ratios.push(perPost.service.at(-1)! / perPost.bare.at(-1)!);
+    console.error(
+      `cpu per POST round ${round + 1}: service ${
+        format(perPost.service.at(-1)!, 1)
+      } µs, bare ${format(perPost.bare.at(-1)!, 1)} µs`,
+    );
+  }
+  const ratio = median(ratios);
+  return {
+    figure,
+    value: `${format(median(perPost.service), 1)} µs`,
+    baseline: `${format(median(perPost.bare), 1)} µs (bare handler)`,
+    ratio,
+    target,
+    met: ratio <= 3.1,
+  };
+}
+
+/** A free loopback port, for servers whose isolates must share one. */
+function freePort(): number {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
+}
+
+/**
+ * The bare handler on every core (`deno serve --parallel`) against itself
+ * on one, alternated: what more isolates can give on this machine at all,
+ * the limit for the service's `PARALLEL`.
+ */
+async function bareOnEveryCore(): Promise<Row> {
+  const figure =
+    "Limit: bare handler on every core (deno serve --parallel) against one isolate";
+  const ratios: number[] = [];
+  const rates: { every: number[]; one: number[] } = { every: [], one: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    const port = freePort();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "serve",
+        "--parallel",
+        "--allow-net",
+        "--allow-env",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        `${BENCH_DIR}baseline_server.ts`,
+      ],
+      env: { BASELINE_SERVE: "1" },
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const url = `http://127.0.0.1:${port}`;
+    await waitForPort(port);
+    rates.every.push((await warmedWrk(`${url}/orders`, "post_order.lua"))
+      .requestsPerSecond);
+    child.kill("SIGTERM");
+    await child.status;
+    const one = await startBaseline();
+    rates.one.push((await warmedWrk(`${one.url}/orders`, "post_order.lua"))
+      .requestsPerSecond);
+    await one.stop();
+    ratios.push(rates.every.at(-1)! / rates.one.at(-1)!);
+    console.error(
+      `bare on every core round ${round + 1}: every core ${
+        format(rates.every.at(-1)!)
+      } req/s, one ${format(rates.one.at(-1)!)} req/s`,
+    );
+  }
+  return {
+    figure,
+    value: format(median(rates.every)),
+    baseline: `${format(median(rates.one))} (one isolate)`,
+    ratio: median(ratios),
+    target: `reported (${navigator.hardwareConcurrency} cores, shared with wrk)`,
+    met: undefined,
+  };
+}
+
+/** Waits until something accepts connections on `port`. */
+async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`Nothing on port ${port}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/**
+ * POST /orders on PostgreSQL with `PARALLEL=2` against `PARALLEL=1`,
+ * alternated: two isolates of one process, each an instance.
+ */
+async function parallelOnPostgres(): Promise<Row> {
+  const figure = "POST /orders on PostgreSQL: PARALLEL=2 against PARALLEL=1";
+  if (!await isReachable()) {
+    return skipped(figure, "PostgreSQL not reachable", "reported");
+  }
+  const ratios: number[] = [];
+  const rates: Record<1 | 2, number[]> = { 1: [], 2: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const isolates of [1, 2] as const) {
+      const schema = freshSchema("bench");
+      const service = await startService({
+        ...SERVICE_ENV,
+        STORE: TEST_DATABASE_URL,
+        PG_SCHEMA: schema.schema,
+        PARALLEL: String(isolates),
+      });
+      rates[isolates].push(
+        (await warmedWrk(`${service.url}/orders`, "post_order.lua"))
+          .requestsPerSecond,
+      );
+      await stopService(service);
+      await schema.drop();
+      await settleDatabase();
+    }
+    ratios.push(rates[2].at(-1)! / rates[1].at(-1)!);
+    console.error(
+      `parallel round ${round + 1}: PARALLEL=1 ${
+        format(rates[1].at(-1)!)
+      } req/s, PARALLEL=2 ${format(rates[2].at(-1)!)} req/s`,
+    );
+  }
+  return {
+    figure,
+    value: format(median(rates[2])),
+    baseline: `${format(median(rates[1]))} (PARALLEL=1)`,
+    ratio: median(ratios),
+    target:
+      `reported (${navigator.hardwareConcurrency} cores, shared with PostgreSQL and wrk)`,
+    met: undefined,
+  };
+}
+
 /**
  * The dashboard: the bytes of its first load (page, scripts, styles, first
  * summary; the service sends them uncompressed), and how long the summary
@@ -860,6 +1092,9 @@ const steps: Array<[string, () => Promise<Row | Row[]>]> = [
   ["sqlite", sqliteVersusMemory],
   ["postgres", postgresVersusMemory],
   ["instances", instancesTwoVersusOne],
+  ["parallel", parallelOnPostgres],
+  ["parallel", bareOnEveryCore],
+  ["cpu", cpuPerPostAtFixedLoad],
   ["pipeline", pipeline],
   ["dashboard", dashboard],
   ["settle", settleTime],

@@ -19,9 +19,48 @@ import { encodeTime, monotonicFactory } from "ulid";
  * newId(); // "ORD-01JD…"
  * ```
  */
-export function createOrderIdFactory(): () => string {
+export function createOrderIdFactory(
+  options: { shard?: number } = {},
+): () => string {
   const next = monotonicFactory(pooledRandom());
-  return () => `ORD-${next()}`;
+  const { shard } = options;
+  if (shard === undefined) return () => `ORD-${next()}`;
+  if (!Number.isInteger(shard) || shard < 0 || shard >= CROCKFORD.length) {
+    throw new RangeError(
+      `Cannot make order ids: shard must be an integer from 0 to 31, received "${shard}"`,
+    );
+  }
+  // The first character of the random part names the shard. The monotonic
+  // factory changes it only on a carry out of the other 75 random bits.
+  const mark = CROCKFORD[shard]!;
+  return () => {
+    const ulid = next();
+    return `ORD-${ulid.slice(0, 10)}${mark}${ulid.slice(11)}`;
+  };
+}
+
+// ULID's alphabet (Crockford's base 32).
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/**
+ * The shard (from 0) that made order `id`, when `count` shards share the
+ * orders (ids from {@linkcode createOrderIdFactory} with a shard); `undefined`
+ * for a string that is not such an id.
+ */
+export function shardOfId(id: string, count: number): number | undefined {
+  if (!/^ORD-[0-9A-HJKMNP-TV-Z]{26}$/.test(id)) return undefined;
+  const shard = CROCKFORD.indexOf(id[14]!);
+  return shard < count ? shard : undefined;
+}
+
+/** The shard (from 0) that owns idempotency key `key`: FNV-1a, modulo `count`. */
+export function shardOfKey(key: string, count: number): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < key.length; index++) {
+    hash ^= key.charCodeAt(index);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % count;
 }
 
 /**
