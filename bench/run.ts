@@ -672,13 +672,17 @@ async function bareOnEveryCore(): Promise<Row> {
     }).spawn();
     const url = `http://127.0.0.1:${port}`;
     await waitForPort(port);
-    rates.every.push((await warmedWrk(`${url}/orders`, "post_order.lua"))
-      .requestsPerSecond);
+    rates.every.push(
+      (await warmedWrk(`${url}/orders`, "post_order.lua"))
+        .requestsPerSecond,
+    );
     child.kill("SIGTERM");
     await child.status;
     const one = await startBaseline();
-    rates.one.push((await warmedWrk(`${one.url}/orders`, "post_order.lua"))
-      .requestsPerSecond);
+    rates.one.push(
+      (await warmedWrk(`${one.url}/orders`, "post_order.lua"))
+        .requestsPerSecond,
+    );
     await one.stop();
     ratios.push(rates.every.at(-1)! / rates.one.at(-1)!);
     console.error(
@@ -692,7 +696,8 @@ async function bareOnEveryCore(): Promise<Row> {
     value: format(median(rates.every)),
     baseline: `${format(median(rates.one))} (one isolate)`,
     ratio: median(ratios),
-    target: `reported (${navigator.hardwareConcurrency} cores, shared with wrk)`,
+    target:
+      `reported (${navigator.hardwareConcurrency} cores, shared with wrk)`,
     met: undefined,
   };
 }

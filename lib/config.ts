@@ -219,7 +219,7 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       defaultValue: 1,
       accepts: "an integer from 1 to 64, or auto",
       description:
-        "isolates serving the port in this process, each running the whole service; auto: one per core (DENO_JOBS if set); above 1 needs a PostgreSQL STORE for now",
+        "isolates serving the port in this process, each running the whole service; auto: one per core (DENO_JOBS if set); above 1 needs a memory or PostgreSQL STORE",
       parse: (raw: string) => raw === "auto" ? "auto" : integer(1, 64)(raw),
     },
     {
@@ -434,14 +434,12 @@ export function parseConfig(
       "REUSE_PORT=on needs a PostgreSQL STORE: processes sharing a port must share one store",
     );
   }
-  // Isolates answer each for its own instance: they must share one store,
-  // as processes on one port must.
-  if (
-    config.parallel !== 1 &&
-    !storeKindOf(String(config.store), kinds)?.shared
-  ) {
+  // Isolates share a shared store, or each hold a shard of one that can be
+  // split; a SQLite file cannot be yet.
+  const kind = storeKindOf(String(config.store), kinds);
+  if (config.parallel !== 1 && !kind?.shared && !kind?.shards) {
     throw new ConfigError(
-      "PARALLEL above 1 needs a PostgreSQL STORE: the isolates of one process share their orders through it (a memory or SQLite store cannot be split between isolates yet)",
+      "PARALLEL above 1 needs a memory or PostgreSQL STORE: a SQLite store cannot be split between isolates yet",
     );
   }
   return config as unknown as Config;

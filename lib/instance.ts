@@ -11,10 +11,23 @@ import type { Logger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { ResilientServer } from "./http/server.ts";
 import type { Peers } from "./http/peers.ts";
+import { shardRouter } from "./http/shard_routing.ts";
+import type { IsolateMesh } from "./isolate_mesh.ts";
+import type { OrderEvent } from "./observe/events.ts";
+import type {
+  Coordination,
+  InstanceInfo,
+  InstanceStatus,
+  ListOptions,
+  ListPage,
+  OrderRepository,
+} from "./orders/order_store.ts";
+import type { Order, OrderStatus } from "./orders/order.ts";
 import type { OrderSummary } from "./orders/stats.ts";
 import { StoreOpenError, StoreUnavailableError } from "./orders/errors.ts";
 import { drain } from "./shutdown.ts";
-import { openStore } from "./store/open.ts";
+import { openStore, storeKindOf } from "./store/open.ts";
+import { ShardedRepository } from "./store/sharded.ts";
 import { createSystem, type System } from "./system.ts";
 
 /** Start-up cannot go on; the message says why. */
@@ -34,6 +47,8 @@ export interface IsolatePlace {
   count: number;
   /** What the other isolates say (metrics, readiness). */
   peers: Peers;
+  /** The channels to the other isolates. */
+  mesh: IsolateMesh;
 }
 
 /** What {@linkcode startInstance} needs. */
@@ -76,18 +91,35 @@ export async function startInstance(
     base === undefined || isolate === undefined
       ? base
       : `${base.slice(0, 60)}-${isolate.index}`;
+  // Isolates of one process on a store that is not shared each hold a
+  // shard of it: a request goes to the isolate whose shard it needs.
+  const shard = isolate !== undefined && !storeKindOf(config.store)?.shared
+    ? { index: isolate.index - 1, count: isolate.count, mesh: isolate.mesh }
+    : undefined;
   let opened;
   try {
-    opened = await openStore(config.store, {
-      ...config,
-      instanceId: instanceIdOf(config.instanceId),
-    });
+    opened = await openStore(
+      config.store,
+      { ...config, instanceId: instanceIdOf(config.instanceId) },
+      undefined,
+      { shard },
+    );
   } catch (error) {
     // A store that cannot be opened: nothing can be promised.
     if (!(error instanceof StoreOpenError)) throw error;
     throw new StartUpError(error.message);
   }
-  const { store, coordination } = opened;
+  const store: OrderRepository = shard
+    ? new ShardedRepository(opened.store, {
+      index: shard.index,
+      count: shard.count,
+      remote: (index) => remoteShard(shard.mesh, index + 1),
+    })
+    : opened.store;
+  const coordination: Coordination = shard
+    ? withIsolateRows(opened.coordination, shard.mesh, shard.count)
+    : opened.coordination;
+  const instanceId = shard ? `isolate-${shard.index + 1}` : opened.instanceId;
   let interrupted = 0;
   try {
     // Before any worker runs: orders a previous process (or, on a shared
@@ -111,7 +143,7 @@ export async function startInstance(
     store,
     coordination,
     storeKind: opened.kind,
-    instanceId: opened.instanceId,
+    instanceId,
     logger,
     workers: config.workers,
     queueCapacity: config.queueCapacity,
@@ -136,12 +168,18 @@ export async function startInstance(
     // Once, at start; from here the dashboard counts from events. A shared
     // store's feed gives counts that match where its live events begin.
     if (start) system.dashboard.addExisting(start.counts, start.counted);
-    else system.dashboard.addExisting(await store.countByStatus());
+    // A shard counts its own: every shard starts empty, and the first
+    // isolate's figures follow every isolate's changes from there.
+    else system.dashboard.addExisting(await opened.store.countByStatus());
   } catch (error) {
     await store.close().catch(() => {});
     throw new StartUpError(
       `the store did not start its event feed or count: ${error}`,
     );
+  }
+  if (shard) {
+    serveShard(system, shard.mesh, opened.store);
+    if (shard.index > 0) relayEvents(system, shard.mesh, instanceId!);
   }
   if (opened.instanceId !== undefined) {
     lifecycle.info("Registered as instance {instanceId}", {
@@ -156,7 +194,15 @@ export async function startInstance(
 
   let server: ResilientServer;
   try {
-    server = new ResilientServer(system.app.fetch, {
+    const handler = shard
+      ? shardRouter({
+        index: shard.index,
+        count: shard.count,
+        local: (request) => system.app.fetch(request),
+        forward: (index, request) => shard.mesh.fetch(index + 1, request),
+      })
+      : system.app.fetch;
+    server = new ResilientServer(handler, {
       port: config.port,
       hostname: config.host,
       idleTimeoutMs: config.idleTimeoutMs,
@@ -181,7 +227,7 @@ export async function startInstance(
   return {
     system,
     server,
-    instanceId: opened.instanceId,
+    instanceId,
     drain: ({ timeoutMs, quiet }) =>
       drain({
         ...system,
@@ -190,5 +236,108 @@ export async function startInstance(
         timeoutMs,
         quiet,
       }),
+  };
+}
+
+/** Shard `index` (from 1) of another isolate, read by message. */
+function remoteShard(mesh: IsolateMesh, index: number) {
+  return {
+    get: (id: string) =>
+      mesh.call(index, "get", id) as Promise<Order | undefined>,
+    list: (options: ListOptions) =>
+      mesh.call(index, "list", options) as Promise<ListPage>,
+    countByStatus: () =>
+      mesh.call(index, "count", null) as Promise<Record<OrderStatus, number>>,
+  };
+}
+
+/** Answers the other isolates: their reads of this shard, and relayed changes. */
+function serveShard(
+  system: System,
+  mesh: IsolateMesh,
+  shard: OrderRepository,
+): void {
+  mesh.serve({
+    fetch: (request) => system.app.fetch(request),
+    call: async (op, argument) => {
+      switch (op) {
+        case "get":
+          return await shard.get(argument as string);
+        case "list":
+          return await shard.list(argument as ListOptions);
+        case "count":
+          return await shard.countByStatus();
+        case "status":
+          return system.localStatus();
+        case "events":
+          for (const event of argument as RelayedEvent[]) {
+            system.hub.publishRelayed(event);
+          }
+          return null;
+        default:
+          throw new RangeError(`Unknown call "${op}"`);
+      }
+    },
+  });
+}
+
+/** A change relayed to the first isolate, which hears every isolate's. */
+interface RelayedEvent {
+  name: string;
+  order: Order;
+  instance: string;
+}
+
+/**
+ * Sends this isolate's changes to the first isolate, which serves every
+ * change stream and the dashboard's figures; one message per turn of the
+ * event loop, however many changes it made.
+ */
+function relayEvents(system: System, mesh: IsolateMesh, instance: string) {
+  let batch: RelayedEvent[] = [];
+  system.hub.addListener((event: OrderEvent) => {
+    if (event.instance !== undefined) return; // relayed, not ours
+    if (batch.length === 0) {
+      setTimeout(() => {
+        const sent = batch;
+        batch = [];
+        // The first isolate gone (shutdown): nobody left to tell.
+        mesh.call(1, "events", sent).catch(() => {});
+      }, 0);
+    }
+    batch.push({ name: event.name, order: event.order, instance });
+  });
+}
+
+/**
+ * The coordination of a shard, whose `instances()` lists every isolate of
+ * the process with its queue and workers (the dashboard's rows).
+ */
+function withIsolateRows(
+  coordination: Coordination,
+  mesh: IsolateMesh,
+  count: number,
+): Coordination {
+  const startedAt = Date.now();
+  return {
+    shared: coordination.shared,
+    changeFeed: coordination.changeFeed,
+    claimPending: (limit) => coordination.claimPending(limit),
+    release: (ids) => coordination.release(ids),
+    heartbeat: (status) => coordination.heartbeat(status),
+    rescue: () => coordination.rescue(),
+    onUnclaimed: (wake) => coordination.onUnclaimed(wake),
+    instances: async (): Promise<InstanceInfo[]> => {
+      const now = Date.now();
+      return await Promise.all(
+        Array.from({ length: count }, async (_, offset) => ({
+          id: `isolate-${offset + 1}`,
+          started_at: startedAt,
+          heartbeat_at: now,
+          status: await mesh.call(offset + 1, "status", null)
+            .catch(() => null) as InstanceStatus | null,
+        })),
+      );
+    },
   };
 }

@@ -46,6 +46,9 @@ export class IsolateMesh {
   >();
   #nextId = 1;
   #handlers: MeshHandlers | undefined;
+  // What other isolates sent before this one started serving (they may
+  // listen a moment before it does).
+  #early: Array<[MessagePort, Envelope]> = [];
 
   /** The mesh over `ports`, by the index of the isolate at each port's other end. */
   constructor(ports: Map<number, MessagePort>) {
@@ -59,6 +62,9 @@ export class IsolateMesh {
   /** Starts answering the other isolates. */
   serve(handlers: MeshHandlers): void {
     this.#handlers = handlers;
+    for (const [port, envelope] of this.#early.splice(0)) {
+      void this.#receive(port, envelope);
+    }
   }
 
   /** Sends `request` to isolate `index` and returns its answer. */
@@ -126,10 +132,11 @@ export class IsolateMesh {
       }
       case "fetch":
       case "call": {
+        if (this.#handlers === undefined) {
+          this.#early.push([port, envelope]);
+          return;
+        }
         try {
-          if (this.#handlers === undefined) {
-            throw new Error("this isolate is not serving yet");
-          }
           if (envelope.kind === "call") {
             const value = await this.#handlers.call(
               envelope.op,

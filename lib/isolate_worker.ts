@@ -16,6 +16,7 @@ import {
   startInstance,
   StartUpError,
 } from "./instance.ts";
+import { IsolateMesh } from "./isolate_mesh.ts";
 import type { FromIsolate, ToIsolate } from "./isolates.ts";
 import {
   configureLogging,
@@ -24,6 +25,7 @@ import {
 } from "./observe/logging.ts";
 
 let running: RunningInstance | undefined;
+let mesh: IsolateMesh | undefined;
 let closeLogging: (() => Promise<void>) | undefined;
 let nextGatherId = 1;
 const gatherings = new Map<number, (values: unknown[]) => void>();
@@ -83,6 +85,7 @@ self.onmessage = async (event: MessageEvent<ToIsolate>) => {
   switch (message.type) {
     case "start": {
       const { config, index, count } = message;
+      mesh = new IsolateMesh(new Map(message.ports));
       closeLogging = await configureLogging(config.logLevel);
       const lifecycle = getLogger([...LIFECYCLE_CATEGORY]).with({
         isolate: index,
@@ -92,7 +95,7 @@ self.onmessage = async (event: MessageEvent<ToIsolate>) => {
           config,
           logger: getLogger([LOG_CATEGORY]).with({ isolate: index }),
           lifecycle,
-          isolate: { index, count, peers },
+          isolate: { index, count, peers, mesh },
           onListen: ({ port }) => send({ type: "listening", port }),
         });
       } catch (error) {

@@ -16,7 +16,14 @@ import type { OrderSummary } from "./orders/stats.ts";
 
 /** What the main isolate tells an isolate. */
 export type ToIsolate =
-  | { type: "start"; config: Config; index: number; count: number }
+  | {
+    type: "start";
+    config: Config;
+    index: number;
+    count: number;
+    /** This isolate's ends of its channels, by the other isolate's index. */
+    ports: Array<[number, MessagePort]>;
+  }
   | { type: "report"; id: number; what: "metrics" | "readiness" }
   | { type: "gathered"; id: number; values: unknown[] }
   | { type: "drain"; timeoutMs: number };
@@ -114,6 +121,16 @@ export class IsolateGroup {
       new URL("./isolate_worker.ts", import.meta.url);
     const listening = Promise.withResolvers<number>();
     let listeningCount = 0;
+    // One channel for each pair of isolates: hops go straight to the owner.
+    const ports = new Map<number, Array<[number, MessagePort]>>();
+    for (let index = 1; index <= count; index++) ports.set(index, []);
+    for (let one = 1; one <= count; one++) {
+      for (let other = one + 1; other <= count; other++) {
+        const { port1, port2 } = new MessageChannel();
+        ports.get(one)!.push([other, port1]);
+        ports.get(other)!.push([one, port2]);
+      }
+    }
     for (let index = 1; index <= count; index++) {
       const worker = new Worker(url, { type: "module" });
       this.#workers.push(worker);
@@ -146,8 +163,10 @@ export class IsolateGroup {
         if (this.#started) this.#options.onIsolateDeath(reason);
         else listening.reject(new Error(reason));
       };
+      const own = ports.get(index)!;
       worker.postMessage(
-        { type: "start", config, index, count } satisfies ToIsolate,
+        { type: "start", config, index, count, ports: own } satisfies ToIsolate,
+        { transfer: own.map(([, port]) => port) },
       );
     }
     return listening.promise;

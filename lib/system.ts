@@ -110,6 +110,8 @@ export interface System {
   feedStarted: Promise<FeedStart | undefined>;
   /** The dashboard's figures, fed by the hub once the feed has started. */
   dashboard: DashboardStats;
+  /** This instance's queue, workers and finished orders now. */
+  localStatus: () => InstanceStatus;
   app: ReturnType<typeof createApp>;
 }
 
@@ -283,6 +285,7 @@ export function createSystem(options: SystemOptions): System {
     claimer,
     feedStarted,
     dashboard,
+    localStatus,
     app,
   };
 }

@@ -159,6 +159,23 @@ export class OrderEventHub {
   }
 
   /**
+   * Publishes a change that another isolate of this process made to an
+   * order of its shard, numbered here like this isolate's own; `instance`
+   * names that isolate, so that each isolate's metrics count their own.
+   */
+  publishRelayed(
+    event: { name: string; order: Order; instance: string },
+  ): void {
+    if (this.#closed) return;
+    this.#publish({
+      id: this.#nextId++,
+      name: event.name,
+      order: event.order,
+      instance: event.instance,
+    });
+  }
+
+  /**
    * Publishes a change as a shared store numbered it (its id is the
    * store's, the same on every instance). A hub fed this way takes no
    * {@linkcode publishChange}.

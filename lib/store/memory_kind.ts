@@ -4,6 +4,7 @@
  * @module
  */
 
+import { createOrderIdFactory } from "../orders/order_id.ts";
 import { MemoryStore } from "./memory.ts";
 import { integerIn, opened, storeKind } from "./store_kind.ts";
 
@@ -13,6 +14,7 @@ export const MEMORY_KIND = storeKind({
   accepts: "memory",
   matches: (spec) => spec === "memory",
   shared: false,
+  shards: true,
   redact: (spec) => spec,
   settings: {
     maxOrders: {
@@ -24,8 +26,15 @@ export const MEMORY_KIND = storeKind({
       parse: integerIn(1, 100_000_000),
     },
   },
-  open: (_spec, settings) =>
-    Promise.resolve(
-      opened(new MemoryStore({ maxOrders: settings.maxOrders }), "memory"),
-    ),
+  open: (_spec, settings, context) =>
+    Promise.resolve(opened(
+      new MemoryStore({
+        maxOrders: settings.maxOrders,
+        // A shard's ids name it, so a request finds its order's isolate.
+        ...(context.shard
+          ? { newId: createOrderIdFactory({ shard: context.shard.index }) }
+          : {}),
+      }),
+      "memory",
+    )),
 });

@@ -11,6 +11,7 @@ import { MEMORY_KIND } from "./memory_kind.ts";
 import { POSTGRES_KIND } from "./postgres_kind.ts";
 import { SQLITE_KIND } from "./sqlite_kind.ts";
 import type {
+  OpenContext,
   OpenedStore,
   SettingValues,
   StoreKind,
@@ -18,7 +19,12 @@ import type {
 } from "./store_kind.ts";
 
 export { integerIn, opened } from "./store_kind.ts";
-export type { OpenedStore, StoreKind, StoreSetting } from "./store_kind.ts";
+export type {
+  OpenContext,
+  OpenedStore,
+  StoreKind,
+  StoreSetting,
+} from "./store_kind.ts";
 
 /** The kinds of store, in the order `STORE`'s help lists them. */
 export const STORE_KINDS = [MEMORY_KIND, SQLITE_KIND, POSTGRES_KIND] as const;
@@ -75,6 +81,7 @@ export async function openStore(
   spec: string,
   settings: Partial<StoreSettings> | object,
   kinds: readonly StoreKind[] = STORE_KINDS,
+  context: OpenContext = {},
 ): Promise<OpenedStore> {
   const kind = storeKindOf(spec, kinds);
   if (kind === undefined) {
@@ -85,5 +92,5 @@ export async function openStore(
   for (const [key, setting] of Object.entries(kind.settings)) {
     values[key] = key in given ? given[key] : setting.defaultValue;
   }
-  return await kind.open(spec, values);
+  return await kind.open(spec, values, context);
 }

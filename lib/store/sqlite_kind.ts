@@ -13,6 +13,7 @@ export const SQLITE_KIND = storeKind({
   accepts: "sqlite:PATH",
   matches: (spec) => /^sqlite:.+/.test(spec),
   shared: false,
+  shards: false,
   redact: (spec) => spec,
   settings: {
     sqliteSynchronous: {

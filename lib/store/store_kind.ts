@@ -45,6 +45,16 @@ export interface OpenedStore {
   instanceId?: string;
 }
 
+/** Where a store is opened: alone, or as one shard of several. */
+export interface OpenContext {
+  /**
+   * This process's isolates each hold a shard of a store that is not
+   * shared (`PARALLEL`): this one is `index` (from 0) of `count`, and its
+   * order ids say so.
+   */
+  shard?: { index: number; count: number } | undefined;
+}
+
 /** One kind of store. */
 export interface StoreKind<S extends StoreSettingsSpec = StoreSettingsSpec> {
   /** Its name, as the dashboard and logs show it. */
@@ -55,12 +65,21 @@ export interface StoreKind<S extends StoreSettingsSpec = StoreSettingsSpec> {
   matches(spec: string): boolean;
   /** Whether several processes can share one store of this kind. */
   shared: boolean;
+  /**
+   * Whether the isolates of one process (`PARALLEL`) can each hold a shard
+   * of a store of this kind, when it is not shared.
+   */
+  shards: boolean;
   /** `spec` as it may be logged (a password hidden). */
   redact(spec: string): string;
   /** The settings it reads (none for most). */
   settings: S;
   /** Opens the store `spec` names. */
-  open(spec: string, settings: SettingValues<S>): Promise<OpenedStore>;
+  open(
+    spec: string,
+    settings: SettingValues<S>,
+    context: OpenContext,
+  ): Promise<OpenedStore>;
 }
 
 /** A kind, with its settings' types checked against its `open`. */

@@ -1,7 +1,10 @@
 /**
  * `PARALLEL=2` as a user runs it (`deno task start`): two isolates of one
- * process serve one port on a PostgreSQL store, and the process answers as
- * one: every order is readable from any connection, `/metrics` sums the
+ * process serve one port, on a PostgreSQL store (each isolate an instance)
+ * and on the memory store (each isolate a shard), and the process answers
+ * as one: every order is readable from any connection, a key makes one
+ * order whichever connections its retries take, lists page every order
+ * once, `/events` carries both isolates' changes, `/metrics` sums the
  * isolates, `/ready` answers for both, and SIGTERM drains both into one
  * summary.
  */
@@ -140,8 +143,173 @@ async function waitForCompleted(url: string, id: string): Promise<void> {
   }
 }
 
-Deno.test("PARALLEL above 1 without a PostgreSQL store stops start-up with code 2, saying why", async () => {
-  const { code, stderr } = await runToExit({ PARALLEL: "2" });
+Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found from any connection, one order per key, every order listed once, /events whole and resumable, one summary", async () => {
+  const service = await startService({
+    PARALLEL: "2",
+    LATENCY_SCALE: "0",
+  });
+  const url = service.url;
+  // A stream of every change, opened before anything happens.
+  const stream = await fetch(`${url}/events`);
+  assert.equal(stream.status, 200);
+  const events = readEvents(stream.body!);
+  try {
+    const ids: string[] = [];
+    for (let index = 0; index < 40; index++) {
+      const response = await onNewConnection(`${url}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(EXAMPLE_ORDER),
+      });
+      assert.equal(response.status, 201);
+      ids.push((await response.json()).id);
+    }
+    const shards = new Set(ids.map((id) => id[14]));
+    assert.equal(shards.size, 2, `orders made in both shards: ${[...shards]}`);
+    for (const id of ids) await waitForCompleted(url, id);
+
+    // 20 keys, 10 concurrent requests each, every one on its own connection.
+    const keyed = await Promise.all(
+      Array.from({ length: 200 }, async (_, index) => {
+        const key = `key-${index % 20}`;
+        const response = await onNewConnection(`${url}/orders`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "idempotency-key": key,
+          },
+          body: JSON.stringify(EXAMPLE_ORDER),
+        });
+        return { key, status: response.status, id: (await response.json()).id };
+      }),
+    );
+    const byKey = new Map<string, Set<string>>();
+    for (const answer of keyed) {
+      assert.ok([200, 201].includes(answer.status), String(answer.status));
+      byKey.set(
+        answer.key,
+        (byKey.get(answer.key) ?? new Set()).add(answer.id),
+      );
+    }
+    for (const [key, made] of byKey) assert.equal(made.size, 1, key);
+    assert.equal(keyed.filter((answer) => answer.status === 201).length, 20);
+    const all = [...ids, ...[...byKey.values()].map((made) => [...made][0]!)];
+    for (const id of all) await waitForCompleted(url, id);
+
+    // Every order exactly once, in id order, over small pages.
+    const listed: string[] = [];
+    let next: string | undefined = `${url}/orders?limit=7`;
+    while (next !== undefined) {
+      const page: Response = await onNewConnection(next);
+      listed.push(
+        ...(await page.json()).map((order: { id: string }) => order.id),
+      );
+      const link = page.headers.get("link");
+      next = link
+        ? `${url}${/<([^>]+)>; rel="next"/.exec(link)![1]}`
+        : undefined;
+    }
+    assert.deepEqual(listed, [...all].sort());
+
+    // /events saw every change of every order, from both isolates: each
+    // order is created, started, three steps, completed.
+    const seen = await events.until((received) => received.length >= 60 * 6);
+    const created = seen.filter((event) => event.name === "created")
+      .map((event) => event.id);
+    assert.equal(created.length, 60);
+    const numbers = seen.map((event) => event.id);
+    assert.deepEqual(numbers, numbers.map((_, index) => numbers[0]! + index));
+    // Reconnecting with the id of an event in the middle replays the rest.
+    const middle = numbers[100]!;
+    const resumed = await fetch(`${url}/events`, {
+      headers: { "last-event-id": String(middle) },
+    });
+    const replay = readEvents(resumed.body!);
+    const replayed = await replay.until((received) =>
+      received.length >= numbers.length - 101
+    );
+    assert.equal(replayed[0]!.id, middle + 1);
+    await replay.stop();
+
+    const metrics = await (await onNewConnection(`${url}/metrics`)).text();
+    assert.equal(metricValue(metrics, "orders_created_total"), 60);
+
+    const summary =
+      await (await onNewConnection(`${url}/dashboard/api/summary`))
+        .json();
+    assert.deepEqual(
+      summary.instances.map((row: { id: string }) => row.id),
+      ["isolate-1", "isolate-2"],
+    );
+    assert.equal(summary.counts.completed, 60);
+  } finally {
+    await events.stop();
+    service.kill("SIGTERM");
+  }
+  assert.equal((await service.status).code, 0);
+  const summaries = service.records.filter((record) =>
+    record.message === "Shutdown complete"
+  );
+  assert.equal(summaries.length, 1);
+  assert.equal(summaries[0]!.accepted, 60);
+  assert.equal(summaries[0]!.completed, 60);
+});
+
+/** Reads `id:` and `event:` lines of an event stream as they come. */
+function readEvents(body: ReadableStream<Uint8Array>) {
+  const received: Array<{ id: number; name: string }> = [];
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let waiting: (() => void) | undefined;
+  const reading = (async () => {
+    while (true) {
+      const { value, done } = await reader.read().catch(() => ({
+        value: undefined,
+        done: true,
+      }));
+      if (done) return;
+      buffered += value;
+      let end;
+      while ((end = buffered.indexOf("\n\n")) !== -1) {
+        const block = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const id = /^id: (\d+)$/m.exec(block)?.[1];
+        const name = /^event: (.+)$/m.exec(block)?.[1];
+        if (id !== undefined && name !== undefined) {
+          received.push({ id: Number(id), name });
+        }
+      }
+      waiting?.();
+    }
+  })();
+  return {
+    async until(
+      enough: (events: typeof received) => boolean,
+    ): Promise<typeof received> {
+      const deadline = Date.now() + 10_000;
+      while (!enough(received)) {
+        if (Date.now() > deadline) {
+          throw new Error(`only ${received.length} events arrived`);
+        }
+        await new Promise<void>((resolve) => {
+          waiting = resolve;
+          setTimeout(resolve, 100);
+        });
+      }
+      return received;
+    },
+    async stop() {
+      await reader.cancel().catch(() => {});
+      await reading;
+    },
+  };
+}
+
+Deno.test("PARALLEL above 1 on a SQLite store stops start-up with code 2, saying why", async () => {
+  const { code, stderr } = await runToExit({
+    PARALLEL: "2",
+    STORE: "sqlite:/tmp/never-opened.db",
+  });
   assert.equal(code, 2);
-  assert.match(stderr, /PARALLEL above 1 needs a PostgreSQL STORE/);
+  assert.match(stderr, /PARALLEL above 1 needs a memory or PostgreSQL STORE/);
 });

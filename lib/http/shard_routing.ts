@@ -1,0 +1,65 @@
+/**
+ * Which isolate answers a request when each isolate holds a shard of the
+ * orders (`PARALLEL` with a store that is not shared): a request that names
+ * an order goes to the isolate whose shard holds it, a keyed POST to the
+ * isolate that owns its key (so that retries on other connections find the
+ * same lock and the same order), every change stream and the dashboard's
+ * figures to the first isolate, which hears every isolate's changes. The
+ * rest is answered where it arrives.
+ *
+ * @module
+ */
+
+import { shardOfId, shardOfKey } from "../orders/order_id.ts";
+import { problemType } from "./problem.ts";
+
+const ORDER_PATH = /^\/orders\/([^/]+)(?:\/(?:cancel|events))?$/;
+
+/** The shard (from 0) that must answer `request`, or `undefined` for any. */
+export function shardFor(request: Request, count: number): number | undefined {
+  const { pathname } = new URL(request.url);
+  const order = ORDER_PATH.exec(pathname);
+  if (order) return shardOfId(decodeURIComponent(order[1]!), count);
+  if (pathname === "/orders" && request.method === "POST") {
+    const key = request.headers.get("idempotency-key");
+    return key === null ? undefined : shardOfKey(key, count);
+  }
+  if (pathname === "/events" || pathname === "/dashboard/api/summary") {
+    return 0;
+  }
+  return undefined;
+}
+
+/**
+ * A fetch handler that answers a request here when this isolate (shard
+ * `index`) may, and otherwise hands it to the one that must.
+ */
+export function shardRouter(options: {
+  index: number;
+  count: number;
+  local: (request: Request) => Response | Promise<Response>;
+  forward: (index: number, request: Request) => Promise<Response>;
+}): (request: Request) => Response | Promise<Response> {
+  const { index, count, local, forward } = options;
+  return (request) => {
+    const shard = shardFor(request, count);
+    if (shard === undefined || shard === index) return local(request);
+    // The owner gone (an isolate stopping): say so, as for a store that
+    // cannot answer.
+    return forward(shard, request).catch(() =>
+      Response.json({
+        type: problemType("store-unavailable"),
+        title: "Service Unavailable",
+        status: 503,
+        detail: "The isolate holding this order cannot answer now",
+        instance: new URL(request.url).pathname,
+      }, {
+        status: 503,
+        headers: {
+          "content-type": "application/problem+json",
+          "retry-after": "1",
+        },
+      })
+    );
+  };
+}
