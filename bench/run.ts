@@ -190,15 +190,28 @@ async function stopService(service: Awaited<ReturnType<typeof startService>>) {
   await service.status;
 }
 
-async function createOrders(url: string, count: number): Promise<string[]> {
+/**
+ * Creates `count` orders; with `spread`, each on a connection of its own,
+ * so that the isolates of a `PARALLEL` service each make some.
+ */
+async function createOrders(
+  url: string,
+  count: number,
+  spread = false,
+): Promise<string[]> {
   const ids: string[] = [];
   for (let index = 0; index < count; index++) {
+    const client = spread
+      ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
+      : undefined;
     const response = await fetch(`${url}/orders`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: EXAMPLE_BODY,
+      ...(client ? { client } : {}),
     });
     ids.push((await response.json()).id);
+    client?.close();
   }
   return ids;
 }
@@ -525,6 +538,113 @@ async function instancesTwoVersusOne(): Promise<Row> {
       `reported (${navigator.hardwareConcurrency} cores, shared with PostgreSQL and wrk)`,
     met: undefined,
   };
+}
+
+/**
+ * The memory store on two isolates (`PARALLEL=2`, a shard each) against one
+ * and against the bare handler, alternated: POST; GET of orders that one
+ * isolate made, so that about half the GETs hop to the other; and what a
+ * keyed POST, which goes to its key's isolate, costs against an unkeyed one.
+ */
+async function parallelMemory(): Promise<Row[]> {
+  const runs = {
+    bare: { post: [] as number[], get: [] as number[] },
+    1: { post: [] as number[], get: [] as number[] },
+    2: { post: [] as number[], get: [] as number[], keyed: [] as number[] },
+  };
+  const ratio = (a: number[], b: number[]) =>
+    median(a.map((value, index) => value / b[index]!));
+  for (let round = 0; round < ROUNDS; round++) {
+    const bare = await startBaseline();
+    runs.bare.post.push(
+      (await warmedWrk(`${bare.url}/orders`, "post_order.lua"))
+        .requestsPerSecond,
+    );
+    runs.bare.get.push(
+      (await warmedWrk(`${bare.url}/`, "get_order.lua", await getIds(bare.url)))
+        .requestsPerSecond,
+    );
+    await bare.stop();
+    for (const isolates of [1, 2] as const) {
+      const service = await startService({
+        ...SERVICE_ENV,
+        PARALLEL: String(isolates),
+      });
+      runs[isolates].post.push(
+        (await warmedWrk(`${service.url}/orders`, "post_order.lua"))
+          .requestsPerSecond,
+      );
+      runs[isolates].get.push(
+        (await warmedWrk(
+          `${service.url}/`,
+          "get_order.lua",
+          // Made on many connections: both shards hold some.
+          await getIds(service.url, true),
+        )).requestsPerSecond,
+      );
+      if (isolates === 2) {
+        runs[2].keyed.push(
+          (await warmedWrk(`${service.url}/orders`, "post_order_keyed.lua"))
+            .requestsPerSecond,
+        );
+      }
+      await stopService(service);
+    }
+    console.error(
+      `parallel memory round ${round + 1}: POST bare ${
+        format(runs.bare.post.at(-1)!)
+      }, 1 ${format(runs[1].post.at(-1)!)}, 2 ${
+        format(runs[2].post.at(-1)!)
+      } (keyed ${format(runs[2].keyed.at(-1)!)}); GET bare ${
+        format(runs.bare.get.at(-1)!)
+      }, 1 ${format(runs[1].get.at(-1)!)}, 2 ${format(runs[2].get.at(-1)!)}`,
+    );
+  }
+  const postScale = ratio(runs[2].post, runs[1].post);
+  const postBare = ratio(runs[2].post, runs.bare.post);
+  const getScale = ratio(runs[2].get, runs[1].get);
+  const getBare = ratio(runs[2].get, runs.bare.get);
+  const keyed = ratio(runs[2].keyed, runs[2].post);
+  const reqs = (values: number[]) => `${format(median(values))} req/s`;
+  return [{
+    figure: "POST /orders, memory store: PARALLEL=2 against PARALLEL=1",
+    value: reqs(runs[2].post),
+    baseline: `${reqs(runs[1].post)} (PARALLEL=1)`,
+    ratio: postScale,
+    target: "≥ 1.6×",
+    met: postScale >= 1.6,
+  }, {
+    figure: "POST /orders, memory store: PARALLEL=2 against the bare handler",
+    value: reqs(runs[2].post),
+    baseline: `${reqs(runs.bare.post)} (bare, one isolate)`,
+    ratio: postBare,
+    target: "≥ 0.45× bare",
+    met: postBare >= 0.45,
+  }, {
+    figure:
+      "GET /orders/{id}, memory store: PARALLEL=2 against PARALLEL=1 (about half hop)",
+    value: reqs(runs[2].get),
+    baseline: `${reqs(runs[1].get)} (PARALLEL=1)`,
+    ratio: getScale,
+    target: "≥ 1.3×",
+    met: getScale >= 1.3,
+  }, {
+    figure:
+      "GET /orders/{id}, memory store: PARALLEL=2 against the bare handler",
+    value: reqs(runs[2].get),
+    baseline: `${reqs(runs.bare.get)} (bare, one isolate)`,
+    ratio: getBare,
+    target: "≥ 0.50× bare",
+    met: getBare >= 0.5,
+  }, {
+    figure:
+      "Keyed POST (each its own Idempotency-Key; about half hop) against unkeyed, PARALLEL=2",
+    value: reqs(runs[2].keyed),
+    baseline: `${reqs(runs[2].post)} (unkeyed)`,
+    ratio: keyed,
+    target: "reported",
+    met: undefined,
+  }];
 }
 
 /** User + system CPU of process `pid`, all threads, in seconds (`/proc`). */
@@ -1053,8 +1173,8 @@ async function machine(): Promise<string> {
 
 await ensureWrk();
 const rows: Row[] = [];
-const getIds = async (url: string) => {
-  const ids = await createOrders(url, quick ? 50 : 1000);
+const getIds = async (url: string, spread = false) => {
+  const ids = await createOrders(url, quick ? 50 : 1000, spread);
   const file = await Deno.makeTempFile({ suffix: ".ids" });
   await Deno.writeTextFile(file, ids.join("\n") + "\n");
   return { IDS_FILE: file };
@@ -1097,6 +1217,7 @@ const steps: Array<[string, () => Promise<Row | Row[]>]> = [
   ["sqlite", sqliteVersusMemory],
   ["postgres", postgresVersusMemory],
   ["instances", instancesTwoVersusOne],
+  ["parallel", parallelMemory],
   ["parallel", parallelOnPostgres],
   ["parallel", bareOnEveryCore],
   ["cpu", cpuPerPostAtFixedLoad],

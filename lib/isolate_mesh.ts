@@ -15,12 +15,17 @@ export interface WireRequest {
   body: ReadableStream<Uint8Array> | null;
 }
 
-/** A response as it crosses back; its body is transferred. */
+/**
+ * A response as it crosses back; its body is transferred: the bytes of a
+ * whole body, or the stream of one that is still being written (an event
+ * stream). A transferred stream costs a channel of its own and a message
+ * per chunk, so a body that is already whole crosses as one buffer.
+ */
 export interface WireResponse {
   status: number;
   statusText: string;
   headers: Array<[string, string]>;
-  body: ReadableStream<Uint8Array> | null;
+  body: ReadableStream<Uint8Array> | ArrayBuffer | null;
 }
 
 /** What an isolate answers for the others. */
@@ -153,7 +158,13 @@ export class IsolateMesh {
               body: request.body,
             }),
           );
-          const body = response.body;
+          const streaming = response.headers.get("content-type")
+            ?.startsWith("text/event-stream");
+          const body = response.body === null
+            ? null
+            : streaming
+            ? response.body
+            : await response.arrayBuffer();
           const value: WireResponse = {
             status: response.status,
             statusText: response.statusText,

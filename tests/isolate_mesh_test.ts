@@ -37,7 +37,7 @@ Deno.test("IsolateMesh.fetch() hands a request, its body streamed, to the other 
   }
 });
 
-Deno.test("IsolateMesh.fetch(): an answer whose body streams (an event stream) arrives chunk by chunk", async () => {
+Deno.test("IsolateMesh.fetch(): an event stream's answer arrives chunk by chunk, as it is written", async () => {
   const { one, two, close } = pair();
   const more = Promise.withResolvers<void>();
   try {
@@ -52,6 +52,7 @@ Deno.test("IsolateMesh.fetch(): an answer whose body streams (an event stream) a
               controller.close();
             },
           }),
+          { headers: { "content-type": "text/event-stream" } },
         ),
       call: () => Promise.resolve(null),
     });
