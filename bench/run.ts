@@ -784,9 +784,8 @@ async function bareOnEveryCore(): Promise<Row> {
         "127.0.0.1",
         "--port",
         String(port),
-        `${BENCH_DIR}baseline_server.ts`,
+        `${BENCH_DIR}baseline_handler.ts`,
       ],
-      env: { BASELINE_SERVE: "1" },
       stdout: "null",
       stderr: "null",
     }).spawn();
