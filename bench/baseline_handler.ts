@@ -50,4 +50,3 @@ export async function handle(request: Request): Promise<Response> {
 
 /** The same handler for `deno serve` (`--parallel`: one per core). */
 export default { fetch: handle } satisfies Deno.ServeDefaultExport;
-
