@@ -1,11 +1,14 @@
 /**
  * Which isolate answers a request when each isolate holds a shard of the
- * orders (`PARALLEL` with a store that is not shared): a request that names
- * an order goes to the isolate whose shard holds it, a keyed POST to the
- * isolate that owns its key (so that retries on other connections find the
- * same lock and the same order), every change stream and the dashboard's
- * figures to the first isolate, which hears every isolate's changes. The
- * rest is answered where it arrives.
+ * orders (`PARALLEL` with a store that is not shared): a cancel, or an
+ * order's event stream, goes to the isolate whose shard holds the order
+ * (every change to an order happens there, so its stream is there too); a
+ * keyed POST to the isolate that owns its key (so that retries on other
+ * connections find the same lock and the same order); every change stream
+ * and the dashboard's figures to the first isolate, which hears every
+ * isolate's changes. The rest is answered where it arrives: a read of one
+ * order fetches it from its shard as data (`store/sharded.ts`), which costs
+ * less than sending the whole request across.
  *
  * @module
  */
@@ -13,12 +16,12 @@
 import { shardOfId, shardOfKey } from "../orders/order_id.ts";
 import { problemType } from "./problem.ts";
 
-const ORDER_PATH = /^\/orders\/([^/]+)(?:\/(?:cancel|events))?$/;
+const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|events)$/;
 
 /** The shard (from 0) that must answer `request`, or `undefined` for any. */
 export function shardFor(request: Request, count: number): number | undefined {
   const { pathname } = new URL(request.url);
-  const order = ORDER_PATH.exec(pathname);
+  const order = ORDER_CHANGE_PATH.exec(pathname);
   if (order) return shardOfId(decodeURIComponent(order[1]!), count);
   if (pathname === "/orders" && request.method === "POST") {
     const key = request.headers.get("idempotency-key");
