@@ -255,6 +255,44 @@ Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found fro
   assert.equal(summaries[0]!.completed, 60);
 });
 
+Deno.test("PARALLEL=2 on the memory store: a cancel sent on any connection stops the order's running step at once, in whichever isolate runs it", async () => {
+  // Steps of 2 to 4 s: an order that ends cancelled within a second of its
+  // cancel had its running step aborted, not waited for.
+  const service = await startService({ PARALLEL: "2", LATENCY_SCALE: "2" });
+  try {
+    const ids: string[] = [];
+    for (let index = 0; index < 6; index++) {
+      const response = await onNewConnection(`${service.url}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(EXAMPLE_ORDER),
+      });
+      ids.push((await response.json()).id);
+    }
+    assert.equal(new Set(ids.map((id) => id[14])).size, 2, "both shards");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (const id of ids) {
+      const cancelled = await onNewConnection(
+        `${service.url}/orders/${id}/cancel`,
+        { method: "POST" },
+      );
+      assert.equal(cancelled.status, 202, id);
+      const deadline = Date.now() + 1000;
+      while (true) {
+        const order = await (await onNewConnection(
+          `${service.url}/orders/${id}`,
+        )).json();
+        if (order.status === "cancelled") break;
+        assert.ok(Date.now() < deadline, `${id} still ${order.status}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  } finally {
+    service.kill("SIGTERM");
+  }
+  assert.equal((await service.status).code, 0);
+});
+
 /** Reads `id:` and `event:` lines of an event stream as they come. */
 function readEvents(body: ReadableStream<Uint8Array>) {
   const received: Array<{ id: number; name: string }> = [];

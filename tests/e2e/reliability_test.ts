@@ -63,40 +63,48 @@ Deno.test("promise 1: under load every 201 is an order that finishes, every 503 
   assert.equal(summary.abandoned, 0);
 });
 
-Deno.test("promise 2: SIGTERM during load — no hang, every acknowledged order finishes, exit 0, summary matches the clients", async () => {
-  const service = await startService({
-    LATENCY_SCALE: "0.01",
-    WORKERS: "10",
-    QUEUE_CAPACITY: "200",
-    SHUTDOWN_TIMEOUT_MS: "30000",
-  });
-  const signalled = sleep(1000).then(() => service.kill("SIGTERM"));
-  const load = await postOrdersUntil(service.url, {
-    concurrency: 16,
-    stop: service.status,
-    maxMs: 20_000,
-  });
-  await signalled;
-  const status = await service.status;
-  assert.equal(status.code, 0);
-  assert.equal(load.timeouts, 0, "a request during the drain hung");
-  for (const code of load.statuses.keys()) {
-    assert.ok(code === 201 || code === 503, `answered ${code}`);
-  }
-  assert.ok(
-    (load.statuses.get(503) ?? 0) + load.connectionErrors > 0,
-    "requests after the signal were refused",
+for (const parallel of ["1", "2"]) {
+  Deno.test(
+    `promise 2: SIGTERM during load — no hang, every acknowledged order finishes, exit 0, summary matches the clients${
+      parallel === "1" ? "" : ` (PARALLEL=${parallel})`
+    }`,
+    async () => {
+      const service = await startService({
+        LATENCY_SCALE: "0.01",
+        WORKERS: "10",
+        QUEUE_CAPACITY: "200",
+        SHUTDOWN_TIMEOUT_MS: "30000",
+        PARALLEL: parallel,
+      });
+      const signalled = sleep(1000).then(() => service.kill("SIGTERM"));
+      const load = await postOrdersUntil(service.url, {
+        concurrency: 16,
+        stop: service.status,
+        maxMs: 20_000,
+      });
+      await signalled;
+      const status = await service.status;
+      assert.equal(status.code, 0);
+      assert.equal(load.timeouts, 0, "a request during the drain hung");
+      for (const code of load.statuses.keys()) {
+        assert.ok(code === 201 || code === 503, `answered ${code}`);
+      }
+      assert.ok(
+        (load.statuses.get(503) ?? 0) + load.connectionErrors > 0,
+        "requests after the signal were refused",
+      );
+      const summary = summaryOf(service.records);
+      assert.equal(
+        summary.accepted,
+        load.created.length,
+        "the summary counts what the clients were told",
+      );
+      assert.equal(summary.abandoned, 0);
+      assert.equal(summary.completed, summary.accepted);
+      assert.ok(summary.drained! > 0);
+    },
   );
-  const summary = summaryOf(service.records);
-  assert.equal(
-    summary.accepted,
-    load.created.length,
-    "the summary counts what the clients were told",
-  );
-  assert.equal(summary.abandoned, 0);
-  assert.equal(summary.completed, summary.accepted);
-  assert.ok(summary.drained! > 0);
-});
+}
 
 Deno.test("promise 2b: with a short SHUTDOWN_TIMEOUT_MS the drain gives up in time and counts exactly what it left", async () => {
   const service = await startService({
@@ -165,45 +173,55 @@ Deno.test("promise 3: garbage on the socket gets a 4xx or a closed connection, a
   assert.equal((await service.status).code, 0);
 });
 
-Deno.test("promise 4: readers paging GET /orders while writers add orders never skip or repeat one", async () => {
-  const service = await startService({
-    LATENCY_SCALE: "0",
-    QUEUE_CAPACITY: "100000",
-  });
-  const writersDone = sleep(800);
-  const writing = postOrdersUntil(service.url, {
-    concurrency: 8,
-    stop: writersDone,
-    maxMs: 5000,
-  });
-  const pages: string[][] = [];
-  for (let reader = 0; reader < 3; reader++) {
-    const seen: string[] = [];
-    let next: string | undefined = "/orders?limit=7";
-    await sleep(100);
-    while (next) {
-      const response: Response = await fetch(service.url + next);
-      seen.push(
-        ...(await response.json()).map((order: { id: string }) => order.id),
-      );
-      next = /<([^>]+)>; rel="next"/.exec(response.headers.get("link") ?? "")
-        ?.[1];
-    }
-    pages.push(seen);
-  }
-  await writing;
-  const all = (await listAllOrders(service.url)).map((order) => order.id);
-  for (const seen of pages) {
-    assert.equal(new Set(seen).size, seen.length, "an order was repeated");
-    assert.deepEqual(
-      seen,
-      all.slice(0, seen.length),
-      "an order was skipped or out of order",
-    );
-  }
-  service.kill("SIGTERM");
-  await service.status;
-});
+for (const parallel of ["1", "2"]) {
+  Deno.test(
+    `promise 4: readers paging GET /orders while writers add orders never skip or repeat one${
+      parallel === "1" ? "" : ` (PARALLEL=${parallel})`
+    }`,
+    async () => {
+      const service = await startService({
+        LATENCY_SCALE: "0",
+        QUEUE_CAPACITY: "100000",
+        PARALLEL: parallel,
+      });
+      const writersDone = sleep(800);
+      const writing = postOrdersUntil(service.url, {
+        concurrency: 8,
+        stop: writersDone,
+        maxMs: 5000,
+      });
+      const pages: string[][] = [];
+      for (let reader = 0; reader < 3; reader++) {
+        const seen: string[] = [];
+        let next: string | undefined = "/orders?limit=7";
+        await sleep(100);
+        while (next) {
+          const response: Response = await fetch(service.url + next);
+          seen.push(
+            ...(await response.json()).map((order: { id: string }) => order.id),
+          );
+          next = /<([^>]+)>; rel="next"/.exec(
+            response.headers.get("link") ?? "",
+          )
+            ?.[1];
+        }
+        pages.push(seen);
+      }
+      await writing;
+      const all = (await listAllOrders(service.url)).map((order) => order.id);
+      for (const seen of pages) {
+        assert.equal(new Set(seen).size, seen.length, "an order was repeated");
+        assert.deepEqual(
+          seen,
+          all.slice(0, seen.length),
+          "an order was skipped or out of order",
+        );
+      }
+      service.kill("SIGTERM");
+      await service.status;
+    },
+  );
+}
 
 /** Opens a raw connection and sends `text`. */
 async function rawConnection(port: number, text: string) {
