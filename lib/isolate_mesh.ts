@@ -7,12 +7,17 @@
  * @module
  */
 
-/** A request as it crosses to another isolate; its body is transferred. */
+/**
+ * A request as it crosses to another isolate. Its body, if it has one,
+ * follows as `chunk` messages on the same channel and an `end`: a
+ * transferred `ReadableStream` would set up a channel of its own for each
+ * request, which cost a keyed POST that hops more than the rest of it.
+ */
 export interface WireRequest {
   method: string;
   url: string;
   headers: Array<[string, string]>;
-  body: ReadableStream<Uint8Array> | null;
+  hasBody: boolean;
 }
 
 /**
@@ -40,7 +45,10 @@ type Envelope =
   | { kind: "fetch"; id: number; request: WireRequest }
   | { kind: "call"; id: number; op: string; argument: unknown }
   | { kind: "answer"; id: number; value: unknown }
-  | { kind: "fail"; id: number; message: string };
+  | { kind: "fail"; id: number; message: string }
+  | { kind: "chunk"; id: number; bytes: Uint8Array }
+  | { kind: "end"; id: number; error?: string }
+  | { kind: "cancel"; id: number };
 
 /** One isolate's ends of the channels to every other isolate. */
 export class IsolateMesh {
@@ -52,15 +60,30 @@ export class IsolateMesh {
   #nextId = 1;
   #handlers: MeshHandlers | undefined;
   // What other isolates sent before this one started serving (they may
-  // listen a moment before it does).
+  // listen a moment before it does), in the order it came.
   #early: Array<[MessagePort, Envelope]> = [];
+  // Bodies of requests being received, and of requests being sent, by id.
+  readonly #incoming = new Map<
+    number,
+    ReadableStreamDefaultController<Uint8Array>
+  >();
+  readonly #outgoing = new Map<
+    number,
+    ReadableStreamDefaultReader<Uint8Array>
+  >();
 
   /** The mesh over `ports`, by the index of the isolate at each port's other end. */
   constructor(ports: Map<number, MessagePort>) {
     this.#ports = ports;
     for (const port of ports.values()) {
-      port.onmessage = (event: MessageEvent<Envelope>) =>
-        void this.#receive(port, event.data);
+      port.onmessage = (event: MessageEvent<Envelope>) => {
+        const envelope = event.data;
+        const answering = envelope.kind === "answer" ||
+          envelope.kind === "fail" || envelope.kind === "cancel";
+        if (this.#handlers === undefined && !answering) {
+          this.#early.push([port, envelope]);
+        } else void this.#receive(port, envelope);
+      };
     }
   }
 
@@ -79,13 +102,16 @@ export class IsolateMesh {
       method: request.method,
       url: request.url,
       headers: [...request.headers],
-      body,
+      hasBody: body !== null,
     };
-    const answer = await this.#send(
+    let sentId = 0;
+    const answered = this.#send(
       index,
-      (id) => ({ kind: "fetch", id, request: wire }),
-      body ? [body] : [],
-    ) as WireResponse;
+      (id) => ({ kind: "fetch", id: sentId = id, request: wire }),
+      [],
+    );
+    if (body) void this.#sendBody(index, sentId, body);
+    const answer = await answered as WireResponse;
     return new Response(answer.body, {
       status: answer.status,
       statusText: answer.statusText,
@@ -105,6 +131,38 @@ export class IsolateMesh {
       reject(new Error("The isolate mesh is closed"));
     }
     this.#waiting.clear();
+  }
+
+  /** Sends a request's body after it, chunk by chunk, until it ends or the other side cancels it. */
+  async #sendBody(
+    index: number,
+    id: number,
+    body: ReadableStream<Uint8Array>,
+  ): Promise<void> {
+    const port = this.#ports.get(index)!;
+    const reader = body.getReader();
+    this.#outgoing.set(id, reader);
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        port.postMessage(
+          { kind: "chunk", id, bytes: value } satisfies Envelope,
+        );
+      }
+      port.postMessage({ kind: "end", id } satisfies Envelope);
+    } catch (error) {
+      // Cut short by the client, or cancelled by the receiver.
+      port.postMessage(
+        {
+          kind: "end",
+          id,
+          error: (error as Error)?.message ?? "cut short",
+        } satisfies Envelope,
+      );
+    } finally {
+      this.#outgoing.delete(id);
+    }
   }
 
   #send(
@@ -127,6 +185,19 @@ export class IsolateMesh {
 
   async #receive(port: MessagePort, envelope: Envelope): Promise<void> {
     switch (envelope.kind) {
+      case "chunk":
+        this.#incoming.get(envelope.id)?.enqueue(envelope.bytes);
+        return;
+      case "end": {
+        const controller = this.#incoming.get(envelope.id);
+        this.#incoming.delete(envelope.id);
+        if (envelope.error === undefined) controller?.close();
+        else controller?.error(new TypeError(envelope.error));
+        return;
+      }
+      case "cancel":
+        void this.#outgoing.get(envelope.id)?.cancel().catch(() => {});
+        return;
       case "answer":
       case "fail": {
         const waiting = this.#waiting.get(envelope.id);
@@ -137,13 +208,14 @@ export class IsolateMesh {
       }
       case "fetch":
       case "call": {
-        if (this.#handlers === undefined) {
-          this.#early.push([port, envelope]);
-          return;
-        }
+        // Registered before any await: its chunks are the next messages.
+        const requestBody =
+          envelope.kind === "fetch" && envelope.request.hasBody
+            ? this.#receiveBody(port, envelope.id)
+            : null;
         try {
           if (envelope.kind === "call") {
-            const value = await this.#handlers.call(
+            const value = await this.#handlers!.call(
               envelope.op,
               envelope.argument,
             );
@@ -151,11 +223,11 @@ export class IsolateMesh {
             return;
           }
           const { request } = envelope;
-          const response = await this.#handlers.fetch(
+          const response = await this.#handlers!.fetch(
             new Request(request.url, {
               method: request.method,
               headers: request.headers,
-              body: request.body,
+              body: requestBody,
             }),
           );
           const streaming = response.headers.get("content-type")
@@ -183,5 +255,18 @@ export class IsolateMesh {
         }
       }
     }
+  }
+
+  /** The body of request `id`, fed by the chunks that follow it. */
+  #receiveBody(port: MessagePort, id: number): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#incoming.set(id, controller);
+      },
+      cancel: () => {
+        this.#incoming.delete(id);
+        port.postMessage({ kind: "cancel", id } satisfies Envelope);
+      },
+    });
   }
 }

@@ -85,3 +85,49 @@ Deno.test("IsolateMesh.call() answers data calls, and an error there fails the c
     close();
   }
 });
+
+Deno.test("IsolateMesh.fetch(): a body sent in pieces over time arrives whole, and one cut short fails the reading on the other side", async () => {
+  const { one, two, close } = pair();
+  try {
+    two.serve({
+      fetch: async (request) => {
+        try {
+          return new Response(`got ${await request.text()}`);
+        } catch (error) {
+          return new Response(`cut: ${(error as Error).name}`, { status: 400 });
+        }
+      },
+      call: () => Promise.resolve(null),
+    });
+    const pieces = (cut: boolean) =>
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          for (const piece of ["a", "b", "c"]) {
+            controller.enqueue(new TextEncoder().encode(piece));
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+          if (cut) controller.error(new Error("connection reset"));
+          else controller.close();
+        },
+      });
+    const whole = await one.fetch(
+      2,
+      new Request("http://localhost/orders", {
+        method: "POST",
+        body: pieces(false),
+      }),
+    );
+    assert.equal(await whole.text(), "got abc");
+    const cut = await one.fetch(
+      2,
+      new Request("http://localhost/orders", {
+        method: "POST",
+        body: pieces(true),
+      }),
+    );
+    assert.equal(cut.status, 400);
+    assert.match(await cut.text(), /^cut: /);
+  } finally {
+    close();
+  }
+});
