@@ -14,6 +14,7 @@ import {
   validateApiKeys,
 } from "./lib/config.ts";
 import { parseApiKeysFile } from "./lib/http/auth.ts";
+import { isListenError } from "./lib/http/server.ts";
 import {
   configureLogging,
   LIFECYCLE_CATEGORY,
@@ -113,11 +114,7 @@ if (isolates === 1) {
     port = (probe.addr as Deno.NetAddr).port;
     probe.close();
   } catch (error) {
-    if (
-      !(error instanceof Deno.errors.AddrInUse) &&
-      !(error instanceof Deno.errors.AddrNotAvailable) &&
-      !(error instanceof Deno.errors.PermissionDenied)
-    ) throw error;
+    if (!isListenError(error)) throw error;
     await stopStartUp(
       `Cannot listen on ${config.host}:${config.port}: ${error.message}`,
     );

@@ -9,7 +9,7 @@
 
 import type { Logger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
-import { ResilientServer } from "./http/server.ts";
+import { isListenError, ResilientServer } from "./http/server.ts";
 import type { Peers } from "./http/peers.ts";
 import { shardRouter } from "./http/shard_routing.ts";
 import type { IsolateMesh } from "./isolate_mesh.ts";
@@ -213,11 +213,7 @@ export async function startInstance(
       onListen: (address) => options.onListen?.(address),
     });
   } catch (error) {
-    if (
-      !(error instanceof Deno.errors.AddrInUse) &&
-      !(error instanceof Deno.errors.AddrNotAvailable) &&
-      !(error instanceof Deno.errors.PermissionDenied)
-    ) throw error;
+    if (!isListenError(error)) throw error;
     await system.claimer.stop();
     await store.close().catch(() => {});
     throw new StartUpError(

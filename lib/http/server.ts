@@ -288,3 +288,14 @@ export class ResilientServer {
     }
   }
 }
+
+/**
+ * Whether `error` is one binding an address can fail with for a reason
+ * outside the program (in use, not this machine's, not allowed): start-up
+ * reports those and exits 2.
+ */
+export function isListenError(error: unknown): error is Error {
+  return error instanceof Deno.errors.AddrInUse ||
+    error instanceof Deno.errors.AddrNotAvailable ||
+    error instanceof Deno.errors.PermissionDenied;
+}
