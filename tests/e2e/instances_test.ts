@@ -12,6 +12,7 @@ import pg from "pg";
 import { EXAMPLE_ORDER } from "../helpers.ts";
 import { listAllOrders, postOrder, postOrdersUntil } from "./load.ts";
 import { type ServiceProcess, startService } from "./service_process.ts";
+import { collectEvents, waitFor } from "./event_stream.ts";
 import { TcpProxy } from "../tcp_proxy.ts";
 import {
   adminQuery,
@@ -23,69 +24,6 @@ import {
 const available = await isReachable();
 if (!available && Deno.env.get("CI") === "true") {
   throw new Error("PostgreSQL must be reachable in CI");
-}
-
-/** One server-sent event. */
-interface SentEvent {
-  event: string;
-  id: string | undefined;
-  data: string;
-}
-
-/** Collects the events of the stream at `url` until `signal` aborts. */
-function collectEvents(
-  url: string,
-  signal: AbortSignal,
-): { events: SentEvent[]; opened: Promise<void>; done: Promise<void> } {
-  const events: SentEvent[] = [];
-  const opened = Promise.withResolvers<void>();
-  const done = (async () => {
-    const response = await fetch(url, { signal });
-    assert.equal(response.status, 200);
-    opened.resolve();
-    let buffered = "";
-    try {
-      for await (
-        const text of response.body!.pipeThrough(new TextDecoderStream())
-      ) {
-        buffered += text;
-        let end;
-        while ((end = buffered.indexOf("\n\n")) !== -1) {
-          const block = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          const field = (name: string) =>
-            block.split("\n").find((line) => line.startsWith(`${name}: `))
-              ?.slice(name.length + 2);
-          const data = field("data");
-          if (data !== undefined) {
-            events.push({
-              event: field("event") ?? "message",
-              id: field("id"),
-              data,
-            });
-          }
-        }
-      }
-    } catch (error) {
-      if (!signal.aborted) throw error;
-    }
-  })();
-  done.catch(opened.reject);
-  return { events, opened: opened.promise, done };
-}
-
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** Waits until every order of `ids` is completed, as `url` lists them. */

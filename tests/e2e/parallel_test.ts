@@ -11,6 +11,7 @@
 
 import assert from "node:assert/strict";
 import { runToExit, startService } from "./service_process.ts";
+import { collectEvents, waitFor } from "./event_stream.ts";
 import {
   freshSchema,
   isReachable,
@@ -36,6 +37,18 @@ async function onNewConnection(
   } finally {
     client.close();
   }
+}
+
+/** POSTs the example order on a connection of its own. */
+function postOnNewConnection(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return onNewConnection(`${url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(EXAMPLE_ORDER),
+  });
 }
 
 function metricValue(text: string, name: string): number {
@@ -69,11 +82,7 @@ Deno.test({
 
       const ids: string[] = [];
       for (let index = 0; index < 40; index++) {
-        const response = await onNewConnection(`${service.url}/orders`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify(EXAMPLE_ORDER),
-        });
+        const response = await postOnNewConnection(service.url);
         assert.equal(response.status, 201);
         ids.push((await response.json()).id);
       }
@@ -133,14 +142,11 @@ Deno.test({
 });
 
 async function waitForCompleted(url: string, id: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (true) {
+  await waitFor(`${id} completed`, async () => {
     const response = await onNewConnection(`${url}/orders/${id}`);
     assert.equal(response.status, 200, id);
-    if ((await response.json()).status === "completed") return;
-    if (Date.now() > deadline) throw new Error(`${id} did not complete`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+    return (await response.json()).status === "completed" ? true : undefined;
+  }, 10_000);
 }
 
 Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found from any connection, one order per key, every order listed once, /events whole and resumable, one summary", async () => {
@@ -150,17 +156,14 @@ Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found fro
   });
   const url = service.url;
   // A stream of every change, opened before anything happens.
-  const stream = await fetch(`${url}/events`);
-  assert.equal(stream.status, 200);
-  const events = readEvents(stream.body!);
+  const streams = new AbortController();
+  const stream = collectEvents(`${url}/events`, streams.signal);
+  let replay: ReturnType<typeof collectEvents> | undefined;
   try {
+    await stream.opened;
     const ids: string[] = [];
     for (let index = 0; index < 40; index++) {
-      const response = await onNewConnection(`${url}/orders`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(EXAMPLE_ORDER),
-      });
+      const response = await postOnNewConnection(url);
       assert.equal(response.status, 201);
       ids.push((await response.json()).id);
     }
@@ -172,13 +175,8 @@ Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found fro
     const keyed = await Promise.all(
       Array.from({ length: 200 }, async (_, index) => {
         const key = `key-${index % 20}`;
-        const response = await onNewConnection(`${url}/orders`, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            "idempotency-key": key,
-          },
-          body: JSON.stringify(EXAMPLE_ORDER),
+        const response = await postOnNewConnection(url, {
+          "idempotency-key": key,
         });
         return { key, status: response.status, id: (await response.json()).id };
       }),
@@ -213,23 +211,30 @@ Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found fro
 
     // /events saw every change of every order, from both isolates: each
     // order is created, started, three steps, completed.
-    const seen = await events.until((received) => received.length >= 60 * 6);
-    const created = seen.filter((event) => event.name === "created")
-      .map((event) => event.id);
+    const seen = await waitFor(
+      "every change on /events",
+      () => stream.events.length >= 60 * 6 ? [...stream.events] : undefined,
+      10_000,
+    );
+    const created = seen.filter((event) => event.event === "created");
     assert.equal(created.length, 60);
-    const numbers = seen.map((event) => event.id);
+    const numbers = seen.map((event) => Number(event.id));
     assert.deepEqual(numbers, numbers.map((_, index) => numbers[0]! + index));
     // Reconnecting with the id of an event in the middle replays the rest.
     const middle = numbers[100]!;
-    const resumed = await fetch(`${url}/events`, {
-      headers: { "last-event-id": String(middle) },
+    const resumed = collectEvents(`${url}/events`, streams.signal, {
+      "last-event-id": String(middle),
     });
-    const replay = readEvents(resumed.body!);
-    const replayed = await replay.until((received) =>
-      received.length >= numbers.length - 101
+    replay = resumed;
+    const replayed = await waitFor(
+      "the replay after the middle event",
+      () =>
+        resumed.events.length >= numbers.length - 101
+          ? resumed.events
+          : undefined,
+      10_000,
     );
-    assert.equal(replayed[0]!.id, middle + 1);
-    await replay.stop();
+    assert.equal(Number(replayed[0]!.id), middle + 1);
 
     const metrics = await (await onNewConnection(`${url}/metrics`)).text();
     assert.equal(metricValue(metrics, "orders_created_total"), 60);
@@ -243,7 +248,8 @@ Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found fro
     );
     assert.equal(summary.counts.completed, 60);
   } finally {
-    await events.stop();
+    streams.abort();
+    await Promise.all([stream.done, replay?.done]).catch(() => {});
     service.kill("SIGTERM");
   }
   assert.equal((await service.status).code, 0);
@@ -262,11 +268,7 @@ Deno.test("PARALLEL=2 on the memory store: a cancel sent on any connection stops
   try {
     const ids: string[] = [];
     for (let index = 0; index < 6; index++) {
-      const response = await onNewConnection(`${service.url}/orders`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(EXAMPLE_ORDER),
-      });
+      const response = await postOnNewConnection(service.url);
       ids.push((await response.json()).id);
     }
     assert.equal(new Set(ids.map((id) => id[14])).size, 2, "both shards");
@@ -277,71 +279,18 @@ Deno.test("PARALLEL=2 on the memory store: a cancel sent on any connection stops
         { method: "POST" },
       );
       assert.equal(cancelled.status, 202, id);
-      const deadline = Date.now() + 1000;
-      while (true) {
+      await waitFor(`${id} cancelled within a second`, async () => {
         const order = await (await onNewConnection(
           `${service.url}/orders/${id}`,
         )).json();
-        if (order.status === "cancelled") break;
-        assert.ok(Date.now() < deadline, `${id} still ${order.status}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+        return order.status === "cancelled" ? true : undefined;
+      }, 1000);
     }
   } finally {
     service.kill("SIGTERM");
   }
   assert.equal((await service.status).code, 0);
 });
-
-/** Reads `id:` and `event:` lines of an event stream as they come. */
-function readEvents(body: ReadableStream<Uint8Array>) {
-  const received: Array<{ id: number; name: string }> = [];
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  let waiting: (() => void) | undefined;
-  const reading = (async () => {
-    while (true) {
-      const { value, done } = await reader.read().catch(() => ({
-        value: undefined,
-        done: true,
-      }));
-      if (done) return;
-      buffered += value;
-      let end;
-      while ((end = buffered.indexOf("\n\n")) !== -1) {
-        const block = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        const id = /^id: (\d+)$/m.exec(block)?.[1];
-        const name = /^event: (.+)$/m.exec(block)?.[1];
-        if (id !== undefined && name !== undefined) {
-          received.push({ id: Number(id), name });
-        }
-      }
-      waiting?.();
-    }
-  })();
-  return {
-    async until(
-      enough: (events: typeof received) => boolean,
-    ): Promise<typeof received> {
-      const deadline = Date.now() + 10_000;
-      while (!enough(received)) {
-        if (Date.now() > deadline) {
-          throw new Error(`only ${received.length} events arrived`);
-        }
-        await new Promise<void>((resolve) => {
-          waiting = resolve;
-          setTimeout(resolve, 100);
-        });
-      }
-      return received;
-    },
-    async stop() {
-      await reader.cancel().catch(() => {});
-      await reading;
-    },
-  };
-}
 
 Deno.test("PARALLEL above 1 on a SQLite store stops start-up with code 2, saying why", async () => {
   const { code, stderr } = await runToExit({
