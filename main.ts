@@ -14,7 +14,7 @@ import {
   validateApiKeys,
 } from "./lib/config.ts";
 import { parseApiKeysFile } from "./lib/http/auth.ts";
-import { isListenError } from "./lib/http/server.ts";
+import { checkPort, isListenError } from "./lib/http/server.ts";
 import {
   configureLogging,
   LIFECYCLE_CATEGORY,
@@ -110,9 +110,7 @@ if (isolates === 1) {
   // use stops start-up here, and PORT=0 becomes one port for all.
   let port = config.port;
   try {
-    const probe = Deno.listen({ hostname: config.host, port });
-    port = (probe.addr as Deno.NetAddr).port;
-    probe.close();
+    port = checkPort(config.host, port);
   } catch (error) {
     if (!isListenError(error)) throw error;
     await stopStartUp(

@@ -126,12 +126,7 @@ export class ResilientServer {
       // process that sets it: a second instance started on the same port
       // would silently split the traffic. Bind once without it first, so a
       // port in use fails here as it would without the sharing.
-      const probe = Deno.listen({
-        hostname: options.hostname,
-        port: options.port,
-      });
-      this.#port = (probe.addr as Deno.NetAddr).port;
-      probe.close();
+      this.#port = checkPort(options.hostname, options.port);
     }
     this.#listen();
     // Replacing a listener needs two on one port for a moment; only Linux
@@ -298,4 +293,17 @@ export function isListenError(error: unknown): error is Error {
   return error instanceof Deno.errors.AddrInUse ||
     error instanceof Deno.errors.AddrNotAvailable ||
     error instanceof Deno.errors.PermissionDenied;
+}
+
+/**
+ * Binds `hostname:port` without `SO_REUSEPORT` and lets it go again, so that
+ * a port already in use fails here (with {@linkcode isListenError}) before
+ * listeners that share the port take it; returns the port, the one the
+ * system picked for 0.
+ */
+export function checkPort(hostname: string, port: number): number {
+  const probe = Deno.listen({ hostname, port });
+  const bound = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return bound;
 }

@@ -14,7 +14,7 @@
  */
 
 import { shardOfId, shardOfKey } from "../orders/order_id.ts";
-import { problemType } from "./problem.ts";
+import { PROBLEM_CONTENT_TYPE, problemType } from "./problem.ts";
 
 const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|events)$/;
 
@@ -59,8 +59,10 @@ export function shardRouter(options: {
       }, {
         status: 503,
         headers: {
-          "content-type": "application/problem+json",
+          "content-type": PROBLEM_CONTENT_TYPE,
           "retry-after": "1",
+          // What the app's request context puts on every response.
+          "x-content-type-options": "nosniff",
         },
       })
     );

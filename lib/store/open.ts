@@ -79,7 +79,7 @@ export function acceptedStores(
  */
 export async function openStore(
   spec: string,
-  settings: Partial<StoreSettings> | object,
+  settings: object,
   kinds: readonly StoreKind[] = STORE_KINDS,
   context: OpenContext = {},
 ): Promise<OpenedStore> {
