@@ -67,8 +67,6 @@ export interface InstanceOptions {
 export interface RunningInstance {
   system: System;
   server: ResilientServer;
-  /** This instance's id among those sharing the store, if shared. */
-  instanceId: string | undefined;
   /**
    * Drains it: stops taking orders, finishes or hands back what it
    * accepted, closes the server and the store. The summary is logged
@@ -223,7 +221,6 @@ export async function startInstance(
   return {
     system,
     server,
-    instanceId,
     drain: ({ timeoutMs, quiet }) =>
       drain({
         ...system,
