@@ -836,6 +836,76 @@ async function waitForPort(port: number): Promise<void> {
 }
 
 /**
+ * The SQLite store with `PARALLEL=2` (one file, each isolate working the
+ * orders it owns) against `PARALLEL=1`, alternated, each on a fresh file:
+ * POST, and GET of orders made on many connections (no GET hops: every
+ * isolate reads the file).
+ */
+async function parallelOnSqlite(): Promise<Row[]> {
+  const variants = [
+    { label: "PARALLEL=1", env: { PARALLEL: "1" } },
+    { label: "PARALLEL=2", env: { PARALLEL: "2" } },
+  ];
+  const rates = variants.map(() => ({
+    post: [] as number[],
+    get: [] as number[],
+  }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [index, variant] of variants.entries()) {
+      const directory = await Deno.makeTempDir({ prefix: "bench-sqlite-" });
+      const service = await startService({
+        ...SERVICE_ENV,
+        ...variant.env,
+        STORE: `sqlite:${directory}/orders.db`,
+      });
+      rates[index]!.post.push(
+        (await warmedWrk(`${service.url}/orders`, "post_order.lua"))
+          .requestsPerSecond,
+      );
+      rates[index]!.get.push(
+        (await warmedWrk(
+          `${service.url}/`,
+          "get_order.lua",
+          await getIds(service.url, true),
+        )).requestsPerSecond,
+      );
+      await stopService(service);
+      await Deno.remove(directory, { recursive: true });
+    }
+    console.error(
+      `parallel SQLite round ${round + 1}: ${
+        variants.map((variant, index) =>
+          `${variant.label} POST ${format(rates[index]!.post.at(-1)!)}, GET ${
+            format(rates[index]!.get.at(-1)!)
+          }`
+        ).join("; ")
+      }`,
+    );
+  }
+  const ratio = (a: number[], b: number[]) =>
+    median(a.map((value, index) => value / b[index]!));
+  const reqs = (values: number[]) => `${format(median(values))} req/s`;
+  const [one, two] = [rates[0]!, rates[1]!];
+  const target =
+    `reported (${navigator.hardwareConcurrency} cores, shared with wrk; writes take turns on the file)`;
+  return [{
+    figure: "POST /orders, SQLite store: PARALLEL=2 against PARALLEL=1",
+    value: reqs(two.post),
+    baseline: `${reqs(one.post)} (PARALLEL=1)`,
+    ratio: ratio(two.post, one.post),
+    target,
+    met: undefined,
+  }, {
+    figure: "GET /orders/{id}, SQLite store: PARALLEL=2 against PARALLEL=1",
+    value: reqs(two.get),
+    baseline: `${reqs(one.get)} (PARALLEL=1)`,
+    ratio: ratio(two.get, one.get),
+    target,
+    met: undefined,
+  }];
+}
+
+/**
  * POST /orders on PostgreSQL with `PARALLEL=2` against `PARALLEL=1`,
  * alternated: two isolates of one process, each an instance.
  */
@@ -1218,6 +1288,7 @@ const steps: Array<[string, () => Promise<Row | Row[]>]> = [
   ["instances", instancesTwoVersusOne],
   ["parallel", parallelMemory],
   ["parallel", parallelOnPostgres],
+  ["parallel", parallelOnSqlite],
   ["parallel", bareOnEveryCore],
   ["cpu", cpuPerPostAtFixedLoad],
   ["pipeline", pipeline],

@@ -219,7 +219,7 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       defaultValue: 1,
       accepts: "an integer from 1 to 64, or auto",
       description:
-        "isolates serving the port in this process, each running the whole service; auto: one per core (DENO_JOBS if set); above 1 needs a memory or PostgreSQL STORE",
+        "isolates serving the port in this process, each running the whole service; auto: one per core (DENO_JOBS if set)",
       parse: (raw: string) => raw === "auto" ? "auto" : integer(1, 64)(raw),
     },
     {
@@ -434,12 +434,11 @@ export function parseConfig(
       "REUSE_PORT=on needs a PostgreSQL STORE: processes sharing a port must share one store",
     );
   }
-  // Isolates share a shared store, or each hold a shard of one that can be
-  // split; a SQLite file cannot be yet.
+  // Isolates share a shared store, or divide one that is not.
   const kind = storeKindOf(String(config.store), kinds);
-  if (config.parallel !== 1 && !kind?.shared && !kind?.shards) {
+  if (config.parallel !== 1 && !kind?.shared && !kind?.isolates) {
     throw new ConfigError(
-      "PARALLEL above 1 needs a memory or PostgreSQL STORE: a SQLite store cannot be split between isolates yet",
+      `PARALLEL above 1 needs a STORE its isolates can divide: a ${kind?.name} store cannot be`,
     );
   }
   return config as unknown as Config;

@@ -89,11 +89,15 @@ export async function startInstance(
     base === undefined || isolate === undefined
       ? base
       : `${base.slice(0, 60)}-${isolate.index}`;
-  // Isolates of one process on a store that is not shared each hold a
-  // shard of it: a request goes to the isolate whose shard it needs.
-  const shard = isolate !== undefined && !storeKindOf(config.store)?.shared
+  // Isolates of one process on a store that is not shared divide it: each
+  // holds a shard of it (memory), or works the orders it owns in the one
+  // file they all read (SQLite). A request that must be answered where
+  // its order lives goes to that isolate.
+  const kind = storeKindOf(config.store);
+  const shard = isolate !== undefined && !kind?.shared
     ? { index: isolate.index - 1, count: isolate.count, mesh: isolate.mesh }
     : undefined;
+  const readsHop = kind?.isolates === "shards";
   let opened;
   try {
     opened = await openStore(
@@ -107,7 +111,7 @@ export async function startInstance(
     if (!(error instanceof StoreOpenError)) throw error;
     throw new StartUpError(error.message);
   }
-  const store: OrderRepository = shard
+  const store: OrderRepository = shard && readsHop
     ? new ShardedRepository(opened.store, {
       index: shard.index,
       count: shard.count,
@@ -167,7 +171,9 @@ export async function startInstance(
     // store's feed gives counts that match where its live events begin.
     if (start) system.dashboard.addExisting(start.counts, start.counted);
     // A shard counts its own: every shard starts empty, and the first
-    // isolate's figures follow every isolate's changes from there.
+    // isolate's figures follow every isolate's changes from there. Isolates
+    // sharing a file each count the whole: the first isolate's count is the
+    // one shown.
     else system.dashboard.addExisting(await opened.store.countByStatus());
   } catch (error) {
     await store.close().catch(() => {});
@@ -196,6 +202,9 @@ export async function startInstance(
       ? shardRouter({
         index: shard.index,
         count: shard.count,
+        // Where every isolate reads the one store, a keyed POST's lookup
+        // and create are one transaction there: it needs no hop.
+        keysHop: readsHop,
         local: (request) => system.app.fetch(request),
         forward: (index, request) => shard.mesh.fetch(index + 1, request),
       })

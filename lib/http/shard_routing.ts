@@ -1,14 +1,15 @@
 /**
- * Which isolate answers a request when each isolate holds a shard of the
- * orders (`PARALLEL` with a store that is not shared): a cancel, or an
+ * Which isolate answers a request when the isolates divide the orders
+ * (`PARALLEL` with a store that is not shared): a cancel, or an
  * order's event stream, goes to the isolate whose shard holds the order
- * (every change to an order happens there, so its stream is there too); a
- * keyed POST to the isolate that owns its key (so that retries on other
- * connections find the same lock and the same order); every change stream
- * and the dashboard's figures to the first isolate, which hears every
- * isolate's changes. The rest is answered where it arrives: a read of one
- * order fetches it from its shard as data (`store/sharded.ts`), which costs
- * less than sending the whole request across.
+ * (every change to an order happens there, so its stream is there too);
+ * where each isolate holds a shard, a keyed POST to the isolate that owns
+ * its key (so that retries on other connections find the same lock and the
+ * same order); every change stream and the dashboard's figures to the first
+ * isolate, which hears every isolate's changes. The rest is answered where
+ * it arrives: a read of one order fetches it from its shard as data
+ * (`store/sharded.ts`), which costs less than sending the whole request
+ * across, or reads it from the file every isolate opens.
  *
  * @module
  */
@@ -18,12 +19,19 @@ import { PROBLEM_CONTENT_TYPE, problemType } from "./problem.ts";
 
 const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|events)$/;
 
-/** The shard (from 0) that must answer `request`, or `undefined` for any. */
-export function shardFor(request: Request, count: number): number | undefined {
+/**
+ * The shard (from 0) that must answer `request`, or `undefined` for any.
+ * A keyed POST goes to its key's shard unless `keysHop` is false.
+ */
+export function shardFor(
+  request: Request,
+  count: number,
+  keysHop = true,
+): number | undefined {
   const { pathname } = new URL(request.url);
   const order = ORDER_CHANGE_PATH.exec(pathname);
   if (order) return shardOfId(decodeURIComponent(order[1]!), count);
-  if (pathname === "/orders" && request.method === "POST") {
+  if (keysHop && pathname === "/orders" && request.method === "POST") {
     const key = request.headers.get("idempotency-key");
     return key === null ? undefined : shardOfKey(key, count);
   }
@@ -40,12 +48,14 @@ export function shardFor(request: Request, count: number): number | undefined {
 export function shardRouter(options: {
   index: number;
   count: number;
+  /** Whether a keyed POST goes to its key's shard (default true). */
+  keysHop?: boolean;
   local: (request: Request) => Response | Promise<Response>;
   forward: (index: number, request: Request) => Promise<Response>;
 }): (request: Request) => Response | Promise<Response> {
-  const { index, count, local, forward } = options;
+  const { index, count, keysHop = true, local, forward } = options;
   return (request) => {
-    const shard = shardFor(request, count);
+    const shard = shardFor(request, count, keysHop);
     if (shard === undefined || shard === index) return local(request);
     // The owner gone (an isolate stopping): say so, as for a store that
     // cannot answer.

@@ -43,14 +43,15 @@ export function createOrderIdFactory(
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /**
- * The shard (from 0) that made order `id`, when `count` shards share the
- * orders (ids from {@linkcode createOrderIdFactory} with a shard); `undefined`
- * for a string that is not such an id.
+ * The shard (from 0) that owns order `id` when `count` shards share the
+ * orders: the shard its id names, modulo `count`. Every id has one owner
+ * whatever the count: one made by a single isolate (whose mark is any
+ * character), or by more isolates than run now, belongs to the shard its
+ * mark falls on. `undefined` for a string that is not an order id.
  */
 export function shardOfId(id: string, count: number): number | undefined {
   if (!/^ORD-[0-9A-HJKMNP-TV-Z]{26}$/.test(id)) return undefined;
-  const shard = CROCKFORD.indexOf(id[14]!);
-  return shard < count ? shard : undefined;
+  return CROCKFORD.indexOf(id[14]!) % count;
 }
 
 /** The shard (from 0) that owns idempotency key `key`: FNV-1a, modulo `count`. */

@@ -32,6 +32,12 @@ export interface LocalOrders
    * rescue.
    */
   pendingAfter?(after: string | undefined, limit: number): string[];
+  /**
+   * Whether this process works order `id`. Absent: every order. Isolates
+   * sharing one SQLite file (`PARALLEL`) each work the orders they own,
+   * and leave the rest, left over or processing, to their owners.
+   */
+  owns?(id: string): boolean;
 }
 
 /**
@@ -91,7 +97,8 @@ export class LocalCoordination implements Coordination {
   #take(limit: number): string[] {
     const taken: string[] = [];
     const takeIf = (id: string) => {
-      if (this.#held.has(id) || !this.#source.isPending(id)) return;
+      if (!this.#owns(id) || this.#held.has(id)) return;
+      if (!this.#source.isPending(id)) return;
       this.#held.add(id);
       taken.push(id);
     };
@@ -158,7 +165,7 @@ export class LocalCoordination implements Coordination {
         after,
       });
       for (const order of page.orders) {
-        if (this.#held.has(order.id)) continue;
+        if (this.#held.has(order.id) || !this.#owns(order.id)) continue;
         try {
           await this.#source.transition(order.id, {
             action: "recover",
@@ -179,6 +186,10 @@ export class LocalCoordination implements Coordination {
     this.#rescued = true;
     if (rescued.length > 0) this.#wake();
     return rescued.length;
+  }
+
+  #owns(id: string): boolean {
+    return this.#source.owns?.(id) ?? true;
   }
 
   /** Calls `wake` when unclaimed work appears. */

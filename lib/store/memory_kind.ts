@@ -14,7 +14,7 @@ export const MEMORY_KIND = storeKind({
   accepts: "memory",
   matches: (spec) => spec === "memory",
   shared: false,
-  shards: true,
+  isolates: "shards",
   redact: (spec) => spec,
   settings: {
     maxOrders: {

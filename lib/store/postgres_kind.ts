@@ -19,7 +19,6 @@ export const POSTGRES_KIND = storeKind({
   accepts: "a postgres:// or postgresql:// URL",
   matches: isPostgresUrl,
   shared: true,
-  shards: false,
   redact: redactUrl,
   settings: {
     pgPoolSize: {

@@ -20,7 +20,11 @@ import {
   sameNewOrder,
   zeroStatusCounts,
 } from "../orders/order.ts";
-import { createOrderIdFactory, lastIdAt } from "../orders/order_id.ts";
+import {
+  createOrderIdFactory,
+  lastIdAt,
+  shardOfId,
+} from "../orders/order_id.ts";
 import type {
   CreateOptions,
   CreateResult,
@@ -72,6 +76,12 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** Limits the file's size in pages (tests use it to fill the "disk"). */
   maxPageCount?: number;
+  /**
+   * This process's isolates share the file (`PARALLEL`): this one is
+   * `index` (from 0) of `count`. Its order ids name it, and it works only
+   * the orders it owns (`shardOfId`), so that each order has one worker.
+   */
+  shard?: { index: number; count: number } | undefined;
 }
 
 interface PendingWrite {
@@ -101,7 +111,7 @@ interface PendingWrite {
 export class SqliteStore implements OrderStore {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
-  readonly #newId = createOrderIdFactory();
+  readonly #newId: () => string;
   readonly #statements: Record<
     Exclude<keyof typeof SQL, "migrate">,
     StatementSync
@@ -125,24 +135,28 @@ export class SqliteStore implements OrderStore {
    */
   constructor(readonly path: string, options: SqliteStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
+    const { shard } = options;
+    this.#newId = createOrderIdFactory(shard ? { shard: shard.index } : {});
     this.#reservePath = path === ":memory:" || path.startsWith("file:")
       ? undefined
-      : `${path}-reserve`;
+      : reservePath(path, shard?.index ?? 0);
     if (this.#reservePath !== undefined) {
-      try {
-        Deno.removeSync(this.#reservePath);
-      } catch { /* none yet */ }
+      removeReserves(path, shard);
     }
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(path);
-      db.exec("PRAGMA journal_mode = WAL");
+      // First: isolates sharing the file (`PARALLEL`) open it at once, and
+      // the migration waits for the other's lock.
+      db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      // The switch to WAL can find the other isolate switching too, and
+      // then SQLite answers "locked" at once, without its busy wait.
+      retryWhileLocked(() => db!.exec("PRAGMA journal_mode = WAL"));
       db.exec(
         `PRAGMA synchronous = ${
           options.synchronous === "normal" ? "NORMAL" : "FULL"
         }`,
       );
-      db.exec("PRAGMA busy_timeout = 5000");
       db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
       db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       if (options.maxPageCount !== undefined) {
@@ -185,6 +199,9 @@ export class SqliteStore implements OrderStore {
         ),
       list: (options) => this.list(options),
       transition: (id, change) => this.transition(id, change),
+      ...(shard
+        ? { owns: (id: string) => shardOfId(id, shard.count) === shard.index }
+        : {}),
     });
   }
 
@@ -432,6 +449,66 @@ export class SqliteStore implements OrderStore {
       else write.reject(outcome.error);
     });
   }
+}
+
+/**
+ * Runs `statement`, again while SQLite answers that the database is locked,
+ * for up to the busy timeout. Only at open: it blocks the isolate meanwhile.
+ */
+function retryWhileLocked(statement: () => void): void {
+  const deadline = performance.now() + BUSY_TIMEOUT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (true) {
+    try {
+      return statement();
+    } catch (error) {
+      const locked = /locked|busy/i.test(String((error as Error).message));
+      if (!locked || performance.now() > deadline) throw error;
+      Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+}
+
+// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * The reserve of isolate `index` (from 0): each isolate sharing the file
+ * keeps its own, so that each can hand its accepted orders room.
+ */
+function reservePath(path: string, index: number): string {
+  return index === 0 ? `${path}-reserve` : `${path}-reserve-${index + 1}`;
+}
+
+/**
+ * Deletes this isolate's reserve before opening, and, from the first
+ * isolate, those of isolates a previous run had and this one has not
+ * (`PARALLEL` lowered), whose space nobody would ever hand back.
+ */
+function removeReserves(
+  path: string,
+  shard: { index: number; count: number } | undefined,
+): void {
+  const index = shard?.index ?? 0;
+  const remove = (file: string) => {
+    try {
+      Deno.removeSync(file);
+    } catch { /* none */ }
+  };
+  remove(reservePath(path, index));
+  if (index !== 0) return;
+  const slash = path.lastIndexOf("/");
+  const directory = slash < 0 ? "." : path.slice(0, slash) || "/";
+  const prefix = `${path.slice(slash + 1)}-reserve-`;
+  try {
+    for (const entry of Deno.readDirSync(directory)) {
+      const isolate = Number(entry.name.slice(prefix.length));
+      if (
+        entry.name.startsWith(prefix) && Number.isInteger(isolate) &&
+        isolate > (shard?.count ?? 1)
+      ) remove(`${directory}/${entry.name}`);
+    }
+  } catch { /* an unreadable directory: the open reports it */ }
 }
 
 const DOMAIN_ERRORS: Record<string, true> = {

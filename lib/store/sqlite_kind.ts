@@ -7,13 +7,16 @@
 import { SqliteStore, type SqliteSynchronous } from "./sqlite.ts";
 import { opened, storeKind } from "./store_kind.ts";
 
-/** Orders in one SQLite file, which one process opens. */
+/**
+ * Orders in one SQLite file, which one process opens; its isolates
+ * (`PARALLEL`) all open it, and each works the orders it owns.
+ */
 export const SQLITE_KIND = storeKind({
   name: "sqlite",
   accepts: "sqlite:PATH",
   matches: (spec) => /^sqlite:.+/.test(spec),
   shared: false,
-  shards: false,
+  isolates: "owners",
   redact: (spec) => spec,
   settings: {
     sqliteSynchronous: {
@@ -26,10 +29,11 @@ export const SQLITE_KIND = storeKind({
         raw === "full" || raw === "normal" ? raw : undefined,
     },
   },
-  open: (spec, settings) =>
+  open: (spec, settings, context) =>
     Promise.resolve(opened(
       new SqliteStore(spec.slice("sqlite:".length), {
         synchronous: settings.sqliteSynchronous,
+        shard: context.shard,
       }),
       "sqlite",
     )),

@@ -88,20 +88,30 @@ export function toOrder(row: Row): Order {
 
 /** Creates or migrates the schema; refuses one newer than this release. */
 export function migrate(db: DatabaseSync, path: string): void {
-  const { user_version: version } = db.prepare("PRAGMA user_version").get() as {
-    user_version: number;
+  const versionNow = () =>
+    (db.prepare("PRAGMA user_version").get() as { user_version: number })
+      .user_version;
+  const refuseNewer = (version: number) => {
+    if (version > SCHEMA_VERSION) {
+      throw openError(
+        path,
+        `its schema version ${version} is newer than this release understands (${SCHEMA_VERSION}); upgrade order-service`,
+      );
+    }
   };
-  if (version > SCHEMA_VERSION) {
-    throw openError(
-      path,
-      `its schema version ${version} is newer than this release understands (${SCHEMA_VERSION}); upgrade order-service`,
-    );
-  }
-  if (version === SCHEMA_VERSION) return;
+  const seen = versionNow();
+  refuseNewer(seen);
+  if (seen === SCHEMA_VERSION) return;
   db.exec("BEGIN IMMEDIATE");
   try {
-    for (const statement of SQL.migrate) db.exec(statement);
-    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    // Read again under the write lock: isolates sharing the file
+    // (`PARALLEL`) open it at once, and one may have migrated it since.
+    const version = versionNow();
+    refuseNewer(version);
+    if (version !== SCHEMA_VERSION) {
+      for (const statement of SQL.migrate) db.exec(statement);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    }
     db.exec("COMMIT");
   } catch (error) {
     db.exec("ROLLBACK");

@@ -48,9 +48,9 @@ export interface OpenedStore {
 /** Where a store is opened: alone, or as one shard of several. */
 export interface OpenContext {
   /**
-   * This process's isolates each hold a shard of a store that is not
-   * shared (`PARALLEL`): this one is `index` (from 0) of `count`, and its
-   * order ids say so.
+   * This process's isolates divide a store that is not shared
+   * (`PARALLEL`, as the kind's `isolates` says): this one is `index` (from
+   * 0) of `count`, and its order ids say so.
    */
   shard?: { index: number; count: number } | undefined;
 }
@@ -66,10 +66,13 @@ export interface StoreKind<S extends StoreSettingsSpec = StoreSettingsSpec> {
   /** Whether several processes can share one store of this kind. */
   shared: boolean;
   /**
-   * Whether the isolates of one process (`PARALLEL`) can each hold a shard
-   * of a store of this kind, when it is not shared.
+   * How the isolates of one process (`PARALLEL`) divide a store of this
+   * kind that is not shared: `shards`, each holds a part of the orders and
+   * a read of another's part hops there; `owners`, all open the one store,
+   * read it directly, and each works the orders whose ids it owns;
+   * `undefined`, they cannot.
    */
-  shards: boolean;
+  isolates?: "shards" | "owners";
   /** `spec` as it may be logged (a password hidden). */
   redact(spec: string): string;
   /** The settings it reads (none for most). */

@@ -1,7 +1,8 @@
 /**
  * `PARALLEL=2` as a user runs it (`deno task start`): two isolates of one
- * process serve one port, on a PostgreSQL store (each isolate an instance)
- * and on the memory store (each isolate a shard), and the process answers
+ * process serve one port, on a PostgreSQL store (each isolate an instance),
+ * on the memory store (each isolate a shard) and on a SQLite file (each
+ * isolate works the orders it owns), and the process answers
  * as one: every order is readable from any connection, a key makes one
  * order whichever connections its retries take, lists page every order
  * once, `/events` carries both isolates' changes, `/metrics` sums the
@@ -10,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runToExit, startService } from "./service_process.ts";
+import { startService } from "./service_process.ts";
 import { collectEvents, waitFor } from "./event_stream.ts";
 import {
   freshSchema,
@@ -49,6 +50,65 @@ function postOnNewConnection(
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(EXAMPLE_ORDER),
   });
+}
+
+/**
+ * Sends `perKey` concurrent POSTs for each of `keys` idempotency keys, every
+ * one on its own connection, and checks that each key made exactly one
+ * order (one 201, the rest 200 with the same id); the order of each key.
+ */
+async function oneOrderPerKey(
+  url: string,
+  keys: number,
+  perKey: number,
+): Promise<Map<string, Set<string>>> {
+  const answers = await Promise.all(
+    Array.from({ length: keys * perKey }, async (_, index) => {
+      const key = `key-${index % keys}`;
+      const response = await postOnNewConnection(url, {
+        "idempotency-key": key,
+      });
+      return { key, status: response.status, id: (await response.json()).id };
+    }),
+  );
+  const byKey = new Map<string, Set<string>>();
+  for (const answer of answers) {
+    assert.ok([200, 201].includes(answer.status), String(answer.status));
+    byKey.set(answer.key, (byKey.get(answer.key) ?? new Set()).add(answer.id));
+  }
+  assert.equal(byKey.size, keys);
+  for (const [key, made] of byKey) assert.equal(made.size, 1, key);
+  assert.equal(
+    answers.filter((answer) => answer.status === 201).length,
+    keys,
+  );
+  return byKey;
+}
+
+/**
+ * Cancels each order on a connection of its own, expecting one of
+ * `statuses`, and waits until it reads `cancelled`: within a second, so
+ * with steps of 2 to 4 s a running step was aborted, not waited for.
+ */
+async function cancelEachWithinASecond(
+  url: string,
+  ids: string[],
+  statuses: number[],
+): Promise<void> {
+  for (const id of ids) {
+    const cancelled = await onNewConnection(`${url}/orders/${id}/cancel`, {
+      method: "POST",
+    });
+    assert.ok(
+      statuses.includes(cancelled.status),
+      `${id}: ${cancelled.status}`,
+    );
+    await waitFor(`${id} cancelled within a second`, async () => {
+      const order = await (await onNewConnection(`${url}/orders/${id}`))
+        .json();
+      return order.status === "cancelled" ? true : undefined;
+    }, 1000);
+  }
 }
 
 function metricValue(text: string, name: string): number {
@@ -172,25 +232,7 @@ Deno.test("PARALLEL=2 on the memory store: a shard per isolate, orders found fro
     for (const id of ids) await waitForCompleted(url, id);
 
     // 20 keys, 10 concurrent requests each, every one on its own connection.
-    const keyed = await Promise.all(
-      Array.from({ length: 200 }, async (_, index) => {
-        const key = `key-${index % 20}`;
-        const response = await postOnNewConnection(url, {
-          "idempotency-key": key,
-        });
-        return { key, status: response.status, id: (await response.json()).id };
-      }),
-    );
-    const byKey = new Map<string, Set<string>>();
-    for (const answer of keyed) {
-      assert.ok([200, 201].includes(answer.status), String(answer.status));
-      byKey.set(
-        answer.key,
-        (byKey.get(answer.key) ?? new Set()).add(answer.id),
-      );
-    }
-    for (const [key, made] of byKey) assert.equal(made.size, 1, key);
-    assert.equal(keyed.filter((answer) => answer.status === 201).length, 20);
+    const byKey = await oneOrderPerKey(url, 20, 10);
     const all = [...ids, ...[...byKey.values()].map((made) => [...made][0]!)];
     for (const id of all) await waitForCompleted(url, id);
 
@@ -273,30 +315,109 @@ Deno.test("PARALLEL=2 on the memory store: a cancel sent on any connection stops
     }
     assert.equal(new Set(ids.map((id) => id[14])).size, 2, "both shards");
     await new Promise((resolve) => setTimeout(resolve, 300));
-    for (const id of ids) {
-      const cancelled = await onNewConnection(
-        `${service.url}/orders/${id}/cancel`,
-        { method: "POST" },
-      );
-      assert.equal(cancelled.status, 202, id);
-      await waitFor(`${id} cancelled within a second`, async () => {
-        const order = await (await onNewConnection(
-          `${service.url}/orders/${id}`,
-        )).json();
-        return order.status === "cancelled" ? true : undefined;
-      }, 1000);
-    }
+    await cancelEachWithinASecond(service.url, ids, [202]);
   } finally {
     service.kill("SIGTERM");
   }
   assert.equal((await service.status).code, 0);
 });
 
-Deno.test("PARALLEL above 1 on a SQLite store stops start-up with code 2, saying why", async () => {
-  const { code, stderr } = await runToExit({
+Deno.test("PARALLEL=2 on a SQLite file: every isolate reads the one file, one order per key whichever isolate a retry reaches, a cancel on any connection reaches the isolate working the order", async () => {
+  const directory = await Deno.makeTempDir();
+  const service = await startService({
+    STORE: `sqlite:${directory}/orders.db`,
     PARALLEL: "2",
-    STORE: "sqlite:/tmp/never-opened.db",
+    LATENCY_SCALE: "2",
   });
-  assert.equal(code, 2);
-  assert.match(stderr, /PARALLEL above 1 needs a memory or PostgreSQL STORE/);
+  try {
+    // 10 keys, 10 concurrent requests each, every one on its own connection:
+    // no hop, the file's write transaction makes the second find the first.
+    const byKey = await oneOrderPerKey(service.url, 10, 10);
+    // Unkeyed, one connection each: both isolates make some.
+    const ids: string[] = [];
+    for (let index = 0; index < 8; index++) {
+      const response = await postOnNewConnection(service.url);
+      ids.push((await response.json()).id);
+    }
+    assert.equal(
+      new Set(ids.map((id) => id[14])).size,
+      2,
+      "both isolates made orders",
+    );
+    ids.push(...[...byKey.values()].map((made) => [...made][0]!));
+    for (const id of ids) {
+      const read = await onNewConnection(`${service.url}/orders/${id}`);
+      assert.equal(read.status, 200, id);
+    }
+    // Steps of 2 to 4 s: cancelled within a second means the running step
+    // was aborted in the isolate that works the order.
+    // 200: cancelled while still queued; 202: asked of the running step.
+    await cancelEachWithinASecond(service.url, ids, [200, 202]);
+  } finally {
+    service.kill("SIGTERM");
+  }
+  assert.equal((await service.status).code, 0);
+  await Deno.remove(directory, { recursive: true });
 });
+
+for (const [before, after] of [["2", "1"], ["1", "2"]] as const) {
+  Deno.test(`SQLite: orders a PARALLEL=${before} process left mid-processing when killed are recovered and finished at PARALLEL=${after}`, async () => {
+    const directory = await Deno.makeTempDir();
+    const store = `sqlite:${directory}/orders.db`;
+    // Steps of 2 to 4 s: every order is still pending or processing when
+    // the process is killed.
+    const first = await startService({
+      STORE: store,
+      PARALLEL: before,
+      LATENCY_SCALE: "2",
+    });
+    const ids: string[] = [];
+    try {
+      for (let index = 0; index < 24; index++) {
+        const response = await postOnNewConnection(first.url);
+        assert.equal(response.status, 201);
+        ids.push((await response.json()).id);
+      }
+      await waitFor("orders processing", async () => {
+        const page = await (await onNewConnection(
+          `${first.url}/orders?status=processing&limit=100`,
+        )).json();
+        return page.length >= Number(before) * 2 ? true : undefined;
+      }, 5000);
+    } finally {
+      first.kill("SIGKILL");
+    }
+    await first.status;
+
+    const second = await startService({
+      STORE: store,
+      PARALLEL: after,
+      LATENCY_SCALE: "0",
+    });
+    try {
+      const finished = await waitFor("every order completed", async () => {
+        const page = await (await onNewConnection(
+          `${second.url}/orders?limit=100`,
+        )).json() as Array<
+          { id: string; status: string; timeline: Array<{ type: string }> }
+        >;
+        return page.length === ids.length &&
+            page.every((order) => order.status === "completed")
+          ? page
+          : undefined;
+      }, 15_000);
+      assert.deepEqual(finished.map((order) => order.id), [...ids].sort());
+      const interrupted = finished.filter((order) =>
+        order.timeline.some((entry) => entry.type === "interrupted")
+      );
+      assert.ok(
+        interrupted.length >= Number(before) * 2,
+        `interrupted orders recovered: ${interrupted.length}`,
+      );
+    } finally {
+      second.kill("SIGTERM");
+    }
+    assert.equal((await second.status).code, 0);
+    await Deno.remove(directory, { recursive: true });
+  });
+}

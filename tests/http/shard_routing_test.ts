@@ -25,3 +25,17 @@ Deno.test("shardFor(): a keyed POST goes to its key's shard; /events and the das
   assert.equal(shardFor(at("/dashboard/api/summary"), 2), 0);
   assert.equal(shardFor(at("/health"), 2), undefined);
 });
+
+Deno.test("shardFor(): where every isolate opens the one store (keysHop false), a keyed POST stays where it arrives; a cancel still goes to the order's owner", () => {
+  const keyed = (key: string) =>
+    at("/orders", { method: "POST", headers: { "idempotency-key": key } });
+  for (let index = 0; index < 8; index++) {
+    assert.equal(shardFor(keyed(`key-${index}`), 2, false), undefined);
+  }
+  const id = createOrderIdFactory({ shard: 1 })();
+  assert.equal(
+    shardFor(at(`/orders/${id}/cancel`, { method: "POST" }), 2, false),
+    1,
+  );
+  assert.equal(shardFor(at("/events"), 2, false), 0);
+});

@@ -35,7 +35,6 @@ const fakeKind: StoreKind = {
   accepts: "fake:NAME",
   matches: (spec) => spec.startsWith("fake:"),
   shared: false,
-  shards: false,
   redact: (spec) => spec,
   settings: {
     fakeShelves: {

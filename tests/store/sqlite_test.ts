@@ -243,3 +243,61 @@ Deno.test("after a restart, what the previous process left is unclaimed: rescue(
     await cleanup();
   }
 });
+
+Deno.test("isolates sharing one file (PARALLEL): each makes ids it owns, reads every order, and rescues and claims only the orders it owns", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    // Left by one process: ids without a shard, owned by the shard their
+    // first random character falls on.
+    const before = new SqliteStore(path);
+    const left = [];
+    for (let index = 0; index < 40; index++) {
+      left.push((await before.create(order)).order);
+    }
+    for (const each of left.slice(0, 20)) {
+      await before.transition(each.id, {
+        action: "start",
+        from: ["pending"],
+        to: "processing",
+        incrementAttempts: true,
+      });
+    }
+    await before.close();
+    const isolates = [0, 1].map((index) =>
+      new SqliteStore(path, { shard: { index, count: 2 } })
+    );
+    try {
+      const owner = (id: string) =>
+        "0123456789ABCDEFGHJKMNPQRSTVWXYZ".indexOf(id[14]!) % 2;
+      const rescued = [];
+      const claimed = [];
+      for (const [index, isolate] of isolates.entries()) {
+        rescued.push(await isolate.coordination.rescue());
+        claimed.push(await isolate.coordination.claimPending(100));
+        assert.ok(claimed[index]!.every((id) => owner(id) === index));
+      }
+      assert.equal(rescued[0]! + rescued[1]!, 20, "each processing order once");
+      assert.deepEqual(
+        [...claimed[0]!, ...claimed[1]!].sort(),
+        left.map((each) => each.id).sort(),
+        "every order left is claimed by exactly one isolate",
+      );
+      // New orders: marked with their maker, read by both, claimed by none
+      // of the scans (the maker claimed them at creation).
+      const made = await Promise.all(
+        isolates.map(async (isolate) => (await isolate.create(order)).order),
+      );
+      assert.deepEqual(made.map((each) => owner(each.id)), [0, 1]);
+      for (const isolate of isolates) {
+        for (const each of made) {
+          assert.equal((await isolate.get(each.id))?.id, each.id);
+        }
+        assert.deepEqual(await isolate.coordination.claimPending(100), []);
+      }
+    } finally {
+      for (const isolate of isolates) await isolate.close();
+    }
+  } finally {
+    await cleanup();
+  }
+});
