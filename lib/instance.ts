@@ -205,6 +205,7 @@ export async function startInstance(
         // Where every isolate reads the one store, a keyed POST's lookup
         // and create are one transaction there: it needs no hop.
         keysHop: readsHop,
+        requestIds: config.requestIds,
         local: (request) => system.app.fetch(request),
         forward: (index, request) => shard.mesh.fetch(index + 1, request),
       })

@@ -66,6 +66,17 @@ export function jsonResponse<T, S extends ContentfulStatusCode>(
 }
 
 /**
+ * The id of `request`: the client's `X-Request-Id` when it is 1–128
+ * characters of `A-Z a-z 0-9 _ - =`, else a new UUID.
+ */
+export function requestIdOf(request: Request): string {
+  const given = request.headers.get("x-request-id");
+  return given !== null && SAFE_REQUEST_ID.test(given)
+    ? given
+    : crypto.randomUUID();
+}
+
+/**
  * Gives each request its id (the client's `X-Request-Id` when it is 1–128
  * characters of `A-Z a-z 0-9 _ - =`, else a new UUID), answers 503 at once
  * past `maxInFlight` requests in progress, adds `X-Request-Id` and
@@ -93,10 +104,7 @@ export function requestContext(
     const startedAt = metrics ? performance.now() : 0;
     let id: string | undefined;
     if (requestIds) {
-      const given = c.req.raw.headers.get("x-request-id");
-      id = given !== null && SAFE_REQUEST_ID.test(given)
-        ? given
-        : crypto.randomUUID();
+      id = requestIdOf(c.req.raw);
       c.set("requestId", id);
     }
     let response: Response;

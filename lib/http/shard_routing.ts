@@ -16,6 +16,7 @@
 
 import { shardOfId, shardOfKey } from "../orders/order_id.ts";
 import { PROBLEM_CONTENT_TYPE, problemType } from "./problem.ts";
+import { requestIdOf } from "./request_context.ts";
 
 const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|events)$/;
 
@@ -50,31 +51,36 @@ export function shardRouter(options: {
   count: number;
   /** Whether a keyed POST goes to its key's shard (default true). */
   keysHop?: boolean;
+  /** Whether answers carry `X-Request-Id` (`REQUEST_IDS`; default true). */
+  requestIds?: boolean;
   local: (request: Request) => Response | Promise<Response>;
   forward: (index: number, request: Request) => Promise<Response>;
 }): (request: Request) => Response | Promise<Response> {
-  const { index, count, keysHop = true, local, forward } = options;
+  const { index, count, keysHop = true, requestIds = true, local, forward } =
+    options;
   return (request) => {
     const shard = shardFor(request, count, keysHop);
     if (shard === undefined || shard === index) return local(request);
     // The owner gone (an isolate stopping): say so, as for a store that
-    // cannot answer.
-    return forward(shard, request).catch(() =>
-      Response.json({
+    // cannot answer, with what the app's request context gives every answer.
+    return forward(shard, request).catch(() => {
+      const requestId = requestIds ? requestIdOf(request) : undefined;
+      return Response.json({
         type: problemType("store-unavailable"),
         title: "Service Unavailable",
         status: 503,
         detail: "The isolate holding this order cannot answer now",
         instance: new URL(request.url).pathname,
+        ...(requestId === undefined ? {} : { request_id: requestId }),
       }, {
         status: 503,
         headers: {
           "content-type": PROBLEM_CONTENT_TYPE,
           "retry-after": "1",
-          // What the app's request context puts on every response.
           "x-content-type-options": "nosniff",
+          ...(requestId === undefined ? {} : { "x-request-id": requestId }),
         },
-      })
-    );
+      });
+    });
   };
 }

@@ -58,7 +58,7 @@ const WAL_SIZE_LIMIT_BYTES = 512 * 1024;
  * the orders in the queue and the workers then have this much room to
  * finish, instead of a disk filled by new orders that wedges them all.
  * At start it is deleted first, so that opening and recovering a store on
- * a full disk has room too.
+ * a full disk has room too. Isolates sharing the file share its one reserve.
  */
 const RESERVE_BYTES = 512 * 1024;
 
@@ -126,6 +126,7 @@ export class SqliteStore implements OrderStore {
   readonly #reservePath: string | undefined;
   #reserved = false;
   #reserveTriedAt = -Infinity;
+  readonly #reserveShared: boolean;
 
   /**
    * Opens (creating if needed) and migrates the database at `path`.
@@ -139,9 +140,14 @@ export class SqliteStore implements OrderStore {
     this.#newId = createOrderIdFactory(shard ? { shard: shard.index } : {});
     this.#reservePath = path === ":memory:" || path.startsWith("file:")
       ? undefined
-      : reservePath(path, shard?.index ?? 0);
+      : `${path}-reserve`;
+    // Isolates sharing the file share its reserve: each must see another's
+    // release of it (`PARALLEL`).
+    this.#reserveShared = (shard?.count ?? 1) > 1;
     if (this.#reservePath !== undefined) {
-      removeReserves(path, shard);
+      try {
+        Deno.removeSync(this.#reservePath);
+      } catch { /* none yet, or another isolate's start removed it */ }
     }
     let db: DatabaseSync | undefined;
     try {
@@ -326,14 +332,20 @@ export class SqliteStore implements OrderStore {
     return this.#commits;
   }
 
-  /** Commits what is queued, then closes the database. */
   /**
    * Whether the reserve is in place: writes it when missing, at most once
    * a second (each failed try writes until the disk refuses).
    */
   #reserve(): boolean {
-    if (this.#reserved || this.#reservePath === undefined) return true;
+    if (this.#reservePath === undefined) return true;
     const now = performance.now();
+    if (this.#reserved) {
+      if (!this.#reserveShared || exists(this.#reservePath)) return true;
+      // Another isolate found the disk full and released it: its space is
+      // the accepted orders' for a second, as after a release here.
+      this.#reserved = false;
+      this.#reserveTriedAt = now;
+    }
     if (now - this.#reserveTriedAt < RESERVE_RETRY_MS) return false;
     this.#reserveTriedAt = now;
     try {
@@ -354,6 +366,7 @@ export class SqliteStore implements OrderStore {
     } catch { /* already gone */ }
   }
 
+  /** Commits what is queued, then closes the database. */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     clearTimeout(this.#flushTimer);
@@ -472,43 +485,14 @@ function retryWhileLocked(statement: () => void): void {
 // How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT_MS = 5000;
 
-/**
- * The reserve of isolate `index` (from 0): each isolate sharing the file
- * keeps its own, so that each can hand its accepted orders room.
- */
-function reservePath(path: string, index: number): string {
-  return index === 0 ? `${path}-reserve` : `${path}-reserve-${index + 1}`;
-}
-
-/**
- * Deletes this isolate's reserve before opening, and, from the first
- * isolate, those of isolates a previous run had and this one has not
- * (`PARALLEL` lowered), whose space nobody would ever hand back.
- */
-function removeReserves(
-  path: string,
-  shard: { index: number; count: number } | undefined,
-): void {
-  const index = shard?.index ?? 0;
-  const remove = (file: string) => {
-    try {
-      Deno.removeSync(file);
-    } catch { /* none */ }
-  };
-  remove(reservePath(path, index));
-  if (index !== 0) return;
-  const slash = path.lastIndexOf("/");
-  const directory = slash < 0 ? "." : path.slice(0, slash) || "/";
-  const prefix = `${path.slice(slash + 1)}-reserve-`;
+/** Whether a file is at `path`. */
+function exists(path: string): boolean {
   try {
-    for (const entry of Deno.readDirSync(directory)) {
-      const isolate = Number(entry.name.slice(prefix.length));
-      if (
-        entry.name.startsWith(prefix) && Number.isInteger(isolate) &&
-        isolate > (shard?.count ?? 1)
-      ) remove(`${directory}/${entry.name}`);
-    }
-  } catch { /* an unreadable directory: the open reports it */ }
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const DOMAIN_ERRORS: Record<string, true> = {

@@ -11,7 +11,11 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { EXAMPLE_ORDER } from "../helpers.ts";
 import { listAllOrders, postOrder, postOrdersUntil } from "./load.ts";
-import { type ServiceProcess, startService } from "./service_process.ts";
+import {
+  instanceIdsOf,
+  type ServiceProcess,
+  startService,
+} from "./service_process.ts";
 import { collectEvents, waitFor } from "./event_stream.ts";
 import { TcpProxy } from "../tcp_proxy.ts";
 import {
@@ -139,7 +143,8 @@ instancesTest(
     await waitFor("a processing", async () => {
       const [row] = await adminQuery<{ n: number }>(
         `SELECT count(*)::int AS n FROM "${schema}".orders
-         WHERE status = 'processing' AND claimed_by = 'a'`,
+         WHERE status = 'processing' AND claimed_by = ANY($1)`,
+        [instanceIdsOf("a")],
       );
       return row!.n >= 3 ? true : undefined;
     }, 10_000);
@@ -362,7 +367,9 @@ instancesTest(
       async () => {
         const body = await (await fetch(`${a.url}/dashboard/api/summary`))
           .json();
-        return body.counts.completed === 6 && body.instances.length === 2 &&
+        // One row per instance: a process's isolates are instances each.
+        return body.counts.completed === 6 &&
+            body.instances.length === 2 * instanceIdsOf("a").length &&
             body.instances.every((i: { status: unknown }) => i.status)
           ? body
           : undefined;
@@ -373,15 +380,20 @@ instancesTest(
     const byId = new Map(
       summary.instances.map((i: { id: string }) => [i.id, i]),
     );
+    // The isolate of a that answered says it is itself.
     assert.equal(
-      (byId.get("a") as { self: boolean }).self,
-      true,
+      instanceIdsOf("a").filter((id) =>
+        (byId.get(id) as { self: boolean }).self
+      ).length,
+      1,
     );
-    assert.equal(
-      (byId.get("b") as { status: { workers_total: number } }).status
-        .workers_total,
-      4,
-    );
+    for (const id of instanceIdsOf("b")) {
+      assert.equal(
+        (byId.get(id) as { status: { workers_total: number } }).status
+          .workers_total,
+        4,
+      );
+    }
     const sum = (values: number[]) => values.reduce((x, y) => x + y, 0);
     assert.equal(sum(summary.throughput.created), 6, "b's orders too");
     // Each instance says what it finished itself; together, all six.

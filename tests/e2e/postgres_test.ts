@@ -11,7 +11,7 @@ import {
   postOrdersUntil,
   waitUntilSettled,
 } from "./load.ts";
-import { runToExit, startService } from "./service_process.ts";
+import { instanceIdsOf, runToExit, startService } from "./service_process.ts";
 import { doublingDelay } from "../../lib/async/backoff.ts";
 import {
   adminQuery,
@@ -22,74 +22,64 @@ import {
 
 const URL_ = TEST_DATABASE_URL;
 const available = await isReachable();
-/** The default, and two isolates of one process (`PARALLEL`). */
-const PARALLEL_RUNS = ["1", "2"];
-const named = (parallel: string) =>
-  parallel === "1" ? "" : ` (PARALLEL=${parallel})`;
 
 if (!available && Deno.env.get("CI") === "true") {
   throw new Error("PostgreSQL must be reachable in CI");
 }
 
-// Each as users run it by default, and with the isolates of PARALLEL=2.
-for (const parallel of PARALLEL_RUNS) {
-  Deno.test({
-    name:
-      `on STORE=postgres://… orders are processed, and are still there after a restart, where a finished order's event stream ends with 204 on reconnect${
-        named(parallel)
-      }`,
-    ignore: !available, // stated reason: no PostgreSQL server reachable here
-    async fn() {
-      const { schema, drop } = freshSchema("e2e");
-      const env = {
-        STORE: URL_,
-        PG_SCHEMA: schema,
-        LATENCY_SCALE: "0.001",
-        PARALLEL: parallel,
-      };
-      try {
-        const first = await startService(env);
-        const ids: string[] = [];
-        for (let i = 0; i < 20; i++) {
-          const response = await postOrder(first.url);
-          assert.equal(response.status, 201);
-          ids.push((await response.json()).id);
-        }
-        await waitUntilSettled(first.url, 10_000);
-        first.kill("SIGTERM");
-        assert.equal((await first.status).code, 0);
-
-        const second = await startService(env);
-        for (const id of ids) {
-          const order = await (await fetch(`${second.url}/orders/${id}`))
-            .json();
-          assert.equal(order.status, "completed", id);
-        }
-        // The stream of an order that finished before any stream opened: a
-        // snapshot, and then, reconnecting as EventSource does with the id it
-        // got, 204, which tells EventSource to stop (not a snapshot again).
-        const stream = await fetch(`${second.url}/orders/${ids[0]}/events`);
-        assert.equal(stream.status, 200);
-        const lastId = /^id: (\d+)$/m.exec(await stream.text())?.[1];
-        assert.ok(lastId !== undefined, "the snapshot carries an id");
-        const reconnect = await fetch(`${second.url}/orders/${ids[0]}/events`, {
-          headers: { "last-event-id": lastId },
-        });
-        await reconnect.body?.cancel();
-        assert.equal(reconnect.status, 204);
-        second.kill("SIGTERM");
-        assert.equal((await second.status).code, 0);
-        const logged = JSON.stringify(first.records);
-        assert.ok(
-          logged.includes(schema),
-          "the start-up record names the store",
-        );
-      } finally {
-        await drop();
+Deno.test({
+  name:
+    "on STORE=postgres://… orders are processed, and are still there after a restart, where a finished order's event stream ends with 204 on reconnect",
+  ignore: !available, // stated reason: no PostgreSQL server reachable here
+  async fn() {
+    const { schema, drop } = freshSchema("e2e");
+    const env = {
+      STORE: URL_,
+      PG_SCHEMA: schema,
+      LATENCY_SCALE: "0.001",
+    };
+    try {
+      const first = await startService(env);
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const response = await postOrder(first.url);
+        assert.equal(response.status, 201);
+        ids.push((await response.json()).id);
       }
-    },
-  });
-}
+      await waitUntilSettled(first.url, 10_000);
+      first.kill("SIGTERM");
+      assert.equal((await first.status).code, 0);
+
+      const second = await startService(env);
+      for (const id of ids) {
+        const order = await (await fetch(`${second.url}/orders/${id}`))
+          .json();
+        assert.equal(order.status, "completed", id);
+      }
+      // The stream of an order that finished before any stream opened: a
+      // snapshot, and then, reconnecting as EventSource does with the id it
+      // got, 204, which tells EventSource to stop (not a snapshot again).
+      const stream = await fetch(`${second.url}/orders/${ids[0]}/events`);
+      assert.equal(stream.status, 200);
+      const lastId = /^id: (\d+)$/m.exec(await stream.text())?.[1];
+      assert.ok(lastId !== undefined, "the snapshot carries an id");
+      const reconnect = await fetch(`${second.url}/orders/${ids[0]}/events`, {
+        headers: { "last-event-id": lastId },
+      });
+      await reconnect.body?.cancel();
+      assert.equal(reconnect.status, 204);
+      second.kill("SIGTERM");
+      assert.equal((await second.status).code, 0);
+      const logged = JSON.stringify(first.records);
+      assert.ok(
+        logged.includes(schema),
+        "the start-up record names the store",
+      );
+    } finally {
+      await drop();
+    }
+  },
+});
 
 Deno.test({
   name:
@@ -138,68 +128,63 @@ Deno.test({
   },
 });
 
-for (const parallel of PARALLEL_RUNS) {
-  Deno.test({
-    name:
-      `the database dropping every connection under load: every answer is 201 or 503, and every 201 completes${
-        named(parallel)
-      }`,
-    // This test found three ways a cut connection ended or stranded the
-    // service: the `postgres` client's uncaught TypeError in `nextWrite`
-    // (porsager/postgres#1154, #1208 — the store moved to `pg`), unheard
-    // "error" events on pg clients, and pg's message-only connection errors
-    // not being treated as a lost database.
-    ignore: !available,
-    async fn() {
-      const { schema, drop } = freshSchema("e2e");
-      try {
-        const service = await startService({
-          STORE: URL_,
-          PG_SCHEMA: schema,
-          LATENCY_SCALE: "0.001",
-          QUEUE_CAPACITY: "100000",
-          PARALLEL: parallel,
-        });
-        const stop = new Promise<void>((resolve) => setTimeout(resolve, 2000));
-        const load = postOrdersUntil(service.url, {
-          concurrency: 16,
-          stop,
-          maxMs: 15_000,
-        });
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        // What a database restart does to every client connection.
-        const [row] = await adminQuery<{ terminated: number }>(
-          `SELECT count(pg_terminate_backend(pid))::int AS terminated
-         FROM pg_stat_activity
-         WHERE datname = current_database() AND pid <> pg_backend_pid()`,
-        );
-        assert.ok((row?.terminated ?? 0) > 0, "some connections were cut");
-        const result = await load;
-        assert.equal(result.timeouts, 0, "no request hung");
-        const unexpected = [...result.statuses].filter(([status]) =>
-          status !== 201 && status !== 503
-        );
-        assert.deepEqual(unexpected, [], "only 201 and 503 answers");
-        assert.ok(result.created.length > 0);
-        await waitUntilSettled(service.url, 15_000);
-        const orders = new Map(
-          (await listAllOrders(service.url)).map((order) => [order.id, order]),
-        );
-        for (const id of result.created) {
-          assert.equal(orders.get(id)?.status, "completed", id);
-        }
-        assert.ok(
-          !service.records.some((record) => record.level === "ERROR"),
-          JSON.stringify(service.records.filter((r) => r.level === "ERROR")),
-        );
-        service.kill("SIGTERM");
-        assert.equal((await service.status).code, 0);
-      } finally {
-        await drop();
+Deno.test({
+  name:
+    "the database dropping every connection under load: every answer is 201 or 503, and every 201 completes",
+  // This test found three ways a cut connection ended or stranded the
+  // service: the `postgres` client's uncaught TypeError in `nextWrite`
+  // (porsager/postgres#1154, #1208 — the store moved to `pg`), unheard
+  // "error" events on pg clients, and pg's message-only connection errors
+  // not being treated as a lost database.
+  ignore: !available,
+  async fn() {
+    const { schema, drop } = freshSchema("e2e");
+    try {
+      const service = await startService({
+        STORE: URL_,
+        PG_SCHEMA: schema,
+        LATENCY_SCALE: "0.001",
+        QUEUE_CAPACITY: "100000",
+      });
+      const stop = new Promise<void>((resolve) => setTimeout(resolve, 2000));
+      const load = postOrdersUntil(service.url, {
+        concurrency: 16,
+        stop,
+        maxMs: 15_000,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // What a database restart does to every client connection.
+      const [row] = await adminQuery<{ terminated: number }>(
+        `SELECT count(pg_terminate_backend(pid))::int AS terminated
+       FROM pg_stat_activity
+       WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
+      assert.ok((row?.terminated ?? 0) > 0, "some connections were cut");
+      const result = await load;
+      assert.equal(result.timeouts, 0, "no request hung");
+      const unexpected = [...result.statuses].filter(([status]) =>
+        status !== 201 && status !== 503
+      );
+      assert.deepEqual(unexpected, [], "only 201 and 503 answers");
+      assert.ok(result.created.length > 0);
+      await waitUntilSettled(service.url, 15_000);
+      const orders = new Map(
+        (await listAllOrders(service.url)).map((order) => [order.id, order]),
+      );
+      for (const id of result.created) {
+        assert.equal(orders.get(id)?.status, "completed", id);
       }
-    },
-  });
-}
+      assert.ok(
+        !service.records.some((record) => record.level === "ERROR"),
+        JSON.stringify(service.records.filter((r) => r.level === "ERROR")),
+      );
+      service.kill("SIGTERM");
+      assert.equal((await service.status).code, 0);
+    } finally {
+      await drop();
+    }
+  },
+});
 
 Deno.test({
   name:
@@ -222,7 +207,12 @@ Deno.test({
       // heartbeats go on).
       const backends = await adminQuery<{ pid: number }>(
         `SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)`,
-        [[`order-service ${instance}`, `order-service writes ${instance}`]],
+        [
+          instanceIdsOf(instance).flatMap((id) => [
+            `order-service ${id}`,
+            `order-service writes ${id}`,
+          ]),
+        ],
       );
       assert.ok(backends.length > 0);
       for (const { pid } of backends) {

@@ -6,6 +6,13 @@
 import assert from "node:assert/strict";
 import { listAllOrders, postOrdersUntil, waitUntilSettled } from "./load.ts";
 import { startService } from "./service_process.ts";
+import { DatabaseSync } from "node:sqlite";
+import {
+  adminQuery,
+  freshSchema,
+  isReachable,
+  TEST_DATABASE_URL,
+} from "../store/postgres_admin.ts";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
@@ -20,6 +27,70 @@ function summaryOf(
   );
   return last!;
 }
+
+/** A store for a test: its settings, and what it kept once the service stopped. */
+interface StorePlace {
+  env: Record<string, string>;
+  /** Every order's status, read from the store itself; absent for memory. */
+  statuses?: () => Promise<Map<string, string>>;
+  close(): Promise<void>;
+}
+
+const pgAvailable = await isReachable();
+
+/** The stores the drain is tested on; PostgreSQL where a server is reachable. */
+const STORES: Array<
+  { name: string; ignore: boolean; open(): Promise<StorePlace> }
+> = [
+  {
+    name: "memory",
+    ignore: false,
+    open: () => Promise.resolve({ env: {}, close: () => Promise.resolve() }),
+  },
+  {
+    name: "SQLite",
+    ignore: false,
+    open: async () => {
+      const directory = await Deno.makeTempDir();
+      const path = `${directory}/orders.db`;
+      return {
+        env: { STORE: `sqlite:${path}` },
+        statuses: () => {
+          const db = new DatabaseSync(path, { readOnly: true });
+          try {
+            const rows = db.prepare("SELECT id, status FROM orders")
+              .all() as Array<{ id: string; status: string }>;
+            return Promise.resolve(
+              new Map(rows.map((row) => [row.id, row.status])),
+            );
+          } finally {
+            db.close();
+          }
+        },
+        close: () => Deno.remove(directory, { recursive: true }),
+      };
+    },
+  },
+  {
+    name: "PostgreSQL",
+    ignore: !pgAvailable,
+    open: () => {
+      const { schema, drop } = freshSchema("e2e");
+      return Promise.resolve({
+        env: { STORE: TEST_DATABASE_URL, PG_SCHEMA: schema },
+        statuses: async () =>
+          new Map(
+            (await adminQuery<{ id: string; status: string }>(
+              `SELECT id, status FROM "${schema}".orders`,
+            )).map((row) => [row.id, row.status]),
+          ),
+        close: async () => {
+          await drop();
+        },
+      });
+    },
+  },
+];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -63,47 +134,78 @@ Deno.test("promise 1: under load every 201 is an order that finishes, every 503 
   assert.equal(summary.abandoned, 0);
 });
 
-for (const parallel of ["1", "2"]) {
-  Deno.test(
-    `promise 2: SIGTERM during load — no hang, every acknowledged order finishes, exit 0, summary matches the clients${
-      parallel === "1" ? "" : ` (PARALLEL=${parallel})`
-    }`,
-    async () => {
-      const service = await startService({
-        LATENCY_SCALE: "0.01",
-        WORKERS: "10",
-        QUEUE_CAPACITY: "200",
-        SHUTDOWN_TIMEOUT_MS: "30000",
-        PARALLEL: parallel,
-      });
-      const signalled = sleep(1000).then(() => service.kill("SIGTERM"));
-      const load = await postOrdersUntil(service.url, {
-        concurrency: 16,
-        stop: service.status,
-        maxMs: 20_000,
-      });
-      await signalled;
-      const status = await service.status;
-      assert.equal(status.code, 0);
-      assert.equal(load.timeouts, 0, "a request during the drain hung");
-      for (const code of load.statuses.keys()) {
-        assert.ok(code === 201 || code === 503, `answered ${code}`);
+// On every store: what a drain finishes must be in the store, finished, for
+// one that keeps it. In CI's second pass, with two isolates (TEST_PARALLEL).
+for (const store of STORES) {
+  Deno.test({
+    name:
+      `promise 2: SIGTERM during load — no hang, every acknowledged order finishes, exit 0, summary matches the clients (${store.name})`,
+    ignore: store.ignore, // stated reason: no PostgreSQL server reachable here
+    async fn() {
+      const place = await store.open();
+      try {
+        const service = await startService({
+          LATENCY_SCALE: "0.01",
+          WORKERS: "10",
+          QUEUE_CAPACITY: "200",
+          SHUTDOWN_TIMEOUT_MS: "30000",
+          ...place.env,
+        });
+        const signalled = sleep(1000).then(() => service.kill("SIGTERM"));
+        const load = await postOrdersUntil(service.url, {
+          concurrency: 16,
+          stop: service.status,
+          maxMs: 20_000,
+        });
+        await signalled;
+        const status = await service.status;
+        assert.equal(status.code, 0);
+        assert.equal(load.timeouts, 0, "a request during the drain hung");
+        for (const code of load.statuses.keys()) {
+          assert.ok(code === 201 || code === 503, `answered ${code}`);
+        }
+        assert.ok(
+          (load.statuses.get(503) ?? 0) + load.connectionErrors > 0,
+          "requests after the signal were refused",
+        );
+        const summary = summaryOf(service.records);
+        assert.equal(
+          summary.accepted,
+          load.created.length,
+          "the summary counts what the clients were told",
+        );
+        assert.equal(summary.abandoned, 0);
+        // A shared store's drain hands back what it had not started, for
+        // the other instances (or the next start) to finish.
+        assert.equal(
+          summary.completed! + summary.handed_back!,
+          summary.accepted,
+        );
+        assert.ok(summary.drained! > 0);
+        if (place.statuses) {
+          // Nothing acknowledged is lost: the next start finishes what was
+          // handed back, and the store holds every 201, completed, and
+          // nothing else.
+          if (summary.handed_back! > 0) {
+            const next = await startService({
+              LATENCY_SCALE: "0",
+              ...place.env,
+            });
+            await waitUntilSettled(next.url, 15_000);
+            next.kill("SIGTERM");
+            assert.equal((await next.status).code, 0);
+          }
+          const kept = await place.statuses();
+          assert.deepEqual([...kept.keys()].sort(), [...load.created].sort());
+          for (const [id, status] of kept) {
+            assert.equal(status, "completed", id);
+          }
+        }
+      } finally {
+        await place.close();
       }
-      assert.ok(
-        (load.statuses.get(503) ?? 0) + load.connectionErrors > 0,
-        "requests after the signal were refused",
-      );
-      const summary = summaryOf(service.records);
-      assert.equal(
-        summary.accepted,
-        load.created.length,
-        "the summary counts what the clients were told",
-      );
-      assert.equal(summary.abandoned, 0);
-      assert.equal(summary.completed, summary.accepted);
-      assert.ok(summary.drained! > 0);
     },
-  );
+  });
 }
 
 Deno.test("promise 2b: with a short SHUTDOWN_TIMEOUT_MS the drain gives up in time and counts exactly what it left", async () => {
@@ -173,55 +275,50 @@ Deno.test("promise 3: garbage on the socket gets a 4xx or a closed connection, a
   assert.equal((await service.status).code, 0);
 });
 
-for (const parallel of ["1", "2"]) {
-  Deno.test(
-    `promise 4: readers paging GET /orders while writers add orders never skip or repeat one${
-      parallel === "1" ? "" : ` (PARALLEL=${parallel})`
-    }`,
-    async () => {
-      const service = await startService({
-        LATENCY_SCALE: "0",
-        QUEUE_CAPACITY: "100000",
-        PARALLEL: parallel,
-      });
-      const writersDone = sleep(800);
-      const writing = postOrdersUntil(service.url, {
-        concurrency: 8,
-        stop: writersDone,
-        maxMs: 5000,
-      });
-      const pages: string[][] = [];
-      for (let reader = 0; reader < 3; reader++) {
-        const seen: string[] = [];
-        let next: string | undefined = "/orders?limit=7";
-        await sleep(100);
-        while (next) {
-          const response: Response = await fetch(service.url + next);
-          seen.push(
-            ...(await response.json()).map((order: { id: string }) => order.id),
-          );
-          next = /<([^>]+)>; rel="next"/.exec(
-            response.headers.get("link") ?? "",
-          )
-            ?.[1];
-        }
-        pages.push(seen);
-      }
-      await writing;
-      const all = (await listAllOrders(service.url)).map((order) => order.id);
-      for (const seen of pages) {
-        assert.equal(new Set(seen).size, seen.length, "an order was repeated");
-        assert.deepEqual(
-          seen,
-          all.slice(0, seen.length),
-          "an order was skipped or out of order",
+Deno.test(
+  "promise 4: readers paging GET /orders while writers add orders never skip or repeat one",
+  async () => {
+    const service = await startService({
+      LATENCY_SCALE: "0",
+      QUEUE_CAPACITY: "100000",
+    });
+    const writersDone = sleep(800);
+    const writing = postOrdersUntil(service.url, {
+      concurrency: 8,
+      stop: writersDone,
+      maxMs: 5000,
+    });
+    const pages: string[][] = [];
+    for (let reader = 0; reader < 3; reader++) {
+      const seen: string[] = [];
+      let next: string | undefined = "/orders?limit=7";
+      await sleep(100);
+      while (next) {
+        const response: Response = await fetch(service.url + next);
+        seen.push(
+          ...(await response.json()).map((order: { id: string }) => order.id),
         );
+        next = /<([^>]+)>; rel="next"/.exec(
+          response.headers.get("link") ?? "",
+        )
+          ?.[1];
       }
-      service.kill("SIGTERM");
-      await service.status;
-    },
-  );
-}
+      pages.push(seen);
+    }
+    await writing;
+    const all = (await listAllOrders(service.url)).map((order) => order.id);
+    for (const seen of pages) {
+      assert.equal(new Set(seen).size, seen.length, "an order was repeated");
+      assert.deepEqual(
+        seen,
+        all.slice(0, seen.length),
+        "an order was skipped or out of order",
+      );
+    }
+    service.kill("SIGTERM");
+    await service.status;
+  },
+);
 
 /** Opens a raw connection and sends `text`. */
 async function rawConnection(port: number, text: string) {
@@ -241,6 +338,10 @@ Deno.test("promise 5: a trickled body times out with 408, and idle or stalled co
     LATENCY_SCALE: "0",
     BODY_TIMEOUT_MS: "300",
     MAX_INFLIGHT: "8",
+    // One isolate in every pass: MAX_INFLIGHT is per isolate, and the
+    // kernel may give the request that must be refused to an isolate whose
+    // slots the stalled bodies (which it also spread) did not fill.
+    PARALLEL: "1",
   });
   const head =
     "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n";

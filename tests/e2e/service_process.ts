@@ -40,11 +40,37 @@ function serviceCommand(
   return new Deno.Command(command!, {
     args,
     cwd: ROOT,
-    env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...env },
+    env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...passEnv(), ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   });
+}
+
+/**
+ * The setting every service of this run starts with unless its test sets
+ * it: `TEST_PARALLEL=2 deno test tests/e2e/` is CI's second pass, the same
+ * tests against two isolates per process.
+ */
+export const TEST_PARALLEL = Deno.env.get("TEST_PARALLEL");
+
+/** The isolates each service of this run has, unless its test sets `PARALLEL`. */
+export const TEST_ISOLATES = Number(TEST_PARALLEL ?? 1);
+
+/**
+ * The instance ids a PostgreSQL service started with `INSTANCE_ID=name`
+ * registers: its name, or one per isolate (`name-1`, `name-2` …).
+ */
+export function instanceIdsOf(name: string): string[] {
+  return TEST_ISOLATES === 1
+    ? [name]
+    : Array.from({ length: TEST_ISOLATES }, (_, index) =>
+      `${name}-${index + 1}`);
+}
+
+/** The environment a service of this run starts with: the pass's `PARALLEL`. */
+export function passEnv(): Record<string, string> {
+  return TEST_PARALLEL === undefined ? {} : { PARALLEL: TEST_PARALLEL };
 }
 
 const SIGNAL_NUMBERS: Partial<Record<number, Deno.Signal>> = {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { shardFor } from "../../lib/http/shard_routing.ts";
+import { shardFor, shardRouter } from "../../lib/http/shard_routing.ts";
 import { createOrderIdFactory, shardOfKey } from "../../lib/orders/order_id.ts";
 
 const at = (path: string, init: RequestInit = {}) =>
@@ -38,4 +38,37 @@ Deno.test("shardFor(): where every isolate opens the one store (keysHop false), 
     1,
   );
   assert.equal(shardFor(at("/events"), 2, false), 0);
+});
+
+Deno.test("shardRouter(): when the owner cannot answer, 503 problem+json with Retry-After and the request's id, as every answer of the app", async () => {
+  const id = createOrderIdFactory({ shard: 1 })();
+  const router = (requestIds: boolean) =>
+    shardRouter({
+      index: 0,
+      count: 2,
+      requestIds,
+      local: () => new Response("here"),
+      forward: () => Promise.reject(new Error("the isolate is gone")),
+    });
+  const cancel = (headers: Record<string, string> = {}) =>
+    at(`/orders/${id}/cancel`, { method: "POST", headers });
+  const answer = await router(true)(cancel({ "x-request-id": "trace-42" }));
+  assert.equal(answer.status, 503);
+  assert.equal(answer.headers.get("content-type"), "application/problem+json");
+  assert.equal(answer.headers.get("retry-after"), "1");
+  assert.equal(answer.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(answer.headers.get("x-request-id"), "trace-42");
+  const problem = await answer.json();
+  assert.equal(problem.status, 503);
+  assert.equal(problem.request_id, "trace-42");
+  assert.equal(problem.instance, `/orders/${id}/cancel`);
+  // A client's id that is not safe to echo is replaced by a new one.
+  const made = await router(true)(cancel({ "x-request-id": "a b" }));
+  assert.match(made.headers.get("x-request-id")!, /^[0-9a-f-]{36}$/);
+  await made.body?.cancel();
+  const off = await router(false)(cancel());
+  assert.equal(off.headers.get("x-request-id"), null);
+  assert.equal((await off.json()).request_id, undefined);
+  // Not the owner's request: answered here.
+  assert.equal(await (await router(true)(at("/health"))).text(), "here");
 });
