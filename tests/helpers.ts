@@ -21,6 +21,12 @@ export const EXAMPLE_ORDER: NewOrder = {
 /**
  * A system with no step delays on `store` (a memory store by default) and
  * its coordination; workers not started.
+ *
+ * One system in this process: the tests under `tests/http/` drive its Hono
+ * app with `app.request()`, below the isolates of `PARALLEL`, whose routing
+ * exists only in a running process. So they run once, and
+ * `tests/e2e/http_contract_test.ts` checks the same contract against the
+ * real process in both of CI's passes, the second with two isolates.
  */
 export function testSystem(
   options: Partial<Omit<SystemOptions, "store" | "coordination">> & {

@@ -126,7 +126,9 @@ export class SqliteStore implements OrderStore {
   readonly #reservePath: string | undefined;
   #reserved = false;
   #reserveTriedAt = -Infinity;
-  readonly #reserveShared: boolean;
+  readonly #sharedFile: boolean;
+  // When a batch first found another isolate holding the write lock.
+  #busySince: number | undefined;
 
   /**
    * Opens (creating if needed) and migrates the database at `path`.
@@ -141,9 +143,9 @@ export class SqliteStore implements OrderStore {
     this.#reservePath = path === ":memory:" || path.startsWith("file:")
       ? undefined
       : `${path}-reserve`;
-    // Isolates sharing the file share its reserve: each must see another's
-    // release of it (`PARALLEL`).
-    this.#reserveShared = (shard?.count ?? 1) > 1;
+    // Isolates sharing the file (`PARALLEL`) share its reserve, each must
+    // see another's release of it, and their batches take turns on its lock.
+    this.#sharedFile = (shard?.count ?? 1) > 1;
     if (this.#reservePath !== undefined) {
       try {
         Deno.removeSync(this.#reservePath);
@@ -333,6 +335,23 @@ export class SqliteStore implements OrderStore {
   }
 
   /**
+   * Whether another connection holds the write lock now; when it does not,
+   * the batch's write transaction is begun. Does not wait. Any other error
+   * is left for the batch's own `BEGIN` to meet and report.
+   */
+  #lockedElsewhere(): boolean {
+    this.#db.exec("PRAGMA busy_timeout = 0");
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      return false;
+    } catch (error) {
+      return /locked|busy/i.test((error as Error).message);
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  /**
    * Whether the reserve is in place: writes it when missing, at most once
    * a second (each failed try writes until the disk refuses).
    */
@@ -340,7 +359,7 @@ export class SqliteStore implements OrderStore {
     if (this.#reservePath === undefined) return true;
     const now = performance.now();
     if (this.#reserved) {
-      if (!this.#reserveShared || exists(this.#reservePath)) return true;
+      if (!this.#sharedFile || exists(this.#reservePath)) return true;
       // Another isolate found the disk full and released it: its space is
       // the accepted orders' for a second, as after a release here.
       this.#reserved = false;
@@ -370,7 +389,8 @@ export class SqliteStore implements OrderStore {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     clearTimeout(this.#flushTimer);
-    this.#flush();
+    // The last batch waits for the lock: nothing would come back for it.
+    this.#flush({ wait: true });
     this.#closed = true;
     this.#db.close();
     this.#release();
@@ -416,16 +436,35 @@ export class SqliteStore implements OrderStore {
     return promise;
   }
 
-  #flush(): void {
+  #flush(options: { wait?: boolean } = {}): void {
     this.#flushTimer = undefined;
     const batch = this.#pending;
     this.#pending = [];
     if (batch.length === 0) return;
+    if (this.#sharedFile && !options.wait && this.#lockedElsewhere()) {
+      // Another isolate holds the file's write lock. Waiting for it in
+      // SQLite's busy handler would stop this isolate's event loop for the
+      // length of the other's commit (its sync, milliseconds), so the batch
+      // goes back to the front of the queue and is tried again shortly,
+      // until the busy timeout, as the busy handler would have.
+      const now = performance.now();
+      this.#busySince ??= now;
+      if (now - this.#busySince < BUSY_TIMEOUT_MS) {
+        this.#pending = batch.concat(this.#pending);
+        this.#flushTimer = setTimeout(() => this.#flush(), BUSY_RETRY_MS);
+        return;
+      }
+      this.#busySince = undefined;
+      const locked = new StoreUnavailableError("database is locked");
+      for (const write of batch) write.reject(locked);
+      return;
+    }
+    this.#busySince = undefined;
     const outcomes: Array<
       { ok: true; value: unknown } | { ok: false; error: unknown }
     > = [];
     try {
-      this.#db.exec("BEGIN IMMEDIATE");
+      if (!this.#db.isTransaction) this.#db.exec("BEGIN IMMEDIATE");
       for (const write of batch) {
         try {
           outcomes.push({ ok: true, value: write.apply() });
@@ -484,6 +523,9 @@ function retryWhileLocked(statement: () => void): void {
 
 // How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT_MS = 5000;
+
+// How soon a batch that found the write lock held tries again.
+const BUSY_RETRY_MS = 1;
 
 /** Whether a file is at `path`. */
 function exists(path: string): boolean {

@@ -301,3 +301,38 @@ Deno.test("isolates sharing one file (PARALLEL): each makes ids it owns, reads e
     await cleanup();
   }
 });
+
+Deno.test("isolates sharing one file (PARALLEL): a write that finds the lock held by another connection waits without stopping the event loop, then commits", async () => {
+  const { path, cleanup } = await tempDatabase();
+  const store = new SqliteStore(path, { shard: { index: 0, count: 2 } });
+  const other = new DatabaseSync(path);
+  try {
+    other.exec("BEGIN IMMEDIATE"); // as another isolate's batch, mid-commit
+    let settled = false;
+    const created = store.create(order).then((result) => {
+      settled = true;
+      return result;
+    });
+    // SQLite's busy handler would have held this thread until the lock
+    // went; a timer firing on time shows the event loop kept turning.
+    const timerAt = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const late = performance.now() - timerAt - 50;
+    assert.ok(late < 40, `the timer ran ${late.toFixed(0)} ms late`);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(settled, false, "no commit while the lock is held");
+    other.exec("COMMIT");
+    const { order: made } = await created;
+    assert.equal((await store.get(made.id))?.id, made.id);
+    const row = other.prepare("SELECT id FROM orders WHERE id = ?").get(
+      made.id,
+    );
+    assert.deepEqual({ ...row }, { id: made.id });
+  } finally {
+    try {
+      other.close();
+    } catch { /* closed */ }
+    await store.close();
+    await cleanup();
+  }
+});
