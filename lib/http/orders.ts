@@ -46,6 +46,15 @@ export interface OrdersRoutesOptions {
 
 const ORDER_ID = /^ORD-[0-9A-HJKMNP-TV-Z]{26}$/;
 
+/** The filters of `GET /orders`, which its next page's link repeats. */
+const FILTERS = [
+  "status",
+  "customer_id",
+  "restaurant_id",
+  "created_after",
+  "created_before",
+] as const;
+
 /** Encodes a page cursor: opaque to clients, the last id seen to us. */
 export function encodeCursor(lastId: string): string {
   return btoa(lastId).replaceAll("+", "-").replaceAll("/", "_").replace(
@@ -184,7 +193,7 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
             fieldErrors(
               parsed.error.issues,
               (name) =>
-                `${name} is not a query parameter of GET /orders, which takes limit, status and cursor`,
+                `${name} is not a query parameter of GET /orders, which takes limit, status, customer_id, restaurant_id, created_after, created_before and cursor`,
             ),
           );
         }
@@ -201,11 +210,19 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
           limit: query.limit,
           after,
           status: query.status,
+          customerId: query.customer_id,
+          restaurantId: query.restaurant_id,
+          createdAfter: query.created_after,
+          createdBefore: query.created_before,
         });
         const last = page.orders.at(-1);
         if (page.hasMore && last) {
+          // The next page keeps every filter, as the client sent it.
           const next = new URLSearchParams({ limit: String(query.limit) });
-          if (query.status) next.set("status", query.status);
+          for (const name of FILTERS) {
+            const given = c.req.query(name);
+            if (given !== undefined) next.set(name, given);
+          }
           next.set("cursor", encodeCursor(last.id));
           c.header("link", `</orders?${next}>; rel="next"`);
         }
@@ -333,10 +350,37 @@ export function ordersDocs(ctx: DocContext): PathItems {
             schema: { type: "string", enum: [...ORDER_STATUSES] },
           },
           {
+            name: "customer_id",
+            in: "query",
+            schema: { type: "string", maxLength: 64 },
+            description: "Only this customer's orders",
+          },
+          {
+            name: "restaurant_id",
+            in: "query",
+            schema: { type: "string", maxLength: 64 },
+            description: "Only this restaurant's orders",
+          },
+          {
+            name: "created_after",
+            in: "query",
+            schema: { type: "string", format: "date-time" },
+            description:
+              "Only orders created at or after this time (RFC 3339, with an offset)",
+          },
+          {
+            name: "created_before",
+            in: "query",
+            schema: { type: "string", format: "date-time" },
+            description:
+              "Only orders created before this time (RFC 3339, with an offset)",
+          },
+          {
             name: "cursor",
             in: "query",
             schema: { type: "string" },
-            description: "Opaque; from the previous page's Link header",
+            description:
+              "Opaque; from the previous page's Link header, which keeps the filters",
           },
         ],
         responses: {

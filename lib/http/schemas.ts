@@ -36,6 +36,25 @@ const identifier = (name: string) =>
   );
 
 /**
+ * An RFC 3339 time with its offset (`2026-12-07T13:00:00Z`,
+ * `2026-12-07T14:00:00.250+01:00`), as epoch milliseconds: the form the
+ * orders' own `created_at` takes.
+ */
+const timeFilter = (name: string) =>
+  z.string()
+    .regex(
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/i,
+      `${name} must be an RFC 3339 time with an offset, such as 2026-12-07T13:00:00Z`,
+    )
+    .transform((value) => Date.parse(value))
+    .pipe(
+      z.number({ error: `${name} is not a real time` }).refine(
+        (value) => Number.isFinite(value),
+        `${name} is not a real time`,
+      ),
+    );
+
+/**
  * The body of `POST /orders`. Strict: a client cannot set `id`, `status`,
  * timestamps or anything else the service owns.
  */
@@ -76,6 +95,10 @@ export const listQuerySchema = z.strictObject({
     error: `status must be one of ${ORDER_STATUSES.join(", ")}`,
   }).optional(),
   cursor: z.string().max(200, "cursor is not valid").optional(),
+  customer_id: identifier("customer_id").optional(),
+  restaurant_id: identifier("restaurant_id").optional(),
+  created_after: timeFilter("created_after").optional(),
+  created_before: timeFilter("created_before").optional(),
 });
 
 /** The `Idempotency-Key` header: 1–255 visible ASCII characters. */

@@ -89,3 +89,34 @@ function pooledRandom(): () => number {
 export function lastIdAt(epochMs: number): string {
   return `ORD-${encodeTime(epochMs, 10)}${"Z".repeat(16)}`;
 }
+
+/**
+ * How far an id's time may stray from its order's `created_at`: the
+ * monotonic factory keeps the last millisecond it saw when the clock steps
+ * back, and the store stamps `created_at` from its own reading.
+ */
+const ID_TIME_SLACK_MS = 60_000;
+
+/**
+ * Bounds on the ids of orders created in [`after`, `before`): every such
+ * order's id is at least `from` and below `to` (either absent when its
+ * time is). A store scans that range of its id index and checks
+ * `created_at` exactly, instead of every order.
+ */
+export function idRangeOfCreation(
+  after: number | undefined,
+  before: number | undefined,
+): { from?: string; to?: string } {
+  const clamp = (ms: number) => Math.min(Math.max(ms, 0), MAX_ULID_TIME);
+  return {
+    ...(after === undefined
+      ? {}
+      : { from: `ORD-${encodeTime(clamp(after - ID_TIME_SLACK_MS), 10)}` }),
+    ...(before === undefined
+      ? {}
+      : { to: lastIdAt(clamp(before + ID_TIME_SLACK_MS)) }),
+  };
+}
+
+// The largest time a ULID holds (48 bits of milliseconds).
+const MAX_ULID_TIME = 2 ** 48 - 1;

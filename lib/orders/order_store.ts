@@ -35,6 +35,14 @@ export interface ListOptions {
   after?: string | undefined;
   /** Only orders with this status. */
   status?: OrderStatus | undefined;
+  /** Only this customer's orders. */
+  customerId?: string | undefined;
+  /** Only this restaurant's orders. */
+  restaurantId?: string | undefined;
+  /** Only orders created at or after this time (epoch ms). */
+  createdAfter?: number | undefined;
+  /** Only orders created before this time (epoch ms). */
+  createdBefore?: number | undefined;
 }
 
 /** One page of {@linkcode OrderRepository.list}. */

@@ -21,7 +21,8 @@ import {
   type TimelineEntry,
   zeroStatusCounts,
 } from "../orders/order.ts";
-import { createOrderIdFactory } from "../orders/order_id.ts";
+import { createOrderIdFactory, idRangeOfCreation } from "../orders/order_id.ts";
+import { matchesList } from "../orders/list_filter.ts";
 import type {
   CreateOptions,
   CreateResult,
@@ -192,15 +193,25 @@ export class MemoryStore implements OrderStore {
 
   list(options: ListOptions): Promise<ListPage> {
     const orders: Order[] = [];
-    let index = options.after === undefined
-      ? this.#evictFrom
-      : firstIndexAfter(this.#ids, options.after);
+    // A time filter bounds the ids to look at: start at the first that can
+    // match, stop past the last.
+    const { from, to } = idRangeOfCreation(
+      options.createdAfter,
+      options.createdBefore,
+    );
+    let index = Math.max(
+      this.#evictFrom,
+      options.after === undefined
+        ? 0
+        : firstIndexAfter(this.#ids, options.after),
+      from === undefined ? 0 : firstIndexAfter(this.#ids, from, true),
+    );
     for (; index < this.#ids.length; index++) {
-      const order = this.#orders.get(this.#ids[index] as string);
+      const id = this.#ids[index] as string;
+      if (to !== undefined && id > to) break;
+      const order = this.#orders.get(id);
       if (!order) continue;
-      if (options.status !== undefined && order.status !== options.status) {
-        continue;
-      }
+      if (!matchesList(order, options)) continue;
       if (orders.length === options.limit) {
         return Promise.resolve({ orders, hasMore: true });
       }
@@ -371,13 +382,18 @@ function decode(order: PackedOrder): Order {
   };
 }
 
-/** Index of the first id sorting after `after` (ids are in sorted order). */
-function firstIndexAfter(ids: readonly string[], after: string): number {
+/** Index of the first id sorting after `after`, or at it when `orAt` (ids are in sorted order). */
+function firstIndexAfter(
+  ids: readonly string[],
+  after: string,
+  orAt = false,
+): number {
   let low = 0;
   let high = ids.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if ((ids[middle] as string) <= after) low = middle + 1;
+    const id = ids[middle] as string;
+    if (id < after || (!orAt && id === after)) low = middle + 1;
     else high = middle;
   }
   return low;

@@ -336,10 +336,8 @@ export class PostgresStore implements OrderStore {
 
   list(options: ListOptions): Promise<ListPage> {
     return orUnavailable(async () => {
-      const result = await this.#pool.query<OrderRow>(
-        listStatement(this.#table),
-        [options.after ?? null, options.status ?? null, options.limit + 1],
-      );
+      const { text, values } = listStatement(this.#table, options);
+      const result = await this.#pool.query<OrderRow>(text, values);
       const rows = result.rows;
       return {
         orders: rows.slice(0, options.limit).map(toOrder),

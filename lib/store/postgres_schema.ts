@@ -170,6 +170,11 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
      END
      $fn$`,
   ],
+  // 4: finding one customer's or one restaurant's orders, in id order.
+  (s) => [
+    `CREATE INDEX orders_customer_id ON ${s}.orders (customer_id, id)`,
+    `CREATE INDEX orders_restaurant_id ON ${s}.orders (restaurant_id, id)`,
+  ],
 ];
 
 /** The schema version this release creates and understands. */

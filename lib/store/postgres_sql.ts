@@ -6,6 +6,9 @@
  * @module
  */
 
+import type { ListOptions } from "../orders/order_store.ts";
+import { listConditions } from "./list_sql.ts";
+
 /**
  * The write statement's name: prepared once per connection of the write
  * pool, then only bound and executed: parsing, analysing and planning it
@@ -98,13 +101,30 @@ export function selectOneStatement(
   return `SELECT ${ORDER_COLUMNS} FROM ${table} WHERE ${column} = $1`;
 }
 
-/** A page of orders after a cursor, optionally of one status, oldest first. */
-export function listStatement(table: string): string {
-  return `SELECT ${ORDER_COLUMNS} FROM ${table}
-    WHERE ($1::text IS NULL OR id > $1)
-      AND ($2::text IS NULL OR status = $2)
-    ORDER BY id
-    LIMIT $3`;
+/**
+ * A page of orders with the filters `options` gives, oldest first, one
+ * row more than the page (to tell whether another follows): the statement
+ * and its values.
+ */
+export function listStatement(
+  table: string,
+  options: ListOptions,
+): { text: string; values: Array<string | number> } {
+  const { conditions, values } = listConditions(options);
+  let parameter = 0;
+  const where = conditions.length === 0
+    ? ""
+    : ` WHERE ${
+      conditions.map((condition) =>
+        condition.replace("?", () => `$${++parameter}`)
+      ).join(" AND ")
+    }`;
+  return {
+    text: `SELECT ${ORDER_COLUMNS} FROM ${table}${where} ORDER BY id LIMIT $${
+      parameter + 1
+    }`,
+    values: [...values, options.limit + 1],
+  };
 }
 
 /** An order with its claim and last change token: why a change did not apply. */

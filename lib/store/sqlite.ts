@@ -35,7 +35,14 @@ import type {
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
 import { LocalCoordination } from "./local_coordination.ts";
-import { migrate, openError, type Row, SQL, toOrder } from "./sqlite_schema.ts";
+import {
+  listQuery,
+  migrate,
+  openError,
+  type Row,
+  SQL,
+  toOrder,
+} from "./sqlite_schema.ts";
 
 export { SCHEMA_VERSION } from "./sqlite_schema.ts";
 
@@ -116,6 +123,8 @@ export class SqliteStore implements OrderStore {
     Exclude<keyof typeof SQL, "migrate">,
     StatementSync
   >;
+  // A list's statement for each combination of filters, prepared once.
+  readonly #listStatements = new Map<string, StatementSync>();
   #pending: PendingWrite[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
@@ -176,8 +185,6 @@ export class SqliteStore implements OrderStore {
         byId: db.prepare(SQL.byId),
         byKey: db.prepare(SQL.byKey),
         update: db.prepare(SQL.update),
-        page: db.prepare(SQL.page),
-        pageByStatus: db.prepare(SQL.pageByStatus),
         pendingIds: db.prepare(SQL.pendingIds),
         statusOf: db.prepare(SQL.statusOf),
       };
@@ -274,15 +281,14 @@ export class SqliteStore implements OrderStore {
 
   list(options: ListOptions): Promise<ListPage> {
     return this.#read(() => {
-      const after = options.after ?? "";
       // One row more than asked tells whether another page follows.
-      const rows = (options.status === undefined
-        ? this.#statements.page.all(after, options.limit + 1)
-        : this.#statements.pageByStatus.all(
-          options.status,
-          after,
-          options.limit + 1,
-        )) as unknown as Row[];
+      const { sql, values } = listQuery(options);
+      let statement = this.#listStatements.get(sql);
+      if (statement === undefined) {
+        statement = this.#db.prepare(sql);
+        this.#listStatements.set(sql, statement);
+      }
+      const rows = statement.all(...values) as unknown as Row[];
       const hasMore = rows.length > options.limit;
       return { orders: rows.slice(0, options.limit).map(toOrder), hasMore };
     });

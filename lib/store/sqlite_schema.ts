@@ -8,18 +8,16 @@
 import type { DatabaseSync } from "node:sqlite";
 import { StoreOpenError } from "../orders/errors.ts";
 import type { Order, OrderStatus } from "../orders/order.ts";
+import type { ListOptions } from "../orders/order_store.ts";
+import { listConditions } from "./list_sql.ts";
 
-/** The schema version this release writes (`PRAGMA user_version`). */
-export const SCHEMA_VERSION = 1;
-
-/** The SQLite store at `path` cannot be opened, because of `reason`. */
-export function openError(path: string, reason: string): StoreOpenError {
-  return new StoreOpenError(`the SQLite store "${path}"`, reason);
-}
-
-// Every statement lives here, so the SQL can be read in one place.
-export const SQL = {
-  migrate: [
+/**
+ * The migrations, by the version each makes (`PRAGMA user_version`): a
+ * file at version N runs those after it, in one transaction.
+ */
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [
+  // 1: the orders.
+  [
     `CREATE TABLE orders (
       id TEXT PRIMARY KEY,
       customer_id TEXT NOT NULL,
@@ -36,6 +34,23 @@ export const SQL = {
     ) WITHOUT ROWID`,
     "CREATE INDEX orders_by_status ON orders (status, id)",
   ],
+  // 2: finding one customer's or one restaurant's orders, in id order.
+  [
+    "CREATE INDEX orders_by_customer ON orders (customer_id, id)",
+    "CREATE INDEX orders_by_restaurant ON orders (restaurant_id, id)",
+  ],
+];
+
+/** The schema version this release writes (`PRAGMA user_version`). */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The SQLite store at `path` cannot be opened, because of `reason`. */
+export function openError(path: string, reason: string): StoreOpenError {
+  return new StoreOpenError(`the SQLite store "${path}"`, reason);
+}
+
+// Every statement lives here, so the SQL can be read in one place.
+export const SQL = {
   insert: `INSERT INTO orders (id, customer_id, restaurant_id, items, status,
       created_at, updated_at, attempts, failure_reason, cancel_requested,
       timeline, idempotency_key)
@@ -45,13 +60,28 @@ export const SQL = {
   update: `UPDATE orders SET status = ?, updated_at = ?, attempts = ?,
       failure_reason = ?, cancel_requested = ?, timeline = ?
     WHERE id = ?`,
-  page: "SELECT * FROM orders WHERE id > ? ORDER BY id LIMIT ?",
-  pageByStatus:
-    "SELECT * FROM orders WHERE status = ? AND id > ? ORDER BY id LIMIT ?",
   pendingIds:
     "SELECT id FROM orders WHERE status = 'pending' AND id > ? AND id <= ? ORDER BY id LIMIT ?",
   statusOf: "SELECT status FROM orders WHERE id = ?",
 } as const;
+
+/**
+ * A page of orders with the filters `options` gives, oldest first, one
+ * row more than the page (to tell whether another follows): the statement,
+ * and its values in order.
+ */
+export function listQuery(
+  options: ListOptions,
+): { sql: string; values: Array<string | number> } {
+  const { conditions, values } = listConditions(options);
+  const where = conditions.length === 0
+    ? ""
+    : ` WHERE ${conditions.join(" AND ")}`;
+  return {
+    sql: `SELECT * FROM orders${where} ORDER BY id LIMIT ?`,
+    values: [...values, options.limit + 1],
+  };
+}
 
 /** An orders row as node:sqlite returns it. */
 export interface Row {
@@ -109,7 +139,9 @@ export function migrate(db: DatabaseSync, path: string): void {
     const version = versionNow();
     refuseNewer(version);
     if (version !== SCHEMA_VERSION) {
-      for (const statement of SQL.migrate) db.exec(statement);
+      for (const migration of MIGRATIONS.slice(version)) {
+        for (const statement of migration) db.exec(statement);
+      }
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     }
     db.exec("COMMIT");

@@ -217,6 +217,33 @@ Deno.test("the HTTP contract, request by request on fresh connections: statuses,
     );
 
     await t.step(
+      "GET /orders by customer: every match once, over pages whose links keep the filter",
+      async () => {
+        const mine: string[] = [];
+        for (let index = 0; index < 5; index++) {
+          const { body } = await send(
+            `${url}/orders`,
+            json({ ...EXAMPLE_ORDER, customer_id: "c_contract" }),
+          );
+          mine.push(JSON.parse(body).id);
+        }
+        const listed: string[] = [];
+        let next: string | undefined = "/orders?limit=2&customer_id=c_contract";
+        while (next !== undefined) {
+          const { response, body } = await send(`${url}${next}`);
+          assert.equal(response.status, 200, body);
+          listed.push(
+            ...JSON.parse(body).map((order: { id: string }) => order.id),
+          );
+          const link = response.headers.get("link");
+          next = link ? /<([^>]+)>; rel="next"/.exec(link)![1] : undefined;
+        }
+        assert.deepEqual(listed, [...mine].sort());
+        made.push(...mine);
+      },
+    );
+
+    await t.step(
       "unknown paths 404, a wrong method 405 with Allow",
       async () => {
         assertProblem(await send(`${url}/nowhere`), 404, "unknown path");

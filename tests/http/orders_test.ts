@@ -477,6 +477,69 @@ withSystem(
 );
 
 withSystem(
+  "GET /orders finds orders by customer, restaurant and creation time, and its next-page links keep every filter",
+  async (system) => {
+    const made: Array<{ id: string; customer_id: string; created_at: string }> =
+      [];
+    for (let index = 0; index < 9; index++) {
+      if (index === 3 || index === 6) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const response = await post(
+        system,
+        JSON.stringify({
+          ...EXAMPLE_ORDER,
+          customer_id: index % 3 === 0 ? "c_findme" : "c_other",
+          restaurant_id: index % 2 === 0 ? "r_even" : "r_odd",
+        }),
+      );
+      made.push(await response.json());
+    }
+    const listAll = async (query: string) => {
+      const ids: string[] = [];
+      let next: string | undefined = `/orders?limit=1&${query}`;
+      while (next !== undefined) {
+        const response: Response = await system.app.request(next);
+        assert.equal(response.status, 200, next);
+        ids.push(...(await response.json()).map((o: { id: string }) => o.id));
+        const link = response.headers.get("link");
+        next = link ? /<([^>]+)>; rel="next"/.exec(link)![1] : undefined;
+        if (next) {
+          for (const part of query.split("&")) assert.ok(next.includes(part));
+        }
+      }
+      return ids;
+    };
+    const ids = (keep: (index: number) => boolean) =>
+      made.filter((_, index) => keep(index)).map((order) => order.id);
+    assert.deepEqual(
+      await listAll("customer_id=c_findme"),
+      ids((i) => i % 3 === 0),
+    );
+    assert.deepEqual(
+      await listAll("customer_id=c_findme&restaurant_id=r_even"),
+      ids((i) => i % 6 === 0),
+    );
+    const third = encodeURIComponent(made[6]!.created_at);
+    const second = encodeURIComponent(made[3]!.created_at);
+    assert.deepEqual(
+      await listAll(`created_after=${second}&created_before=${third}`),
+      ids((i) => i >= 3 && i < 6),
+    );
+    // Another offset names the same instant.
+    const local = new Date(Date.parse(made[3]!.created_at) + 3_600_000)
+      .toISOString().replace("Z", "+01:00");
+    assert.deepEqual(
+      await listAll(
+        `restaurant_id=r_odd&created_after=${encodeURIComponent(local)}`,
+      ),
+      ids((i) => i >= 3 && i % 2 === 1),
+    );
+  },
+  { queueCapacity: 200 },
+);
+
+withSystem(
   "GET /orders answers 400 for a bad query parameter",
   async (system) => {
     for (
@@ -488,6 +551,12 @@ withSystem(
         "status=shipped",
         "cursor=not-a-cursor",
         "colour=blue",
+        "customer_id=",
+        `customer_id=${"c".repeat(65)}`,
+        "created_after=yesterday",
+        "created_after=2026-12-07",
+        "created_after=2026-12-07T10:00:00",
+        "created_before=2026-13-45T10:00:00Z",
       ]
     ) {
       await assertProblem(await system.app.request(`/orders?${query}`), 400);
@@ -511,7 +580,7 @@ withSystem(
     );
     assert.equal(
       await messageFor(await system.app.request("/orders?colour=blue")),
-      "colour: colour is not a query parameter of GET /orders, which takes limit, status and cursor",
+      "colour: colour is not a query parameter of GET /orders, which takes limit, status, customer_id, restaurant_id, created_after, created_before and cursor",
     );
     assert.equal(
       await messageFor(

@@ -14,6 +14,7 @@ import {
 import type { NewOrder, Order } from "../../lib/orders/order.ts";
 import type {
   Coordination,
+  ListOptions,
   OrderRepository,
   Transition,
 } from "../../lib/orders/order_store.ts";
@@ -422,6 +423,84 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
     assert.deepEqual(rest.orders.map((order) => order.id), [ids[4]]);
     assert.equal(rest.hasMore, false);
+  });
+
+  test("list() filters by customer, restaurant and creation time, with any status, and pages every match once in id order", async (store) => {
+    // Three batches a few milliseconds apart: two customers, three
+    // restaurants.
+    const made: Order[] = [];
+    for (let batch = 0; batch < 3; batch++) {
+      if (batch > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      for (let index = 0; index < 6; index++) {
+        const order = (await store.create({
+          customer_id: ["c_a", "c_b"][index % 2]!,
+          restaurant_id: ["r_1", "r_2", "r_3"][index % 3]!,
+          items: [`dish_${batch}_${index}`],
+        })).order;
+        made.push(order);
+      }
+    }
+    for (const order of made.filter((_, index) => index % 4 === 0)) {
+      await store.transition(order.id, {
+        action: "cancel",
+        from: ["pending"],
+        to: "cancelled",
+      });
+    }
+    const cancelled = new Set(
+      made.filter((_, index) => index % 4 === 0).map((order) => order.id),
+    );
+    // Pages of two, following the cursor, as GET /orders does.
+    const listAll = async (filters: Omit<ListOptions, "limit" | "after">) => {
+      const ids: string[] = [];
+      let after: string | undefined;
+      while (true) {
+        const page = await store.list({ ...filters, limit: 2, after });
+        ids.push(...page.orders.map((order) => order.id));
+        after = page.orders.at(-1)?.id;
+        if (!page.hasMore || after === undefined) return ids;
+      }
+    };
+    const startOf = (batch: number) => made[batch * 6]!.created_at;
+    assert.ok(startOf(1) > made[5]!.created_at, "batches apart in time");
+    assert.ok(startOf(2) > made[11]!.created_at, "batches apart in time");
+    const expect = (keep: (order: Order, index: number) => boolean) =>
+      made.filter(keep).map((order) => order.id);
+    const cases: Array<
+      [Omit<ListOptions, "limit" | "after">, (o: Order, i: number) => boolean]
+    > = [
+      [{ customerId: "c_a" }, (_, i) => i % 2 === 0],
+      [{ restaurantId: "r_2" }, (_, i) => i % 6 % 3 === 1],
+      [{ customerId: "c_b", restaurantId: "r_3" }, (_, i) => i % 6 === 5],
+      [
+        { customerId: "c_a", status: "cancelled" },
+        (o, i) => i % 2 === 0 && cancelled.has(o.id),
+      ],
+      [
+        { status: "pending", restaurantId: "r_1" },
+        (o, i) => i % 3 === 0 && !cancelled.has(o.id),
+      ],
+      [{ createdAfter: startOf(1) }, (_, i) => i >= 6],
+      [{ createdBefore: startOf(2) }, (_, i) => i < 12],
+      [
+        { createdAfter: startOf(1), createdBefore: startOf(2) },
+        (_, i) => i >= 6 && i < 12,
+      ],
+      [
+        { createdAfter: startOf(1), customerId: "c_b" },
+        (_, i) => i >= 6 && i % 2 === 1,
+      ],
+      [{ customerId: "nobody" }, () => false],
+      [{ createdAfter: startOf(2) + 60_000 }, () => false],
+      [{ createdBefore: made[0]!.created_at }, () => false],
+    ];
+    for (const [filters, keep] of cases) {
+      assert.deepEqual(
+        await listAll(filters),
+        expect(keep),
+        JSON.stringify(filters),
+      );
+    }
   });
 
   test("paging while orders are added neither skips nor repeats an order", async (store) => {

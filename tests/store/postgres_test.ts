@@ -17,6 +17,8 @@ import {
   writeStatement,
 } from "../../lib/store/postgres.ts";
 import { PostgresListener } from "../../lib/store/postgres_listener.ts";
+import { listStatement } from "../../lib/store/postgres_sql.ts";
+import type { ListOptions } from "../../lib/orders/order_store.ts";
 import { EXAMPLE_ORDER, waitUntil } from "../helpers.ts";
 import { storeContract } from "./contract.ts";
 import {
@@ -182,6 +184,57 @@ Deno.test({
       // Why the settings are there: without them the plan scans the table
       // (it looked small), and keeps doing so as the table grows.
       assert.match(await genericPlan(""), /Seq Scan on orders/);
+    } finally {
+      await drop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "PostgreSQL store: a list by customer, by restaurant or by creation time reads its index, not the whole table",
+  ignore: !available,
+  async fn() {
+    const { schema, drop } = freshSchema();
+    await (await PostgresStore.open(URL_, { schema })).close();
+    const table = `"${schema}".orders`;
+    try {
+      // 20,000 orders of 500 customers and 200 restaurants, a second apart.
+      await adminQuery(
+        `INSERT INTO ${table} (id, customer_id, restaurant_id, items, status,
+           created_at, updated_at, attempts, cancel_requested, timeline)
+         SELECT 'ORD-' || lpad(g::text, 26, '0'), 'c_' || (g % 500),
+           'r_' || (g % 200), '[]', 'completed', 1796600000000 + g * 1000,
+           1796600000000 + g * 1000, 1, false, '[]'
+         FROM generate_series(1, 20000) AS g`,
+      );
+      await adminQuery(`ANALYZE ${table}`);
+      const plan = async (options: Omit<ListOptions, "limit">) => {
+        const { text, values } = listStatement(table, {
+          limit: 100,
+          ...options,
+        });
+        const rows = await adminQuery<{ "QUERY PLAN": string }>(
+          `EXPLAIN ${text}`,
+          values,
+        );
+        return rows.map((row) => row["QUERY PLAN"]).join("\n");
+      };
+      const byCustomer = await plan({ customerId: "c_7" });
+      assert.match(byCustomer, /orders_customer_id/, byCustomer);
+      const byRestaurant = await plan({
+        restaurantId: "r_7",
+        after: "ORD-" + "0".repeat(20),
+      });
+      assert.match(byRestaurant, /orders_restaurant_id/, byRestaurant);
+      const byTime = await plan({
+        createdAfter: 1796600000000 + 5000 * 1000,
+        createdBefore: 1796600000000 + 5100 * 1000,
+      });
+      assert.match(byTime, /orders_pkey/, byTime);
+      for (const each of [byCustomer, byRestaurant, byTime]) {
+        assert.doesNotMatch(each, /Seq Scan/, each);
+      }
     } finally {
       await drop();
     }

@@ -80,6 +80,62 @@ Deno.test("SqliteStore records its schema version and refuses a newer one", asyn
   }
 });
 
+Deno.test("a file of schema version 1 (before the customer and restaurant indexes) is migrated on open, its orders kept, and its lists use the new indexes", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    // Version 1 as the release before this one wrote it.
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE orders (
+      id TEXT PRIMARY KEY, customer_id TEXT NOT NULL,
+      restaurant_id TEXT NOT NULL, items TEXT NOT NULL, status TEXT NOT NULL,
+      created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+      attempts INTEGER NOT NULL, failure_reason TEXT,
+      cancel_requested INTEGER NOT NULL, timeline TEXT NOT NULL,
+      idempotency_key TEXT UNIQUE) WITHOUT ROWID`);
+    old.exec("CREATE INDEX orders_by_status ON orders (status, id)");
+    old.exec(`INSERT INTO orders VALUES ('ORD-01JD0000AB0CCCCCCCCCCCCCCC',
+      'c_old', 'r_old', '["soup"]', 'completed', 1, 2, 1, NULL, 0,
+      '[{"at":1,"type":"status","status":"pending"}]', NULL)`);
+    old.exec("PRAGMA user_version = 1");
+    old.close();
+    const store = new SqliteStore(path);
+    try {
+      const page = await store.list({ limit: 10, customerId: "c_old" });
+      assert.deepEqual(page.orders.map((order) => order.restaurant_id), [
+        "r_old",
+      ]);
+    } finally {
+      await store.close();
+    }
+    const db = new DatabaseSync(path);
+    try {
+      assert.deepEqual({ ...db.prepare("PRAGMA user_version").get() }, {
+        user_version: SCHEMA_VERSION,
+      });
+      const plan = (sql: string) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<
+          { detail: string }
+        >).map((row) => row.detail).join("; ");
+      assert.match(
+        plan(
+          "SELECT * FROM orders WHERE id > '' AND customer_id = 'c' ORDER BY id LIMIT 5",
+        ),
+        /orders_by_customer/,
+      );
+      assert.match(
+        plan(
+          "SELECT * FROM orders WHERE id > '' AND restaurant_id = 'r' ORDER BY id LIMIT 5",
+        ),
+        /orders_by_restaurant/,
+      );
+    } finally {
+      db.close();
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
 Deno.test("SqliteStore refuses a bad path and a file that is not a database", async () => {
   assert.throws(
     () => new SqliteStore("/nonexistent-dir/orders.db"),
