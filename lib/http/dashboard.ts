@@ -122,13 +122,17 @@ const PAGE = `<!doctype html>
       <label>Order id or prefix <input id="search-input" placeholder="ORD-01…" autocomplete="off" spellcheck="false"></label>
       <button type="submit">Find</button>
     </form>
-    <form id="list-form" class="inline">
+    <form id="list-form" class="inline" role="search">
       <label>Status <select id="list-status"><option value="">any</option>${statusOptions}</select></label>
+      <label>Customer <input id="list-customer" maxlength="64" autocomplete="off" spellcheck="false"></label>
+      <label>Restaurant <input id="list-restaurant" maxlength="64" autocomplete="off" spellcheck="false"></label>
+      <label>Created from <input id="list-after" type="datetime-local" step="1"></label>
+      <label>to <input id="list-before" type="datetime-local" step="1"></label>
       <button type="submit">List</button>
     </form>
     <p id="results-message" class="muted" role="status"></p>
     <div class="scroll"><table>
-      <thead><tr><th>order</th><th>status</th><th>created</th><th class="num">attempts</th></tr></thead>
+      <thead><tr><th>order</th><th>status</th><th>customer</th><th>restaurant</th><th>created</th><th class="num">attempts</th></tr></thead>
       <tbody id="results"></tbody>
     </table></div>
     <p><button id="next-page" type="button" hidden>Next page</button></p>

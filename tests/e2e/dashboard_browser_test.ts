@@ -311,3 +311,68 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  ignore: skip,
+  name:
+    "finding orders on the dashboard: by restaurant, then narrowed by customer and a creation time range the browser gives in local time",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withDashboard({ LATENCY_SCALE: "0" }, async (page, service) => {
+      await page.waitForSelector("#dashboard:not([hidden])");
+      const made: Array<{ id: string; customer_id: string }> = [];
+      for (let index = 0; index < 7; index++) {
+        const response = await fetch(`${service.url}/orders`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            ...EXAMPLE_ORDER,
+            restaurant_id: index < 5 ? "r_searched" : "r_elsewhere",
+            customer_id: index % 2 === 0 ? "c_even" : "c_odd",
+          }),
+        });
+        assert.equal(response.status, 201);
+        made.push(await response.json());
+      }
+      const resultIds = () =>
+        page.evaluate(() =>
+          [...document.querySelectorAll("#results tr")].map((row: {
+            textContent: string;
+          }) => /ORD-[0-9A-Z]{26}/.exec(row.textContent)?.[0])
+        );
+      const rowsBecome = (count: number) =>
+        page.waitForFunction(
+          (n) => document.querySelectorAll("#results tr").length === n,
+          count,
+          { timeout: 5000 },
+        );
+
+      await page.fill("#list-restaurant", "r_searched");
+      await page.click("#list-form button[type=submit]");
+      await rowsBecome(5);
+      assert.deepEqual(await resultIds(), made.slice(0, 5).map((o) => o.id));
+
+      await page.fill("#list-customer", "c_odd");
+      await page.click("#list-form button[type=submit]");
+      await rowsBecome(2);
+      assert.deepEqual(await resultIds(), [made[1]!.id, made[3]!.id]);
+
+      // A range that ended before the orders were made finds none.
+      await page.fill("#list-customer", "");
+      await page.fill("#list-after", "2020-01-01T00:00:00");
+      await page.fill("#list-before", "2020-01-02T00:00:00");
+      await page.click("#list-form button[type=submit]");
+      await page.waitForFunction(() =>
+        document.getElementById("results-message")!.textContent ===
+          "No orders match."
+      );
+      assert.equal(await page.locator("#results tr").count(), 0);
+      // From then on, with no end: all five again.
+      await page.fill("#list-before", "");
+      await page.click("#list-form button[type=submit]");
+      await rowsBecome(5);
+      assert.deepEqual(await resultIds(), made.slice(0, 5).map((o) => o.id));
+    });
+  },
+});

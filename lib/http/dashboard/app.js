@@ -334,18 +334,35 @@ $("list-form").addEventListener("submit", (event) => {
 $("next-page").addEventListener("click", () => listPage());
 
 async function listPage() {
-  const status = $("list-status").value;
   const params = new URLSearchParams({ limit: "20" });
-  if (status) params.set("status", status);
+  const given = (id) => $(id).value.trim();
+  if (given("list-status")) params.set("status", given("list-status"));
+  if (given("list-customer")) params.set("customer_id", given("list-customer"));
+  if (given("list-restaurant")) {
+    params.set("restaurant_id", given("list-restaurant"));
+  }
+  // A datetime-local field is the browser's local time, without an offset:
+  // Date reads it as local time, and the API is sent the instant.
+  if (given("list-after")) {
+    params.set("created_after", new Date(given("list-after")).toISOString());
+  }
+  if (given("list-before")) {
+    params.set("created_before", new Date(given("list-before")).toISOString());
+  }
   if (listCursor) params.set("cursor", listCursor);
   const response = await api(`/orders?${params}`);
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({}));
+    $("next-page").hidden = true;
+    return showResults([], problem.detail ?? `HTTP ${response.status}`);
+  }
   const orders = await response.json();
   const next = /<([^>]+)>; rel="next"/.exec(response.headers.get("link") ?? "");
   listCursor = next
     ? new URL(next[1], location.href).searchParams.get("cursor")
     : undefined;
   $("next-page").hidden = !listCursor;
-  showResults(orders, orders.length ? "" : "No orders.");
+  showResults(orders, orders.length ? "" : "No orders match.");
 }
 
 function showResults(orders, message) {
@@ -357,6 +374,8 @@ function showResults(orders, message) {
         {},
         el("td", {}, orderButton(order.id)),
         el("td", { class: `status-${order.status}` }, order.status),
+        el("td", {}, order.customer_id),
+        el("td", {}, order.restaurant_id),
         el("td", { class: "when" }, time(order.created_at)),
         el("td", { class: "num" }, order.attempts),
       )
