@@ -327,6 +327,7 @@ function withIsolateRows(
     changeFeed: coordination.changeFeed,
     claimPending: (limit) => coordination.claimPending(limit),
     release: (ids) => coordination.release(ids),
+    offer: (ids) => coordination.offer(ids),
     heartbeat: (status) => coordination.heartbeat(status),
     rescue: () => coordination.rescue(),
     onUnclaimed: (wake) => coordination.onUnclaimed(wake),

@@ -164,6 +164,7 @@ export function createSystem(options: SystemOptions): System {
     stats,
     processor,
     storeHealth,
+    coordination,
   });
   // A worker that waited for an order goes on at the next turn of the
   // event loop, with every worker woken in the same turn, instead of inside

@@ -141,6 +141,7 @@ const PAGE = `<!doctype html>
     <h2 id="order-title" tabindex="-1">Order</h2>
     <p>
       <button id="cancel" type="button" class="danger">Cancel this order</button>
+      <button id="retry" type="button" hidden>Retry this order</button>
       <span id="cancel-result" role="status"></span>
       <button id="close-order" type="button">Close</button>
     </p>

@@ -270,7 +270,7 @@ export function eventsDocs(ctx: DocContext): PathItems {
         tags: ["events"],
         summary: "Follow one order (Server-Sent Events)",
         description:
-          "The first event (`order`) is the current state; then one event per change (`status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`) with the order as data. Ends after a terminal status. Heartbeat comments keep idle connections open. A reconnect with `Last-Event-ID` replays the changes missed; for a finished order with nothing missed it answers 204, which makes an EventSource stop reconnecting.",
+          "The first event (`order`) is the current state; then one event per change (`status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`, `retried`) with the order as data. Ends after a terminal status. Heartbeat comments keep idle connections open. A reconnect with `Last-Event-ID` replays the changes missed; for a finished order with nothing missed it answers 204, which makes an EventSource stop reconnecting.",
         ...ctx.secured,
         parameters: [orderIdParameter, lastEventIdHeader],
         responses: {
@@ -290,7 +290,7 @@ export function eventsDocs(ctx: DocContext): PathItems {
         tags: ["events"],
         summary: "Follow every order change (Server-Sent Events)",
         description:
-          "Every change to every order, one event each, named after it: `created` for a new order, then `status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`; the data is the order after the change. Send `Last-Event-ID` to resume without a gap: from the last 1,000 events in memory, or, with PostgreSQL, from the events table (the last 100,000 events, up to 10,000 per reconnect); if it is older, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
+          "Every change to every order, one event each, named after it: `created` for a new order, then `status`, `step_finished`, `attempt_failed`, `cancel_requested`, `interrupted`, `retried`; the data is the order after the change. Send `Last-Event-ID` to resume without a gap: from the last 1,000 events in memory, or, with PostgreSQL, from the events table (the last 100,000 events, up to 10,000 per reconnect); if it is older, a `reset` event says so and the stream continues from now. A client that falls too far behind is disconnected.",
         ...ctx.secured,
         parameters: [lastEventIdHeader],
         responses: { "200": sse("The event stream"), ...commonResponses(ctx) },

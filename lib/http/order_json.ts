@@ -102,6 +102,7 @@ export function orderJsonText(order: Order): string {
         text += `,"step":"${entry.step}","attempt":${entry.attempt}}`;
         break;
       case "attempt_failed":
+      case "retried":
         text += `,"attempt":${entry.attempt},"reason":${
           JSON.stringify(entry.reason)
         }}`;

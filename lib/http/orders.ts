@@ -242,6 +242,10 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
         ...toOrderJson(order),
         cancellation: immediate ? "done" : "at_next_step_boundary",
       }, immediate ? 200 : 202);
+    })
+    .post("/:id/retry", async (c) => {
+      const order = await service.retry(c.req.param("id"));
+      return c.json(toOrderJson(order), 200);
     });
 }
 
@@ -434,6 +438,26 @@ export function ordersDocs(ctx: DocContext): PathItems {
           },
           "404": problemResponse("No such order"),
           "409": problemResponse("The order has already finished"),
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/orders/{id}/retry": {
+      post: {
+        operationId: "retryOrder",
+        tags: ["orders"],
+        summary: "Put a failed order through again",
+        description:
+          "A `failed` order becomes `pending` with its attempts starting again; its timeline gains a `retried` entry keeping the failure it ends. It is queued as room allows, never dropped.",
+        ...ctx.secured,
+        parameters: [orderIdParameter],
+        responses: {
+          "200": {
+            description: "Pending again",
+            content: json(ref("Order")),
+          },
+          "404": problemResponse("No such order"),
+          "409": problemResponse("The order is not failed"),
           ...commonResponses(ctx),
         },
       },

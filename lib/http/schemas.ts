@@ -139,6 +139,14 @@ export const timelineEntrySchema = z.discriminatedUnion("type", [
     type: z.literal("interrupted"),
     attempt: z.number().int().nonnegative(),
   }),
+  z.object({
+    at: timestamp,
+    type: z.literal("retried"),
+    attempt: z.number().int().nonnegative(),
+    reason: z.string(),
+  }).describe(
+    "An operator retried the failed order: the last attempt and reason of the failure it ended",
+  ),
 ]);
 
 /** An order as every endpoint returns it. */

@@ -1,6 +1,6 @@
 /**
  * Which isolate answers a request when the isolates divide the orders
- * (`PARALLEL` with a store that is not shared): a cancel, or an
+ * (`PARALLEL` with a store that is not shared): a cancel, a retry, or an
  * order's event stream, goes to the isolate whose shard holds the order
  * (every change to an order happens there, so its stream is there too);
  * where each isolate holds a shard, a keyed POST to the isolate that owns
@@ -18,7 +18,7 @@ import { shardOfId, shardOfKey } from "../orders/order_id.ts";
 import { PROBLEM_CONTENT_TYPE, problemType } from "./problem.ts";
 import { requestIdOf } from "./request_context.ts";
 
-const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|events)$/;
+const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|retry|events)$/;
 
 /**
  * The shard (from 0) that must answer `request`, or `undefined` for any.

@@ -108,6 +108,12 @@ export interface Coordination {
    */
   release(ids: readonly string[]): Promise<number>;
   /**
+   * Makes those of `ids` that a change outside the workers made `pending`
+   * again (an operator's retry) unclaimed work: a claimer takes them as its
+   * queue has room, this instance's, or any instance's on a shared store.
+   */
+  offer(ids: readonly string[]): Promise<void>;
+  /**
    * Tells the other instances that this one is alive. Resolves `false`
    * when they had presumed it dead and rescued its orders (its claims are
    * void; it has registered again).

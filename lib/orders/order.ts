@@ -50,7 +50,8 @@ const ALLOWED: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
   // → pending: recovery re-queues an order a crash interrupted.
   processing: ["completed", "failed", "cancelled", "pending"],
   completed: [],
-  failed: [],
+  // → pending: an operator retries a failed order, with fresh attempts.
+  failed: ["pending"],
   cancelled: [],
 };
 
@@ -71,7 +72,12 @@ export type TimelineEntry =
   | { at: number; type: "attempt_failed"; attempt: number; reason: string }
   | { at: number; type: "cancel_requested" }
   /** A crash or kill stopped the attempt; recovery queued the order again. */
-  | { at: number; type: "interrupted"; attempt: number };
+  | { at: number; type: "interrupted"; attempt: number }
+  /**
+   * An operator retried the failed order: the failure it ended (its last
+   * attempt and reason) stays here, and the attempts start again.
+   */
+  | { at: number; type: "retried"; attempt: number; reason: string };
 
 /** What a client supplies to create an order. */
 export interface NewOrder {
@@ -154,6 +160,7 @@ export function stampEntry(
         attempt: entry.attempt,
       } as TimelineEntry;
     case "attempt_failed":
+    case "retried":
       return {
         at,
         type: entry.type,

@@ -1,6 +1,7 @@
 /**
  * The application's use cases: accept an order (with backpressure and
- * idempotency), cancel one, and stop accepting for shutdown.
+ * idempotency), cancel one, retry a failed one, and stop accepting for
+ * shutdown.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import type { Channel } from "../async/channel.ts";
 import {
   IdempotencyConflictError,
   InvalidTransitionError,
+  OrderNotFoundError,
   QueueFullError,
   ServiceDrainingError,
   StoreUnavailableError,
@@ -17,7 +19,11 @@ import { KeyedMutex } from "../async/mutex.ts";
 import { type NewOrder, type Order, sameNewOrder } from "./order.ts";
 import type { OrderProcessor } from "./order_processor.ts";
 import type { OrderStats } from "./stats.ts";
-import type { CreateResult, OrderRepository } from "./order_store.ts";
+import type {
+  Coordination,
+  CreateResult,
+  OrderRepository,
+} from "./order_store.ts";
 import type { StoreHealth } from "./store_health.ts";
 
 /** Options for {@linkcode OrderService}. */
@@ -32,6 +38,8 @@ export interface OrderServiceOptions {
   retryAfterSeconds?: number;
   /** Told when the store refuses or takes a new order. */
   storeHealth?: StoreHealth | undefined;
+  /** Where a retried order goes: unclaimed work for a claimer to queue. */
+  coordination?: Pick<Coordination, "offer"> | undefined;
 }
 
 /** What {@linkcode OrderService.cancel} did. */
@@ -52,6 +60,7 @@ export class OrderService {
   readonly #processor: Pick<OrderProcessor, "abortRunning">;
   readonly #retryAfterSeconds: number;
   readonly #storeHealth: StoreHealth | undefined;
+  readonly #coordination: Pick<Coordination, "offer"> | undefined;
   readonly #keyLocks = new KeyedMutex();
   #accepting = true;
   // Queue slots promised to requests whose order is being stored. Counting
@@ -74,6 +83,7 @@ export class OrderService {
     this.#processor = options.processor;
     this.#retryAfterSeconds = options.retryAfterSeconds ?? 1;
     this.#storeHealth = options.storeHealth;
+    this.#coordination = options.coordination;
   }
 
   /** Whether new orders are accepted (false once draining). */
@@ -205,6 +215,35 @@ export class OrderService {
    * @throws {OrderNotFoundError} when there is no such order.
    * @throws {InvalidTransitionError} when the order has finished.
    */
+  /**
+   * Puts a `failed` order through again: `pending`, with its attempts
+   * starting from none and a `retried` entry that keeps the failure it
+   * ends. It joins the queue as room allows, through a claimer, as
+   * recovered work does; it is never dropped for a full queue.
+   *
+   * @throws {InvalidTransitionError} (409) when the order is not `failed`.
+   * @throws {OrderNotFoundError} (404) when there is no such order.
+   */
+  async retry(id: string): Promise<Order> {
+    const failed = await this.#store.get(id);
+    if (!failed) throw new OrderNotFoundError(id);
+    const last = failed.attempts;
+    const reason = failed.failure_reason ?? "";
+    // Race: another retry (here or on another instance) may win between
+    // the read above and this change. The change is conditional on
+    // `failed`, so the loser gets InvalidTransitionError (409), and the
+    // entry it would have written, read before, is never written.
+    const order = await this.#store.transition(id, {
+      action: "retry",
+      from: ["failed"],
+      to: "pending",
+      set: { attempts: 0, failure_reason: null },
+      append: [{ type: "retried", attempt: last, reason }],
+    });
+    await this.#coordination?.offer([id]);
+    return order;
+  }
+
   async cancel(id: string): Promise<CancelResult> {
     try {
       const order = await this.#store.transition(id, {

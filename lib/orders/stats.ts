@@ -14,7 +14,8 @@ export interface OrderSummary {
   cancelled: number;
   /**
    * Unclaimed orders this process took on: left unfinished by a previous
-   * process, rescued from a stopped instance, or handed back by another.
+   * process, rescued from a stopped instance, handed back by another, or
+   * failed and retried by an operator.
    */
   recovered: number;
   /** Queued orders handed back, unstarted, to other instances at shutdown. */

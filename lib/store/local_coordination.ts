@@ -137,6 +137,17 @@ export class LocalCoordination implements Coordination {
     return count;
   }
 
+  /** Queues the unheld pending ones among `ids` for the claimer. */
+  offer(ids: readonly string[]): Promise<void> {
+    return settled(() => {
+      const offered = ids.filter((id) =>
+        this.#owns(id) && !this.#held.has(id) && this.#source.isPending(id)
+      );
+      this.#handedBack.push(...offered);
+      if (offered.length > 0) this.#wake();
+    });
+  }
+
   /** Always `true`: one process, no one else to presume it dead. */
   heartbeat(): Promise<boolean> {
     return Promise.resolve(true);

@@ -73,7 +73,7 @@ interface PackedOrder {
 interface Extra {
   failure_reason: string | null;
   cancel_requested: boolean;
-  /** Reasons of the `attempt_failed` entries, in order. */
+  /** Reasons of the `attempt_failed` and `retried` entries, in order. */
   reasons: string[];
 }
 
@@ -292,6 +292,7 @@ const TYPES = [
   "attempt_failed",
   "cancel_requested",
   "interrupted",
+  "retried",
 ] as const;
 
 function encodeEntry(entry: TimelineEntry, createdAt: number): number {
@@ -302,7 +303,8 @@ function encodeEntry(entry: TimelineEntry, createdAt: number): number {
     index = STEPS.indexOf(entry.step);
     attempt = entry.attempt;
   } else if (
-    entry.type === "attempt_failed" || entry.type === "interrupted"
+    entry.type === "attempt_failed" || entry.type === "interrupted" ||
+    entry.type === "retried"
   ) attempt = entry.attempt;
   const code = TYPES.indexOf(entry.type) | (index << 3) |
     (Math.min(attempt, 127) << 6);
@@ -317,7 +319,9 @@ function pack(order: Order): PackedOrder {
   for (let index = 0; index < timeline.length; index++) {
     const entry = timeline[index]!;
     entries[index] = encodeEntry(entry, order.created_at);
-    if (entry.type === "attempt_failed") reasons.push(entry.reason);
+    if (entry.type === "attempt_failed" || entry.type === "retried") {
+      reasons.push(entry.reason);
+    }
   }
   const needsExtra = order.failure_reason !== null || order.cancel_requested ||
     reasons.length > 0;
@@ -362,6 +366,13 @@ function decode(order: PackedOrder): Order {
         };
       case "interrupted":
         return { at, type: "interrupted", attempt };
+      case "retried":
+        return {
+          at,
+          type: "retried",
+          attempt,
+          reason: order.extra?.reasons[reasonIndex++] ?? "",
+        };
       default:
         return { at, type: "cancel_requested" };
     }

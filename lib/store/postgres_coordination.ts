@@ -160,6 +160,20 @@ export class PostgresCoordination implements Coordination {
   }
 
   /**
+   * Tells every instance's claimer, this one's too, that unclaimed work
+   * appeared: `ids` are unclaimed pending rows, which a claim finds.
+   */
+  offer(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve();
+    return orUnavailable(async () => {
+      await this.#pool.query(NOTIFY_STATEMENT, [
+        workChannel(this.#options.schema),
+      ]);
+      this.wake();
+    });
+  }
+
+  /**
    * Renews the lease. `false` when this instance had been presumed dead:
    * another instance deleted its row and rescued what it saw it hold.
    * What it inserted or claimed since then is still marked as its own, and

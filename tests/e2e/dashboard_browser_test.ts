@@ -64,6 +64,17 @@ async function post(url: string, headers: Record<string, string> = {}) {
   return (await response.json()).id as string;
 }
 
+/** Opens order `id` by its id and waits until its page shows `status`. */
+async function openOrderUntil(page: Page, id: string, status: string) {
+  await page.fill("#search-input", id);
+  await page.press("#search-input", "Enter");
+  await page.waitForFunction(
+    (wanted) => document.getElementById("order-status")?.textContent === wanted,
+    status,
+    { timeout: 10_000 },
+  );
+}
+
 const count = async (page: Page, status: string) =>
   Number(
     (await page.locator(`#count-${status}`).innerText()).replace(/,/g, ""),
@@ -273,15 +284,7 @@ Deno.test({
       async (page, service) => {
         await page.waitForSelector("#dashboard:not([hidden])");
         const id = await post(service.url);
-        await page.fill("#search-input", id);
-        await page.press("#search-input", "Enter");
-        await page.waitForFunction(
-          () =>
-            document.getElementById("order-status")?.textContent ===
-              "processing",
-          undefined,
-          { timeout: 10_000 },
-        );
+        await openOrderUntil(page, id, "processing");
         // The 202 is held back until the stream has shown `cancelled`: the
         // order in which the race went wrong, made certain.
         await page.route("**/cancel", async (route) => {
@@ -374,5 +377,65 @@ Deno.test({
       await rowsBecome(5);
       assert.deepEqual(await resultIds(), made.slice(0, 5).map((o) => o.id));
     });
+  },
+});
+
+Deno.test({
+  ignore: skip,
+  name:
+    "retrying a failed order from its page, after a confirm: it runs again, and its timeline shows the retry with the failure it ended",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // Every attempt fails: the order fails, and fails again once retried.
+    await withDashboard(
+      { LATENCY_SCALE: "0", FAILURE_RATE: "1", MAX_ATTEMPTS: "1" },
+      async (page, service) => {
+        await page.waitForSelector("#dashboard:not([hidden])");
+        const id = await post(service.url);
+        await openOrderUntil(page, id, "failed");
+        assert.equal(await page.locator("#cancel").isHidden(), true);
+        let asked = "";
+        page.once("dialog", (dialog) => {
+          asked = dialog.message();
+          dialog.accept();
+        });
+        await page.click("#retry");
+        await page.waitForFunction(() =>
+          document.getElementById("cancel-result")!.textContent!.startsWith(
+            "Retried",
+          )
+        );
+        assert.equal(asked, `Retry order ${id}?`);
+        // Followed live again: it runs, and fails a second time.
+        await page.waitForFunction(
+          () =>
+            document.getElementById("order-status")?.textContent ===
+              "failed" &&
+            document.getElementById("order-body")!.textContent!.includes(
+              "retried by hand",
+            ),
+          undefined,
+          { timeout: 10_000 },
+        );
+        const order = await (await fetch(`${service.url}/orders/${id}`))
+          .json();
+        assert.deepEqual(
+          order.timeline.map((entry: { type: string; status?: string }) =>
+            entry.status ?? entry.type
+          ),
+          // One attempt each time: its failure is the order's.
+          [
+            "pending",
+            "processing",
+            "failed",
+            "retried",
+            "pending",
+            "processing",
+            "failed",
+          ],
+        );
+      },
+    );
   },
 });

@@ -756,3 +756,69 @@ withSystem(
     await assertProblem(health, 405);
   },
 );
+
+{
+  // Payment fails while `paymentDown`, as a provider that is down would.
+  let paymentDown = true;
+  const flakyPayment: StepRunner = (step) =>
+    step === "payment" && paymentDown
+      ? Promise.reject(new Error("payment provider unavailable"))
+      : Promise.resolve();
+  withSystem(
+    "POST /orders/{id}/retry puts a failed order through again: pending with fresh attempts, the failure kept in its timeline, then it completes from the step that failed; 409 for any other status, 404 for none",
+    async (system) => {
+      system.pool.start();
+      // As the service runs it: the claimer queues unclaimed work.
+      system.claimer.start();
+      const created = await (await post(system, JSON.stringify(EXAMPLE_ORDER)))
+        .json();
+      const failed = await waitForStatus(system.store, created.id, ["failed"]);
+      assert.equal(failed.attempts, 2);
+      assert.equal(failed.failure_reason, "payment provider unavailable");
+
+      paymentDown = false;
+      const response = await system.app.request(
+        `/orders/${created.id}/retry`,
+        { method: "POST" },
+      );
+      assert.equal(response.status, 200);
+      const retried = await response.json();
+      assert.equal(retried.status, "pending");
+      assert.equal(retried.attempts, 0);
+      assert.equal(retried.failure_reason, null);
+      const entry = retried.timeline.at(-2);
+      assert.equal(entry.type, "retried");
+      assert.equal(entry.attempt, 2);
+      assert.equal(entry.reason, "payment provider unavailable");
+      assert.deepEqual(retried.timeline.at(-1).status, "pending");
+
+      const done = await waitForStatus(system.store, created.id, [
+        "completed",
+      ]);
+      assert.equal(done.attempts, 1);
+      // The confirmation that had succeeded is not done again.
+      const confirmations = done.timeline.filter((e) =>
+        e.type === "step_finished" && e.step === "restaurant_confirmation"
+      );
+      assert.equal(confirmations.length, 1);
+
+      const again = await system.app.request(`/orders/${created.id}/retry`, {
+        method: "POST",
+      });
+      assert.equal(again.status, 409);
+      assert.equal(
+        again.headers.get("content-type"),
+        "application/problem+json",
+      );
+      assert.equal((await again.json()).order_status, "completed");
+      const none = await system.app.request(
+        `/orders/ORD-01JD0000AB0CCCCCCCCCCCCCCC/retry`,
+        { method: "POST" },
+      );
+      assert.equal(none.status, 404);
+      await none.body?.cancel();
+      await system.claimer.stop();
+    },
+    { runStep: flakyPayment, maxAttempts: 2 },
+  );
+}

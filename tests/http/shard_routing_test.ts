@@ -9,6 +9,7 @@ Deno.test("shardFor(): a cancel and an order's stream go to the order's shard; a
   const id = createOrderIdFactory({ shard: 1 })();
   assert.equal(shardFor(at(`/orders/${id}/cancel`, { method: "POST" }), 2), 1);
   assert.equal(shardFor(at(`/orders/${id}/events`), 2), 1);
+  assert.equal(shardFor(at(`/orders/${id}/retry`, { method: "POST" }), 2), 1);
   assert.equal(shardFor(at(`/orders/${id}`), 2), undefined);
   assert.equal(shardFor(at("/orders?limit=5"), 2), undefined);
   assert.equal(shardFor(at("/orders", { method: "POST" }), 2), undefined);

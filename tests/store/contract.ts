@@ -570,6 +570,55 @@ export function storeContract(name: string, factory: StoreFactory): void {
   );
 
   test(
+    "a failed order retried (failed → pending, attempts from none, the failure kept in a retried entry) is offered as unclaimed work, which claimPending() takes once",
+    async (store, coordination) => {
+      const { order } = await store.create(burger);
+      await store.transition(order.id, start);
+      await store.transition(order.id, {
+        action: "fail",
+        from: ["processing"],
+        to: "failed",
+        set: { failure_reason: "payment provider unavailable" },
+        claimed: true,
+      });
+      const retry: Transition = {
+        action: "retry",
+        from: ["failed"],
+        to: "pending",
+        set: { attempts: 0, failure_reason: null },
+        append: [{
+          type: "retried",
+          attempt: 1,
+          reason: "payment provider unavailable",
+        }],
+      };
+      const retried = await store.transition(order.id, retry);
+      assert.equal(retried.status, "pending");
+      assert.equal(retried.attempts, 0);
+      assert.equal(retried.failure_reason, null);
+      assert.deepEqual(
+        retried.timeline.slice(-2).map((entry) => entry.type),
+        ["retried", "status"],
+      );
+      assert.deepEqual(await store.get(order.id), retried, "as stored");
+      await assert.rejects(
+        store.transition(order.id, retry),
+        InvalidTransitionError,
+        "a second retry finds it pending",
+      );
+      let wakes = 0;
+      coordination.onUnclaimed(() => wakes++);
+      await coordination.offer([order.id]);
+      await waitUntil(() => wakes >= 1, "claimers woken by the offer");
+      assert.deepEqual(await coordination.claimPending(10), [order.id]);
+      assert.deepEqual(await coordination.claimPending(10), []);
+      // Claimed again: its worker's claimed changes apply.
+      const restarted = await store.transition(order.id, start);
+      assert.equal(restarted.attempts, 1);
+    },
+  );
+
+  test(
     "a claimed change is refused with ClaimLostError once the claim was handed back, and changes nothing; an unclaimed change still applies",
     async (store, coordination) => {
       const { order } = await store.create(burger);

@@ -1,12 +1,11 @@
 // The dashboard's page for one order: its fields and timeline, kept live by
-// the order's own event stream, and its cancel button. Loaded after app.js,
+// the order's own event stream, and its cancel and retry buttons. Loaded after app.js,
 // whose helpers ($, el, api, stream, time, ms) it uses.
 "use strict";
 
 let openOrder; // { id, controller, shownEntries }
 
 // Called from app.js (search, links): the two scripts share the page's globals.
-// deno-lint-ignore no-unused-vars
 async function showOrder(id) {
   openOrder?.controller.abort();
   const controller = new AbortController();
@@ -24,6 +23,7 @@ async function showOrder(id) {
       ),
     );
     $("cancel").hidden = true;
+    $("retry").hidden = true;
     return;
   }
   showNewer(await response.json());
@@ -56,6 +56,7 @@ function showNewer(order) {
 function renderOrder(order) {
   const finished = ["completed", "failed", "cancelled"].includes(order.status);
   $("cancel").hidden = finished;
+  $("retry").hidden = order.status !== "failed";
   const fields = el("dl", { class: "fields" });
   const field = (name, value) =>
     fields.append(el("dt", {}, name), el("dd", {}, value));
@@ -94,6 +95,8 @@ function renderOrder(order) {
       ? `attempt ${entry.attempt} failed: ${entry.reason}`
       : entry.type === "interrupted"
       ? `attempt ${entry.attempt} interrupted`
+      : entry.type === "retried"
+      ? `retried by hand after attempt ${entry.attempt} failed: ${entry.reason}`
       : entry.type.replaceAll("_", " ");
     const bar = el("div", {
       class: "bar",
@@ -159,6 +162,25 @@ $("cancel").addEventListener("click", async () => {
   $("cancel-result").textContent = words[response.status] ??
     `Not cancelled: HTTP ${response.status}.`;
   if (response.ok) showNewer(body);
+});
+
+$("retry").addEventListener("click", async () => {
+  const id = openOrder?.id;
+  if (!id || !confirm(`Retry order ${id}?`)) return;
+  const response = await api(`/orders/${encodeURIComponent(id)}/retry`, {
+    method: "POST",
+  });
+  const body = await response.json().catch(() => ({}));
+  const words = {
+    200: "Retried: pending again, it runs from the step that failed.",
+    409: `Not retried: ${body.detail ?? "the order is not failed"}.`,
+    404: "Not retried: no such order.",
+  };
+  const said = words[response.status] ??
+    `Not retried: HTTP ${response.status}.`;
+  // Its stream ended with the failure: open the order again to follow it.
+  if (response.ok) await showOrder(id);
+  $("cancel-result").textContent = said;
 });
 
 $("close-order").addEventListener("click", () => {
