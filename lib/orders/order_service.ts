@@ -209,13 +209,6 @@ export class OrderService {
   }
 
   /**
-   * Cancels an order: a `pending` one at once; a `processing` one at its
-   * next step boundary (its running step is aborted now).
-   *
-   * @throws {OrderNotFoundError} when there is no such order.
-   * @throws {InvalidTransitionError} when the order has finished.
-   */
-  /**
    * Puts a `failed` order through again: `pending`, with its attempts
    * starting from none and a `retried` entry that keeps the failure it
    * ends. It joins the queue as room allows, through a claimer, as
@@ -244,6 +237,13 @@ export class OrderService {
     return order;
   }
 
+  /**
+   * Cancels an order: a `pending` one at once; a `processing` one at its
+   * next step boundary (its running step is aborted now).
+   *
+   * @throws {OrderNotFoundError} when there is no such order.
+   * @throws {InvalidTransitionError} when the order has finished.
+   */
   async cancel(id: string): Promise<CancelResult> {
     try {
       const order = await this.#store.transition(id, {

@@ -358,21 +358,15 @@ function decode(order: PackedOrder): Order {
       case "step_finished":
         return { at, type: "step_finished", step: STEPS[index]!, attempt };
       case "attempt_failed":
+      case "retried":
         return {
           at,
-          type: "attempt_failed",
+          type: TYPES[code & 7] as "attempt_failed" | "retried",
           attempt,
           reason: order.extra?.reasons[reasonIndex++] ?? "",
         };
       case "interrupted":
         return { at, type: "interrupted", attempt };
-      case "retried":
-        return {
-          at,
-          type: "retried",
-          attempt,
-          reason: order.extra?.reasons[reasonIndex++] ?? "",
-        };
       default:
         return { at, type: "cancel_requested" };
     }

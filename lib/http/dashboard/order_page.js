@@ -146,41 +146,47 @@ function renderOrder(order) {
   );
 }
 
-$("cancel").addEventListener("click", async () => {
+/**
+ * Asks to confirm `action` ("cancel", "retry") of the open order, POSTs it,
+ * and says what happened in words: `words` by status, else `failed` with
+ * the status. Resolves the answer and its body, or undefined if not sent.
+ */
+async function act(action, words, failed) {
   const id = openOrder?.id;
-  if (!id || !confirm(`Cancel order ${id}?`)) return;
-  const response = await api(`/orders/${encodeURIComponent(id)}/cancel`, {
-    method: "POST",
-  });
+  const verb = action[0].toUpperCase() + action.slice(1);
+  if (!id || !confirm(`${verb} order ${id}?`)) return undefined;
+  const response = await api(
+    `/orders/${encodeURIComponent(id)}/${action}`,
+    { method: "POST" },
+  );
   const body = await response.json().catch(() => ({}));
-  const words = {
+  const said = words(body)[response.status] ??
+    `${failed}: HTTP ${response.status}.`;
+  return { id, response, body, said };
+}
+
+$("cancel").addEventListener("click", async () => {
+  const done = await act("cancel", (body) => ({
     200: "Cancelled.",
     202: "Cancel requested: the order stops at its next step boundary.",
     409: `Not cancelled: ${body.detail ?? "the order has already finished"}.`,
     404: "Not cancelled: no such order.",
-  };
-  $("cancel-result").textContent = words[response.status] ??
-    `Not cancelled: HTTP ${response.status}.`;
-  if (response.ok) showNewer(body);
+  }), "Not cancelled");
+  if (!done) return;
+  $("cancel-result").textContent = done.said;
+  if (done.response.ok) showNewer(done.body);
 });
 
 $("retry").addEventListener("click", async () => {
-  const id = openOrder?.id;
-  if (!id || !confirm(`Retry order ${id}?`)) return;
-  const response = await api(`/orders/${encodeURIComponent(id)}/retry`, {
-    method: "POST",
-  });
-  const body = await response.json().catch(() => ({}));
-  const words = {
+  const done = await act("retry", (body) => ({
     200: "Retried: pending again, it runs from the step that failed.",
     409: `Not retried: ${body.detail ?? "the order is not failed"}.`,
     404: "Not retried: no such order.",
-  };
-  const said = words[response.status] ??
-    `Not retried: HTTP ${response.status}.`;
+  }), "Not retried");
+  if (!done) return;
   // Its stream ended with the failure: open the order again to follow it.
-  if (response.ok) await showOrder(id);
-  $("cancel-result").textContent = said;
+  if (done.response.ok) await showOrder(done.id);
+  $("cancel-result").textContent = done.said;
 });
 
 $("close-order").addEventListener("click", () => {
