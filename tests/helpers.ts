@@ -91,6 +91,7 @@ export function refusingStore(inner: OrderStore = new MemoryStore()) {
   };
   const store: OrderStore = {
     coordination: inner.coordination,
+    control: inner.control,
     create: (input, options) =>
       control.refusing ? refuse() : inner.create(input, options),
     transition: (id, change) =>

@@ -6,6 +6,7 @@
  */
 
 import type { Coordination } from "./coordination.ts";
+import type { ControlRecords } from "./control_records.ts";
 import type {
   NewOrder,
   NewTimelineEntry,
@@ -53,6 +54,7 @@ export interface ListPage {
   hasMore: boolean;
 }
 
+export type { ControlRecords } from "./control_records.ts";
 export type {
   ChangeFeed,
   Coordination,
@@ -153,11 +155,13 @@ export interface OrderRepository {
 
 /**
  * A backend as its class is built: the order repository, handing out the
- * coordination that serves it as a separate object. A store that one
+ * coordination and the control records that serve it as separate objects. A store that one
  * process opens alone gets the single-process coordination
  * (`store/local_coordination.ts`); a shared one brings its own.
  */
 export interface OrderStore extends OrderRepository {
   /** How the instances sharing this store divide its orders. */
   readonly coordination: Coordination;
+  /** What operators set that outlives a request. */
+  readonly control: ControlRecords;
 }

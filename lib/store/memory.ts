@@ -33,6 +33,7 @@ import type {
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
 import { LocalCoordination } from "./local_coordination.ts";
+import { MemoryControlRecords } from "./memory_control.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -134,6 +135,9 @@ export class MemoryStore implements OrderStore {
   get coordination(): LocalCoordination {
     return this.#claims;
   }
+
+  /** Pause and bulk retry keys, held in the process like the orders. */
+  readonly control: MemoryControlRecords = new MemoryControlRecords();
 
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {

@@ -30,6 +30,7 @@ import {
   zeroStatusCounts,
 } from "../orders/order.ts";
 import type {
+  ControlRecords,
   CreateOptions,
   CreateResult,
   ListOptions,
@@ -52,6 +53,9 @@ import { PostgresListener } from "./postgres_listener.ts";
 import { type OrderRow, toOrder } from "./postgres_rows.ts";
 import { eventsChannel, migrate, workChannel } from "./postgres_schema.ts";
 import {
+  controlInsertStatement,
+  controlReadStatement,
+  controlWriteStatement,
   countByStatusStatement,
   listStatement,
   orderWithClaimStatement,
@@ -194,6 +198,39 @@ export class PostgresStore implements OrderStore {
   get instanceId(): string {
     return this.#instanceId;
   }
+
+  /** Pause and bulk retry keys, seen by every instance on the schema. */
+  readonly control: ControlRecords = {
+    read: (name) =>
+      orUnavailable(async () => {
+        const result = await this.#pool.query<{ value: string }>(
+          controlReadStatement(this.#schema),
+          [name],
+        );
+        return result.rows[0]?.value;
+      }),
+    write: (name, value) =>
+      orUnavailable(async () => {
+        await this.#pool.query(controlWriteStatement(this.#schema), [
+          name,
+          value,
+        ]);
+      }),
+    writeIfAbsent: (name, value) =>
+      orUnavailable(async () => {
+        const inserted = await this.#pool.query(
+          controlInsertStatement(this.#schema),
+          [name, value],
+        );
+        if (inserted.rowCount === 1) return undefined;
+        // Records are never deleted: the one that refused the insert is there.
+        const held = await this.#pool.query<{ value: string }>(
+          controlReadStatement(this.#schema),
+          [name],
+        );
+        return held.rows[0]!.value;
+      }),
+  };
 
   /** Claims, the lease, rescue and every instance's changes. */
   get coordination(): PostgresCoordination {

@@ -175,6 +175,10 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
     `CREATE INDEX orders_customer_id ON ${s}.orders (customer_id, id)`,
     `CREATE INDEX orders_restaurant_id ON ${s}.orders (restaurant_id, id)`,
   ],
+  // 5: what operators set that outlives a request (control_records.ts).
+  (s) => [
+    `CREATE TABLE ${s}.control (name text PRIMARY KEY, value text NOT NULL)`,
+  ],
 ];
 
 /** The schema version this release creates and understands. */

@@ -287,3 +287,24 @@ export function liveInstancesStatement(schema: string): string {
 export function countByStatusStatement(table: string): string {
   return `SELECT status, count(*)::text AS n FROM ${table} GROUP BY status`;
 }
+
+/** A control record's value (`$1` its name). */
+export function controlReadStatement(schema: string): string {
+  return `SELECT value FROM "${schema}".control WHERE name = $1`;
+}
+
+/** Sets a control record (`$1` name, `$2` value). */
+export function controlWriteStatement(schema: string): string {
+  return `INSERT INTO "${schema}".control (name, value) VALUES ($1, $2)
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+}
+
+/**
+ * Sets a control record unless it is set; returns a row only when it set
+ * it. A racing insert of the same name waits for the other's commit on
+ * the unique index, then does nothing.
+ */
+export function controlInsertStatement(schema: string): string {
+  return `INSERT INTO "${schema}".control (name, value) VALUES ($1, $2)
+    ON CONFLICT (name) DO NOTHING RETURNING name`;
+}

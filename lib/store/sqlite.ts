@@ -26,6 +26,7 @@ import {
   shardOfId,
 } from "../orders/order_id.ts";
 import type {
+  ControlRecords,
   CreateOptions,
   CreateResult,
   ListOptions,
@@ -187,6 +188,9 @@ export class SqliteStore implements OrderStore {
         update: db.prepare(SQL.update),
         pendingIds: db.prepare(SQL.pendingIds),
         statusOf: db.prepare(SQL.statusOf),
+        controlRead: db.prepare(SQL.controlRead),
+        controlWrite: db.prepare(SQL.controlWrite),
+        controlInsert: db.prepare(SQL.controlInsert),
       };
     } catch (error) {
       try {
@@ -224,6 +228,32 @@ export class SqliteStore implements OrderStore {
   get coordination(): LocalCoordination {
     return this.#claims;
   }
+
+  /**
+   * Pause and bulk retry keys, in the file: kept across a restart, and
+   * seen by every isolate that opens it. Writes share the group commit.
+   */
+  readonly control: ControlRecords = {
+    read: (name) =>
+      this.#read(() =>
+        (this.#statements.controlRead.get(name) as
+          | { value: string }
+          | undefined)?.value
+      ),
+    write: (name, value) =>
+      this.#write(() => {
+        this.#statements.controlWrite.run(name, value);
+      }),
+    writeIfAbsent: (name, value) =>
+      this.#write(() => {
+        const held = this.#statements.controlRead.get(name) as
+          | { value: string }
+          | undefined;
+        if (held) return held.value;
+        this.#statements.controlInsert.run(name, value);
+        return undefined;
+      }),
+  };
 
   create(input: NewOrder, options: CreateOptions = {}): Promise<CreateResult> {
     const key = options.idempotencyKey;

@@ -39,6 +39,13 @@ const MIGRATIONS: ReadonlyArray<readonly string[]> = [
     "CREATE INDEX orders_by_customer ON orders (customer_id, id)",
     "CREATE INDEX orders_by_restaurant ON orders (restaurant_id, id)",
   ],
+  // 3: what operators set that outlives a request (control_records.ts).
+  [
+    `CREATE TABLE control (
+      name TEXT PRIMARY KEY,
+      value TEXT NOT NULL
+    ) WITHOUT ROWID`,
+  ],
 ];
 
 /** The schema version this release writes (`PRAGMA user_version`). */
@@ -63,6 +70,11 @@ export const SQL = {
   pendingIds:
     "SELECT id FROM orders WHERE status = 'pending' AND id > ? AND id <= ? ORDER BY id LIMIT ?",
   statusOf: "SELECT status FROM orders WHERE id = ?",
+  controlRead: "SELECT value FROM control WHERE name = ?",
+  controlWrite:
+    "INSERT INTO control (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+  controlInsert:
+    "INSERT INTO control (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
 } as const;
 
 /**

@@ -7,6 +7,7 @@
  */
 
 import type {
+  ControlRecords,
   Coordination,
   OrderRepository,
   OrderStore,
@@ -33,12 +34,14 @@ export type SettingValues<S extends StoreSettingsSpec> = {
   [K in keyof S]: S[K] extends StoreSetting<infer T> ? T : never;
 };
 
-/** An opened store: its two ports, and what the service shows of it. */
+/** An opened store: its three ports, and what the service shows of it. */
 export interface OpenedStore {
   /** Where the orders live. */
   store: OrderRepository;
   /** How the instances sharing the store divide its orders. */
   coordination: Coordination;
+  /** What operators set that outlives a request (pause, bulk retry keys). */
+  control: ControlRecords;
   /** The kind's name (`memory`, `sqlite`, `postgres` …), as the dashboard shows it. */
   kind: string;
   /** This instance's id, where several instances share the store. */
@@ -92,9 +95,14 @@ export function storeKind<S extends StoreSettingsSpec>(
   return kind;
 }
 
-/** `store`'s two ports, apart, as a kind's `open` returns them. */
+/** `store`'s three ports, apart, as a kind's `open` returns them. */
 export function opened(store: OrderStore, kind: string): OpenedStore {
-  return { store, coordination: store.coordination, kind };
+  return {
+    store,
+    coordination: store.coordination,
+    control: store.control,
+    kind,
+  };
 }
 
 /** Parses a whole number from `min` to `max`. */

@@ -13,6 +13,7 @@ import {
 } from "../../lib/orders/errors.ts";
 import type { NewOrder, Order } from "../../lib/orders/order.ts";
 import type {
+  ControlRecords,
   Coordination,
   ListOptions,
   OrderRepository,
@@ -21,11 +22,12 @@ import type {
 import { applyTransition } from "../../lib/orders/transition.ts";
 import { waitUntil } from "../helpers.ts";
 
-/** Makes a fresh, empty store, its coordination, and a function that disposes of them. */
+/** Makes a fresh, empty store, its coordination and control records, and a function that disposes of them. */
 export type StoreFactory = () => Promise<
   {
     store: OrderRepository;
     coordination: Coordination;
+    control: ControlRecords;
     dispose: () => Promise<void>;
   }
 >;
@@ -57,16 +59,53 @@ export const CLAIMED_START = {
 export function storeContract(name: string, factory: StoreFactory): void {
   const test = (
     title: string,
-    body: (store: OrderRepository, coordination: Coordination) => Promise<void>,
+    body: (
+      store: OrderRepository,
+      coordination: Coordination,
+      control: ControlRecords,
+    ) => Promise<void>,
   ) =>
     Deno.test(`${name} store: ${title}`, async () => {
-      const { store, coordination, dispose } = await factory();
+      const { store, coordination, control, dispose } = await factory();
       try {
-        await body(store, coordination);
+        await body(store, coordination, control);
       } finally {
         await dispose();
       }
     });
+
+  test(
+    "control records: read what was written, the last write wins, an unset one reads undefined",
+    async (_store, _coordination, control) => {
+      assert.equal(await control.read("processing.paused"), undefined);
+      await control.write("processing.paused", "yes");
+      assert.equal(await control.read("processing.paused"), "yes");
+      await control.write("processing.paused", "no");
+      assert.equal(await control.read("processing.paused"), "no");
+      assert.equal(await control.read("another"), undefined);
+    },
+  );
+
+  test(
+    "control records: writeIfAbsent sets a name once; of 20 racing calls exactly one sets it and the rest read its value",
+    async (_store, _coordination, control) => {
+      const answers = await Promise.all(
+        Array.from(
+          { length: 20 },
+          (_, index) => control.writeIfAbsent("bulk:key-1", `value-${index}`),
+        ),
+      );
+      const setters = answers.filter((answer) => answer === undefined);
+      assert.equal(setters.length, 1);
+      const kept = await control.read("bulk:key-1");
+      assert.ok(kept?.startsWith("value-"));
+      for (const answer of answers) {
+        if (answer !== undefined) assert.equal(answer, kept);
+      }
+      assert.equal(await control.writeIfAbsent("bulk:key-1", "later"), kept);
+      assert.equal(await control.read("bulk:key-1"), kept);
+    },
+  );
 
   test("create() stores a pending order with a fresh id and a timeline", async (store) => {
     const { order, created } = await store.create(burger);

@@ -9,6 +9,7 @@ storeContract(
     Promise.resolve(new MemoryStore()).then((store) => ({
       store,
       coordination: store.coordination,
+      control: store.control,
       dispose: () => Promise.resolve(),
     })),
 );

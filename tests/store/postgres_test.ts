@@ -41,6 +41,7 @@ if (available) {
     return {
       store,
       coordination: store.coordination,
+      control: store.control,
       dispose: async () => {
         await store.close();
         await drop();
@@ -263,6 +264,32 @@ Deno.test({
       assert.deepEqual(heard, ["other"]);
     } finally {
       await listener.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "PostgreSQL store: a control record written through one instance is read by another, and writeIfAbsent is one winner across them",
+  ignore: !available, // stated reason: no PostgreSQL server reachable here
+  async fn() {
+    const { schema, drop } = freshSchema();
+    try {
+      const [one, two] = await Promise.all([
+        PostgresStore.open(URL_, { schema }),
+        PostgresStore.open(URL_, { schema }),
+      ]);
+      await one!.control.write("processing.paused", "on");
+      assert.equal(await two!.control.read("processing.paused"), "on");
+      const answers = await Promise.all(
+        [one!, two!, one!, two!].map((store, index) =>
+          store.control.writeIfAbsent("bulk:k", `v${index}`)
+        ),
+      );
+      assert.equal(answers.filter((answer) => answer === undefined).length, 1);
+      await Promise.all([one!.close(), two!.close()]);
+    } finally {
+      await drop();
     }
   },
 });

@@ -23,6 +23,7 @@ storeContract("sqlite", async () => {
   return {
     store,
     coordination: store.coordination,
+    control: store.control,
     dispose: async () => {
       await store.close();
       await cleanup();
@@ -389,6 +390,25 @@ Deno.test("isolates sharing one file (PARALLEL): a write that finds the lock hel
       other.close();
     } catch { /* closed */ }
     await store.close();
+    await cleanup();
+  }
+});
+
+Deno.test("SqliteStore keeps control records (a pause, a bulk retry's key) across a reopen, and every store on the file sees them", async () => {
+  const { path, cleanup } = await tempDatabase();
+  try {
+    const first = new SqliteStore(path);
+    const second = new SqliteStore(path);
+    await first.control.write("processing.paused", "on");
+    assert.equal(await second.control.read("processing.paused"), "on");
+    assert.equal(await second.control.writeIfAbsent("bulk:k", "2"), undefined);
+    assert.equal(await first.control.writeIfAbsent("bulk:k", "1"), "2");
+    await Promise.all([first.close(), second.close()]);
+    const reopened = new SqliteStore(path);
+    assert.equal(await reopened.control.read("processing.paused"), "on");
+    assert.equal(await reopened.control.read("bulk:k"), "2");
+    await reopened.close();
+  } finally {
     await cleanup();
   }
 });
