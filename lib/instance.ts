@@ -28,7 +28,8 @@ import { StoreOpenError, StoreUnavailableError } from "./orders/errors.ts";
 import { drain } from "./shutdown.ts";
 import { openStore, storeKindOf } from "./store/open.ts";
 import { ShardedRepository } from "./store/sharded.ts";
-import { createSystem, type System } from "./system.ts";
+import { createSystem, type OtherIsolates, type System } from "./system.ts";
+import type { PauseState } from "./orders/processing_pause.ts";
 
 /** Start-up cannot go on; the message says why. */
 export class StartUpError extends Error {
@@ -144,6 +145,9 @@ export async function startInstance(
   const system = createSystem({
     store,
     coordination,
+    control: opened.control,
+    keepsOrders: kind?.keepsOrders ?? false,
+    otherIsolates: shard && otherIsolates(shard.mesh, shard.index, shard.count),
     storeKind: opened.kind,
     instanceId,
     logger,
@@ -191,6 +195,18 @@ export async function startInstance(
       leaseMs: config.leaseMs,
     });
   }
+  try {
+    // Before any worker runs: an instance that starts while paused (on a
+    // shared store, or SQLite after a restart) takes no order.
+    await system.pause.sync();
+  } catch (error) {
+    if (!(error instanceof StoreUnavailableError)) throw error;
+    lifecycle.warning("Cannot read whether processing is paused: {reason}", {
+      reason: error.message,
+    });
+  }
+  // Other instances' switches reach this one at its next look.
+  if (kind?.shared) system.pause.watch(config.leaseMs / 5);
   system.pool.start();
   // In the background, as the queue has room: every unclaimed pending order
   // (left by an earlier process, rescued, or handed back by an instance).
@@ -272,6 +288,9 @@ function serveShard(
           return await shard.countByStatus();
         case "status":
           return system.localStatus();
+        case "pause":
+          system.pause.apply(argument as PauseState);
+          return null;
         case "events":
           for (const event of argument as RelayedEvent[]) {
             system.hub.publishRelayed(event);
@@ -282,6 +301,23 @@ function serveShard(
       }
     },
   });
+}
+
+/** The other isolates of the process, as the first one reaches them. */
+function otherIsolates(
+  mesh: IsolateMesh,
+  index: number,
+  count: number,
+): OtherIsolates {
+  const others = Array.from({ length: count }, (_, offset) => offset + 1)
+    .filter((other) => other !== index + 1);
+  return {
+    applyPause: async (state) => {
+      await Promise.all(
+        others.map((other) => mesh.call(other, "pause", state)),
+      );
+    },
+  };
 }
 
 /** A change relayed to the first isolate, which hears every isolate's. */

@@ -64,6 +64,8 @@ export function sumSummaries(summaries: readonly OrderSummary[]): OrderSummary {
     handed_back: 0,
     lost: 0,
     drained: 0,
+    kept_paused: 0,
+    refused: 0,
     abandoned: 0,
   };
   for (const summary of summaries) {

@@ -12,6 +12,7 @@ import type { Coordination } from "./orders/coordination.ts";
 import type { OrderRepository } from "./orders/order_store.ts";
 import type { WorkerPool } from "./async/worker_pool.ts";
 import type { WorkClaimer } from "./orders/work_claimer.ts";
+import type { ProcessingPause } from "./orders/processing_pause.ts";
 
 /** What the drain needs. */
 export interface DrainOptions {
@@ -26,6 +27,10 @@ export interface DrainOptions {
   hub: OrderEventHub;
   /** Stopped first, so that nothing more is claimed. */
   claimer?: Pick<WorkClaimer, "stop">;
+  /** While paused, queued orders stay pending in a store that keeps them. */
+  pause?: Pick<ProcessingPause, "drain" | "stopWatching">;
+  /** Whether the store keeps orders past the process. */
+  keepsOrders?: boolean;
   logger: Logger;
   /** How long to wait for accepted orders before aborting them. */
   timeoutMs: number;
@@ -51,6 +56,7 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
   stats.startDrain();
   logger.info("Draining: no longer accepting orders");
   await options.claimer?.stop();
+  await options.pause?.stopWatching();
   await service.stopAccepting();
   if (options.coordination.shared) {
     const queued = service.takeQueued();
@@ -67,6 +73,24 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
       // Closing the store hands them back too, or their lease lapses.
       logger.warning("Could not hand queued orders back: {error}", { error });
     }
+  }
+  switch (options.pause?.drain(options.keepsOrders ?? false)) {
+    case "kept": {
+      // Paused for a reason (a provider down): leave the queued orders
+      // unstarted in the store, for the next start or another instance.
+      const kept = service.takeQueued().length;
+      stats.recordKeptPaused(kept);
+      logger.warning(
+        "Processing is paused: queued orders stay pending in the store, unstarted",
+        { kept },
+      );
+      break;
+    }
+    case "lifted":
+      logger.warning(
+        "Processing was paused, but this store keeps no order past the process: processing the queued orders before exiting",
+      );
+      break;
   }
   logger.info("Queue closed; {queued} orders queued, {busy} in progress", {
     queued: service.queueDepth,

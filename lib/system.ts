@@ -21,10 +21,14 @@ import { OrderStats } from "./orders/stats.ts";
 import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
 import { TurnGate } from "./async/turn_gate.ts";
+import { Gate } from "./async/gate.ts";
+import { type PauseState, ProcessingPause } from "./orders/processing_pause.ts";
+import { MemoryControlRecords } from "./store/memory_control.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
 import { WorkClaimer } from "./orders/work_claimer.ts";
 import { DashboardStats } from "./observe/dashboard_stats.ts";
 import type {
+  ControlRecords,
   Coordination,
   FeedStart,
   InstanceStatus,
@@ -37,6 +41,14 @@ export interface SystemOptions {
   store: OrderRepository;
   /** How the instances sharing `store` divide its orders. */
   coordination: Coordination;
+  /** What operators set that outlives a request (default: held in the process). */
+  control?: ControlRecords;
+  /**
+   * Whether the store keeps orders past the process (SQLite, PostgreSQL):
+   * then a shutdown while paused leaves queued orders pending in it
+   * instead of processing them (default false).
+   */
+  keepsOrders?: boolean;
   logger: Logger;
   workers: number;
   queueCapacity: number;
@@ -78,8 +90,19 @@ export interface SystemOptions {
   claimPollMs?: number;
   /** The process's other isolates, when it runs several. */
   peers?: Peers | undefined;
+  /**
+   * The process's other isolates, which an operator's switch must reach
+   * too (`PARALLEL`): the first isolate answers it and tells the rest.
+   */
+  otherIsolates?: OtherIsolates | undefined;
   /** `memory`, `sqlite` or `postgres`, as the dashboard names it (default memory). */
   storeKind?: string;
+}
+
+/** What the first isolate asks of the others when an operator acts. */
+export interface OtherIsolates {
+  /** Holds every other isolate to `state`. */
+  applyPause(state: PauseState): Promise<void>;
 }
 
 /** The assembled service. */
@@ -102,6 +125,12 @@ export interface System {
   pool: WorkerPool<string>;
   /** Keeps the lease, rescues, claims unclaimed orders; not started. */
   claimer: WorkClaimer;
+  /** Whether the workers take orders: the operator's pause. */
+  pause: ProcessingPause;
+  /** The control records the pause and bulk retries keep. */
+  control: ControlRecords;
+  /** As given: whether the store keeps orders past the process. */
+  keepsOrders: boolean;
   /**
    * Resolves once a shared store's change feed publishes to `hub`, with
    * the counts its live changes start from (at once, with none, for the
@@ -143,6 +172,14 @@ export function createSystem(options: SystemOptions): System {
     : new ObservedStore(options.store, hub);
   const queue = new Channel<string>({ capacity: options.queueCapacity });
   const stats = new OrderStats();
+  const control = options.control ?? new MemoryControlRecords();
+  // Workers wait here before they take an order while processing is paused.
+  const running = new Gate();
+  const pause = new ProcessingPause({
+    control,
+    gate: running,
+    logger: logger.getChild("processing"),
+  });
   const storeHealth = new StoreHealth();
   const processor = new OrderProcessor({
     store,
@@ -175,12 +212,28 @@ export function createSystem(options: SystemOptions): System {
   const wakeUps = new TurnGate();
   const pool = new WorkerPool<string>({
     receive: async (receiveOptions) => {
-      if (queue.size > 0) return await queue.receive(receiveOptions);
-      const id = await queue.receive(receiveOptions);
-      await wakeUps.wait();
-      // Aborted while it waited for its turn: the pool takes no more jobs
-      // once aborted, so this one is left as if still queued (pending).
-      receiveOptions.signal.throwIfAborted();
+      // Paused: take nothing from the queue.
+      if (!running.isOpen) await running.wait(receiveOptions.signal);
+      let id: string;
+      if (queue.size > 0) id = await queue.receive(receiveOptions);
+      else {
+        id = await queue.receive(receiveOptions);
+        await wakeUps.wait();
+        // Aborted while it waited for its turn: the pool takes no more jobs
+        // once aborted, so this one is left as if still queued (pending).
+        receiveOptions.signal.throwIfAborted();
+      }
+      // Paused while this worker waited for an order: it holds the order,
+      // unstarted, until processing resumes. A shutdown that keeps paused
+      // orders ends the wait, and the order stays pending in the store.
+      if (!running.isOpen) {
+        try {
+          await running.wait(receiveOptions.signal);
+        } catch (error) {
+          if (!receiveOptions.signal.aborted) stats.recordKeptPaused();
+          throw error;
+        }
+      }
       return id;
     },
     process: async (id, signal) => {
@@ -201,6 +254,8 @@ export function createSystem(options: SystemOptions): System {
       queueCapacity: () => queue.capacity,
       workersBusy: () => pool.busy,
       workersTotal: () => pool.concurrency,
+      paused: () => pause.state.paused ? 1 : 0,
+      refused: () => stats.refused,
     },
     processMetrics: options.processMetrics ?? false,
   });
@@ -234,6 +289,8 @@ export function createSystem(options: SystemOptions): System {
     workers_busy: pool.busy,
     workers_total: pool.concurrency,
     accepting: service.accepting,
+    paused: pause.state.paused,
+    refused: stats.refused,
     finished: (({ completed, failed, cancelled }) => ({
       completed,
       failed,
@@ -265,6 +322,14 @@ export function createSystem(options: SystemOptions): System {
     apiKeys: options.apiKeys,
     requestIds: options.requestIds,
     peers: options.peers,
+    processing: {
+      state: () => pause.state,
+      set: async (paused) => {
+        const state = await pause.set(paused);
+        await options.otherIsolates?.applyPause(state);
+        return state;
+      },
+    },
     dashboard: {
       stats: dashboard,
       localStatus,
@@ -284,6 +349,9 @@ export function createSystem(options: SystemOptions): System {
     service,
     pool,
     claimer,
+    pause,
+    control,
+    keepsOrders: options.keepsOrders ?? false,
     feedStarted,
     dashboard,
     localStatus,

@@ -46,6 +46,7 @@ export function testSystem(
     ...options,
     store,
     coordination: store.coordination,
+    control: store.control,
   });
 }
 

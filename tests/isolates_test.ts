@@ -49,6 +49,8 @@ Deno.test("sumSummaries() adds up every field of the isolates' summaries", () =>
     handed_back: 1,
     lost: 0,
     drained: 2,
+    kept_paused: 1,
+    refused: 7,
     abandoned: 0,
   };
   assert.deepEqual(sumSummaries([one, { ...one, lost: 4, accepted: 10 }]), {
@@ -60,6 +62,8 @@ Deno.test("sumSummaries() adds up every field of the isolates' summaries", () =>
     handed_back: 2,
     lost: 4,
     drained: 4,
+    kept_paused: 2,
+    refused: 14,
     abandoned: 0,
   });
 });

@@ -23,6 +23,10 @@ import { requestContext } from "./request_context.ts";
 import type { BodyLimits } from "./json_body.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { ordersRoutes } from "./orders.ts";
+import {
+  processingRoutes,
+  type ProcessingRoutesOptions,
+} from "./processing.ts";
 import type { Peers } from "./peers.ts";
 import { problem, problemFor } from "./problem.ts";
 
@@ -56,6 +60,8 @@ export interface AppOptions {
   requestIds?: boolean | undefined;
   /** The process's other isolates, when it runs several. */
   peers?: Peers | undefined;
+  /** The operator's pause switch. */
+  processing: ProcessingRoutesOptions;
   /** Serves `/dashboard` when given. */
   dashboard?: Omit<DashboardOptions, "store" | "coordination"> | undefined;
 }
@@ -139,8 +145,10 @@ export function createApp(options: AppOptions) {
         isAccepting: () => options.service.accepting,
         storeProblem: () => options.storeHealth?.problem,
         peers: options.peers,
+        paused: () => options.processing.state().paused,
       }),
     )
+    .route("/", processingRoutes(options.processing))
     .route(
       "/",
       docsRoutes({

@@ -43,15 +43,23 @@ export function readiness(options: ReadinessOptions): Readiness | undefined {
  * for every isolate of the process.
  */
 export function healthRoutes(
-  options: ReadinessOptions & { peers?: Peers | undefined },
+  options: ReadinessOptions & {
+    peers?: Peers | undefined;
+    /** Whether an operator paused processing (still ready: it takes orders). */
+    paused?: () => boolean;
+  },
 ) {
+  const processing = () => options.paused?.() ? "paused" : "running";
   return new Hono()
     // Liveness: the process runs and its event loop answers.
-    .get("/health", (c) => c.json({ status: "ok" }, 200))
+    .get("/health", (c) => c.json({ status: "ok", processing: processing() }))
     // Readiness: load balancers stop sending orders once this turns 503.
+    // A pause keeps it ready: intake goes on until the queue is full.
     .get("/ready", async (c) => {
       const why = readiness(options) ?? await options.peers?.notReady();
-      if (why === undefined) return c.json({ status: "ready" }, 200);
+      if (why === undefined) {
+        return c.json({ status: "ready", processing: processing() }, 200);
+      }
       return problem(c, {
         type: problemType(why.type),
         title: "Service Unavailable",

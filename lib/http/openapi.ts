@@ -23,8 +23,10 @@ import {
   newOrderSchema,
   orderSchema,
   problemSchema,
+  processingSchema,
   readySchema,
 } from "./schemas.ts";
+import { processingDocs } from "./processing.ts";
 
 function schemaOf(schema: z.ZodType, io: "input" | "output"): JsonObject {
   const { $schema: _, ...json } = z.toJSONSchema(schema, {
@@ -59,6 +61,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     ...ordersDocs(ctx),
     ...eventsDocs(ctx),
     ...healthDocs(ctx),
+    ...processingDocs(ctx),
     ...docsDocs(ctx),
     ...dashboardDocs(ctx),
     ...(options.metrics ? metricsDocs(ctx) : {}),
@@ -91,6 +94,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         Problem: schemaOf(problemSchema, "output"),
         Health: schemaOf(healthSchema, "output"),
         Ready: schemaOf(readySchema, "output"),
+        Processing: schemaOf(processingSchema, "output"),
         DashboardSummary: DASHBOARD_SUMMARY_SCHEMA,
       },
       headers: {

@@ -191,7 +191,21 @@ export const problemSchema = z.looseObject({
 });
 
 /** `GET /health`. */
-export const healthSchema = z.object({ status: z.literal("ok") });
+export const healthSchema = z.object({
+  status: z.literal("ok"),
+  processing: z.enum(["running", "paused"]),
+});
 
 /** `GET /ready` while accepting orders. */
-export const readySchema = z.object({ status: z.literal("ready") });
+export const readySchema = z.object({
+  status: z.literal("ready"),
+  processing: z.enum(["running", "paused"]),
+});
+
+/** Whether processing is paused (`/processing`). */
+export const processingSchema = z.object({
+  paused: z.boolean(),
+  since: z.iso.datetime().nullable().describe(
+    "When it was last paused or resumed; null if never",
+  ),
+});

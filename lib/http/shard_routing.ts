@@ -18,6 +18,12 @@ import { shardOfId, shardOfKey } from "../orders/order_id.ts";
 import { PROBLEM_CONTENT_TYPE, problemType } from "./problem.ts";
 import { requestIdOf } from "./request_context.ts";
 
+const OPERATOR_PATHS = new Set([
+  "/processing/pause",
+  "/processing/resume",
+  "/orders/retry",
+]);
+
 const ORDER_CHANGE_PATH = /^\/orders\/([^/]+)\/(?:cancel|retry|events)$/;
 
 /**
@@ -39,6 +45,8 @@ export function shardFor(
   if (pathname === "/events" || pathname === "/dashboard/api/summary") {
     return 0;
   }
+  // An operator's switch: the first isolate records it and tells the rest.
+  if (request.method === "POST" && OPERATOR_PATHS.has(pathname)) return 0;
   return undefined;
 }
 

@@ -21,6 +21,10 @@ export interface GaugeSources {
   queueCapacity: () => number;
   workersBusy: () => number;
   workersTotal: () => number;
+  /** 1 while processing is paused, else 0. */
+  paused?: () => number;
+  /** New orders refused for a full queue since start (a counter). */
+  refused?: () => number;
 }
 
 /** Options for {@linkcode ServiceMetrics}. */
@@ -130,6 +134,26 @@ export class ServiceMetrics {
     );
     // Not "workers_total": that suffix means a counter to Prometheus.
     gauge("workers_configured", "Worker loops.", gauges.workersTotal);
+    if (gauges.paused) {
+      gauge(
+        "processing_paused",
+        "1 while an operator has paused processing (workers take no orders), else 0.",
+        gauges.paused,
+      );
+    }
+    const refused = gauges.refused;
+    if (refused) {
+      new client.Counter({
+        name: "orders_refused_total",
+        help: "New orders refused with 503 because the queue was full.",
+        registers,
+        collect() {
+          // The count lives in the service's stats; read when scraped.
+          this.reset();
+          this.inc(refused());
+        },
+      });
+    }
     if (options.processMetrics) registerProcessMetrics(this.registry);
   }
 

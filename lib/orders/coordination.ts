@@ -19,6 +19,10 @@ export interface InstanceStatus {
   accepting: boolean;
   /** Orders this instance finished since it started, by status. */
   finished?: { completed: number; failed: number; cancelled: number };
+  /** Whether processing is paused here. */
+  paused?: boolean;
+  /** New orders this instance refused for a full queue since it started. */
+  refused?: number;
 }
 
 /** A live instance as the shared store knows it. */

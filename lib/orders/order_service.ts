@@ -141,6 +141,7 @@ export class OrderService {
     if (!this.#accepting) throw new ServiceDrainingError();
     // Never wait for room inside a request: refuse at once.
     if (this.#queue.size + this.#reserved >= this.#queue.capacity) {
+      this.#stats.recordRefused();
       throw new QueueFullError(this.#retryAfterSeconds);
     }
     this.#reserved++;

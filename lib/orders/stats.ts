@@ -24,6 +24,14 @@ export interface OrderSummary {
   lost: number;
   /** Orders that finished while the service was draining. */
   drained: number;
+  /**
+   * Queued orders left `pending` in the store, unstarted, because the
+   * service stopped while processing was paused (a store that keeps
+   * orders: the next start, or another instance, takes them).
+   */
+  kept_paused: number;
+  /** New orders refused with 503 because the queue was full. */
+  refused: number;
   /** Orders accepted or recovered that this process neither finished nor handed on. */
   abandoned: number;
 }
@@ -41,6 +49,8 @@ export class OrderStats {
   #recovered = 0;
   #handedBack = 0;
   #lost = 0;
+  #keptPaused = 0;
+  #refused = 0;
   #draining = false;
 
   /** Counts an order the service acknowledged with 201. */
@@ -61,6 +71,21 @@ export class OrderStats {
   /** Counts orders whose claim another instance took over. */
   recordLost(count = 1): void {
     this.#lost += count;
+  }
+
+  /** Queued orders left pending because the service stopped while paused. */
+  recordKeptPaused(count = 1): void {
+    this.#keptPaused += count;
+  }
+
+  /** A new order refused for a full queue. */
+  recordRefused(): void {
+    this.#refused++;
+  }
+
+  /** New orders refused for a full queue, since start. */
+  get refused(): number {
+    return this.#refused;
   }
 
   /** Counts an order that reached a terminal status. */
@@ -91,8 +116,10 @@ export class OrderStats {
       handed_back: this.#handedBack,
       lost: this.#lost,
       drained: this.#drained,
+      kept_paused: this.#keptPaused,
+      refused: this.#refused,
       abandoned: this.#accepted + this.#recovered - finished -
-        this.#handedBack - this.#lost,
+        this.#handedBack - this.#lost - this.#keptPaused,
     };
   }
 }

@@ -14,6 +14,7 @@ export const MEMORY_KIND = storeKind({
   accepts: "memory",
   matches: (spec) => spec === "memory",
   shared: false,
+  keepsOrders: false,
   isolates: "shards",
   redact: (spec) => spec,
   settings: {

@@ -19,6 +19,7 @@ export const POSTGRES_KIND = storeKind({
   accepts: "a postgres:// or postgresql:// URL",
   matches: isPostgresUrl,
   shared: true,
+  keepsOrders: true,
   redact: redactUrl,
   settings: {
     pgPoolSize: {

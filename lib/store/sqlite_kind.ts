@@ -16,6 +16,7 @@ export const SQLITE_KIND = storeKind({
   accepts: "sqlite:PATH",
   matches: (spec) => /^sqlite:.+/.test(spec),
   shared: false,
+  keepsOrders: true,
   isolates: "owners",
   redact: (spec) => spec,
   settings: {

@@ -69,6 +69,11 @@ export interface StoreKind<S extends StoreSettingsSpec = StoreSettingsSpec> {
   /** Whether several processes can share one store of this kind. */
   shared: boolean;
   /**
+   * Whether orders outlive the process: then a shutdown while processing
+   * is paused leaves queued orders pending in the store.
+   */
+  keepsOrders: boolean;
+  /**
    * How the isolates of one process (`PARALLEL`) divide a store of this
    * kind that is not shared: `shards`, each holds a part of the orders and
    * a read of another's part hops there; `owners`, all open the one store,

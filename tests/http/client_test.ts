@@ -23,7 +23,10 @@ Deno.test("Hono's typed client (hc<AppType>) creates an order and reads it back"
     assert.equal(again.id, id);
     assert.deepEqual(again.items, EXAMPLE_ORDER.items);
     const health = await client.health.$get();
-    assert.deepEqual(await health.json(), { status: "ok" });
+    assert.deepEqual(await health.json(), {
+      status: "ok",
+      processing: "running",
+    });
   } finally {
     await drainSystem(system);
   }

@@ -672,7 +672,10 @@ withSystem(
   async (system) => {
     const health = await system.app.request("/health");
     assert.equal(health.status, 200);
-    assert.deepEqual(await health.json(), { status: "ok" });
+    assert.deepEqual(await health.json(), {
+      status: "ok",
+      processing: "running",
+    });
     assert.equal((await system.app.request("/ready")).status, 200);
     await system.service.stopAccepting();
     await assertProblem(await system.app.request("/ready"), 503);

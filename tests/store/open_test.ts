@@ -35,6 +35,7 @@ const fakeKind: StoreKind = {
   accepts: "fake:NAME",
   matches: (spec) => spec.startsWith("fake:"),
   shared: false,
+  keepsOrders: false,
   redact: (spec) => spec,
   settings: {
     fakeShelves: {
