@@ -30,6 +30,8 @@ import { openStore, storeKindOf } from "./store/open.ts";
 import { ShardedRepository } from "./store/sharded.ts";
 import { createSystem, type OtherIsolates, type System } from "./system.ts";
 import type { PauseState } from "./orders/processing_pause.ts";
+import type { FailedFilter } from "./orders/order_service.ts";
+import { shardOfId } from "./orders/order_id.ts";
 
 /** Start-up cannot go on; the message says why. */
 export class StartUpError extends Error {
@@ -142,12 +144,16 @@ export async function startInstance(
     lifecycle.warning("Recovered interrupted orders", { interrupted });
   }
 
+  // Where the isolates divide the orders, each works those its id marks.
+  const owns = shard &&
+    ((id: string) => shardOfId(id, shard.count) === shard.index);
   const system = createSystem({
     store,
     coordination,
     control: opened.control,
     keepsOrders: kind?.keepsOrders ?? false,
     otherIsolates: shard && otherIsolates(shard.mesh, shard.index, shard.count),
+    owns,
     storeKind: opened.kind,
     instanceId,
     logger,
@@ -186,7 +192,7 @@ export async function startInstance(
     );
   }
   if (shard) {
-    serveShard(system, shard.mesh, opened.store);
+    serveShard(system, shard.mesh, opened.store, owns!);
     if (shard.index > 0) relayEvents(system, shard.mesh, instanceId!);
   }
   if (opened.instanceId !== undefined) {
@@ -275,6 +281,7 @@ function serveShard(
   system: System,
   mesh: IsolateMesh,
   shard: OrderRepository,
+  owns: (id: string) => boolean,
 ): void {
   mesh.serve({
     fetch: (request) => system.app.fetch(request),
@@ -291,6 +298,11 @@ function serveShard(
         case "pause":
           system.pause.apply(argument as PauseState);
           return null;
+        case "retryFailed":
+          return await system.service.retryFailed(
+            argument as FailedFilter,
+            owns,
+          );
         case "events":
           for (const event of argument as RelayedEvent[]) {
             system.hub.publishRelayed(event);
@@ -316,6 +328,12 @@ function otherIsolates(
       await Promise.all(
         others.map((other) => mesh.call(other, "pause", state)),
       );
+    },
+    retryFailed: async (filter) => {
+      const counts = await Promise.all(
+        others.map((other) => mesh.call(other, "retryFailed", filter)),
+      );
+      return (counts as number[]).reduce((sum, count) => sum + count, 0);
     },
   };
 }

@@ -16,7 +16,8 @@ import type { BodyLimits } from "./http/json_body.ts";
 import type { Peers } from "./http/peers.ts";
 import { exponentialBackoff } from "./async/backoff.ts";
 import { OrderProcessor } from "./orders/order_processor.ts";
-import { OrderService } from "./orders/order_service.ts";
+import { type FailedFilter, OrderService } from "./orders/order_service.ts";
+import { BulkRetry } from "./orders/bulk_retry.ts";
 import { OrderStats } from "./orders/stats.ts";
 import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
@@ -95,6 +96,11 @@ export interface SystemOptions {
    * too (`PARALLEL`): the first isolate answers it and tells the rest.
    */
   otherIsolates?: OtherIsolates | undefined;
+  /**
+   * Whether this isolate works order `id`, where the isolates divide the
+   * orders (`PARALLEL` on memory or SQLite); absent: every order.
+   */
+  owns?: ((id: string) => boolean) | undefined;
   /** `memory`, `sqlite` or `postgres`, as the dashboard names it (default memory). */
   storeKind?: string;
 }
@@ -103,6 +109,8 @@ export interface SystemOptions {
 export interface OtherIsolates {
   /** Holds every other isolate to `state`. */
   applyPause(state: PauseState): Promise<void>;
+  /** Retries the failed orders each other isolate works; how many in all. */
+  retryFailed(filter: FailedFilter): Promise<number>;
 }
 
 /** The assembled service. */
@@ -307,8 +315,16 @@ export function createSystem(options: SystemOptions): System {
     status: localStatus,
     health: storeHealth,
   });
+  const bulkRetry = new BulkRetry({
+    control,
+    retry: async (filter) => {
+      const here = await service.retryFailed(filter, options.owns);
+      return here + (await options.otherIsolates?.retryFailed(filter) ?? 0);
+    },
+  });
   const app = createApp({
     hub,
+    bulkRetry,
     metrics,
     corsOrigins: options.corsOrigins,
     heartbeatMs: options.heartbeatMs,

@@ -15,6 +15,7 @@ import { docsRoutes } from "./docs.ts";
 import { eventRoutes } from "./events.ts";
 import { openApiDocument } from "./openapi.ts";
 import type { OrderService } from "../orders/order_service.ts";
+import type { BulkRetry } from "../orders/bulk_retry.ts";
 import type { Coordination, OrderRepository } from "../orders/order_store.ts";
 import type { StoreHealth } from "../orders/store_health.ts";
 import { apiKeyAuth, UNAUTHENTICATED_PATHS } from "./auth.ts";
@@ -39,6 +40,8 @@ export interface AppOptions {
   /** The live instances (dashboard) and every instance's changes (events). */
   coordination: Pick<Coordination, "instances" | "changeFeed">;
   service: OrderService;
+  /** An operator's retry of failed orders in bulk. */
+  bulkRetry: BulkRetry;
   /** `/ready` answers 503 while the store refuses writes. */
   storeHealth?: StoreHealth | undefined;
   logger: Logger;

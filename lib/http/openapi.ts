@@ -18,6 +18,8 @@ import { metricsDocs } from "./metrics.ts";
 import type { DocContext, JsonObject, PathItems } from "./openapi_parts.ts";
 import { ordersDocs } from "./orders.ts";
 import {
+  bulkRetryResultSchema,
+  bulkRetrySchema,
   cancelledOrderSchema,
   healthSchema,
   newOrderSchema,
@@ -95,6 +97,8 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         Health: schemaOf(healthSchema, "output"),
         Ready: schemaOf(readySchema, "output"),
         Processing: schemaOf(processingSchema, "output"),
+        BulkRetry: schemaOf(bulkRetrySchema, "input"),
+        BulkRetryResult: schemaOf(bulkRetryResultSchema, "output"),
         DashboardSummary: DASHBOARD_SUMMARY_SCHEMA,
       },
       headers: {

@@ -10,6 +10,7 @@ import { OrderNotFoundError } from "../orders/errors.ts";
 import { ORDER_STATUSES } from "../orders/order.ts";
 import { type OrderJson, orderJsonText, toOrderJson } from "./order_json.ts";
 import type { OrderService } from "../orders/order_service.ts";
+import type { BulkRetry } from "../orders/bulk_retry.ts";
 import type { OrderRepository } from "../orders/order_store.ts";
 import {
   type BodyLimits,
@@ -20,6 +21,7 @@ import {
 import { HttpProblem, problemType } from "./problem.ts";
 import { jsonResponse } from "./request_context.ts";
 import {
+  bulkRetrySchema,
   idempotencyKeySchema,
   listQuerySchema,
   MAX_PAGE_SIZE,
@@ -34,12 +36,15 @@ import {
   type PathItems,
   problemResponse,
   ref,
+  retryAfter,
 } from "./openapi_parts.ts";
 
 /** What the orders routes need. */
 export interface OrdersRoutesOptions {
   store: OrderRepository;
   service: OrderService;
+  /** An operator's retry of failed orders in bulk. */
+  bulkRetry: BulkRetry;
   /** Limits on reading a request body (defaults: 64 KiB, 10 s). */
   bodyLimits?: Partial<BodyLimits> | undefined;
 }
@@ -123,6 +128,32 @@ const orderLinksHeader = {
   },
 };
 
+/** The `Idempotency-Key` header's value, checked; 400 when malformed. */
+function idempotencyKeyOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const parsed = idempotencyKeySchema.safeParse(header);
+  if (parsed.success) return parsed.data;
+  throw new HttpProblem(
+    400,
+    "Bad Request",
+    parsed.error.issues[0]?.message ?? "Invalid Idempotency-Key",
+    { type: problemType("invalid-idempotency-key") },
+  );
+}
+
+/** The `Idempotency-Key` header, as the API description states it. */
+const idempotencyKeyParameter = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  schema: {
+    type: "string",
+    minLength: 1,
+    maxLength: 255,
+    pattern: "^[\\x21-\\x7e]+$",
+  },
+};
+
 /** Creates the `/orders` sub-app. */
 export function ordersRoutes(options: OrdersRoutesOptions) {
   const { store, service } = options;
@@ -130,20 +161,7 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
 
   return new Hono()
     .post("/", jsonBody(newOrderSchema, bodyOptions), async (c) => {
-      const rawKey = c.req.header("idempotency-key");
-      let key: string | undefined;
-      if (rawKey !== undefined) {
-        const parsed = idempotencyKeySchema.safeParse(rawKey);
-        if (!parsed.success) {
-          throw new HttpProblem(
-            400,
-            "Bad Request",
-            parsed.error.issues[0]?.message ?? "Invalid Idempotency-Key",
-            { type: problemType("invalid-idempotency-key") },
-          );
-        }
-        key = parsed.data;
-      }
+      const key = idempotencyKeyOf(c.req.header("idempotency-key"));
       const { order, created } = await service.create(c.req.valid("json"), key);
       const location = `/orders/${order.id}`;
       const link = orderLinks(location);
@@ -229,6 +247,22 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
         return c.json(page.orders.map(toOrderJson), 200);
       },
     )
+    .post("/retry", jsonBody(bulkRetrySchema, bodyOptions), async (c) => {
+      const key = idempotencyKeyOf(c.req.header("idempotency-key"));
+      const filter = c.req.valid("json");
+      const { retried, replayed } = await options.bulkRetry.run({
+        customerId: filter.customer_id,
+        restaurantId: filter.restaurant_id,
+        failedAfter: filter.failed_after,
+        failedBefore: filter.failed_before,
+        reason: filter.reason,
+      }, key);
+      return c.json(
+        { retried },
+        200,
+        replayed ? { "idempotent-replayed": "true" } : {},
+      );
+    })
     .get("/:id", async (c) => {
       const id = c.req.param("id");
       const order = await store.get(id);
@@ -269,17 +303,7 @@ export function ordersDocs(ctx: DocContext): PathItems {
           schema: { type: "string", example: "return=minimal" },
           description:
             "RFC 7240. `return=minimal`: answer 201 (or 200) with Location and no body.",
-        }, {
-          name: "Idempotency-Key",
-          in: "header",
-          required: false,
-          schema: {
-            type: "string",
-            minLength: 1,
-            maxLength: 255,
-            pattern: "^[\\x21-\\x7e]+$",
-          },
-        }],
+        }, idempotencyKeyParameter],
         requestBody: {
           required: true,
           content: {
@@ -438,6 +462,35 @@ export function ordersDocs(ctx: DocContext): PathItems {
           },
           "404": problemResponse("No such order"),
           "409": problemResponse("The order has already finished"),
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/orders/retry": {
+      post: {
+        operationId: "retryFailedOrders",
+        tags: ["orders"],
+        summary: "Put failed orders through again, in bulk",
+        description:
+          "Every `failed` order the body's filters match becomes `pending` with its attempts starting again, as `POST /orders/{id}/retry` does one (`failed_after` and `failed_before` are on when the order failed; `reason` is a prefix of its failure reason; `{}` is every failed order). They are queued as room allows, never dropped. With an `Idempotency-Key`, a repeat with the same body answers as the first call did (`Idempotent-Replayed: true`) and retries nothing more, through any instance.",
+        ...ctx.secured,
+        parameters: [idempotencyKeyParameter],
+        requestBody: {
+          required: true,
+          content: json(ref("BulkRetry")),
+        },
+        responses: {
+          "200": {
+            description: "How many orders were put through again",
+            content: json(ref("BulkRetryResult")),
+          },
+          "409": problemResponse(
+            "A bulk retry with this key is still running",
+            retryAfter,
+          ),
+          "422": problemResponse(
+            "The key was used with another filter",
+          ),
           ...commonResponses(ctx),
         },
       },

@@ -10,6 +10,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { HTTPException } from "hono/http-exception";
 import type {} from "hono/request-id"; // types c.get("requestId")
 import {
+  BulkRetryInProgressError,
+  BulkRetryKeyConflictError,
   IdempotencyConflictError,
   InvalidTransitionError,
   OrderNotFoundError,
@@ -168,6 +170,17 @@ export function problemFor(
     return respond(422, "Unprocessable Content", error.message, {
       type: problemType("idempotency-key-reused"),
       extra: { order_id: error.orderId },
+    });
+  }
+  if (error instanceof BulkRetryKeyConflictError) {
+    return respond(422, "Unprocessable Content", error.message, {
+      type: problemType("idempotency-key-reused"),
+    });
+  }
+  if (error instanceof BulkRetryInProgressError) {
+    return respond(409, "Conflict", error.message, {
+      type: problemType("bulk-retry-in-progress"),
+      headers: { "retry-after": "1" },
     });
   }
   if (error instanceof HTTPException) {

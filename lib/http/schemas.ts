@@ -101,6 +101,30 @@ export const listQuerySchema = z.strictObject({
   created_before: timeFilter("created_before").optional(),
 });
 
+/**
+ * The body of `POST /orders/retry`: which `failed` orders to put through
+ * again. Every field narrows it; `{}` is every failed order.
+ */
+export const bulkRetrySchema = z.strictObject({
+  customer_id: identifier("customer_id").optional(),
+  restaurant_id: identifier("restaurant_id").optional(),
+  failed_after: timeFilter("failed_after").optional(),
+  failed_before: timeFilter("failed_before").optional(),
+  reason: storable(
+    z.string({ error: "reason must be a string" })
+      .min(1, "reason must not be empty")
+      .max(500, "reason must be at most 500 characters"),
+    "reason",
+  ).optional().describe("A prefix of the failure reason"),
+});
+
+/** What `POST /orders/retry` answers. */
+export const bulkRetryResultSchema = z.object({
+  retried: z.number().int().nonnegative().describe(
+    "Failed orders put through again (by the first call, when replayed)",
+  ),
+});
+
 /** The `Idempotency-Key` header: 1–255 visible ASCII characters. */
 export const idempotencyKeySchema = z.string()
   .regex(

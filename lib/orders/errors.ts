@@ -84,6 +84,28 @@ export class IdempotencyConflictError extends Error {
   }
 }
 
+/** A bulk retry's idempotency key was used before with another filter. */
+export class BulkRetryKeyConflictError extends Error {
+  /** Creates the error for `key`. */
+  constructor(readonly key: string) {
+    super(
+      "Idempotency-Key was already used for a bulk retry with a different filter",
+    );
+    this.name = "BulkRetryKeyConflictError";
+  }
+}
+
+/** A bulk retry with the same idempotency key is running now. */
+export class BulkRetryInProgressError extends Error {
+  /** Creates the error for `key`. */
+  constructor(readonly key: string) {
+    super(
+      "A bulk retry with this Idempotency-Key is running; repeat the request once it has answered",
+    );
+    this.name = "BulkRetryInProgressError";
+  }
+}
+
 /** The store failed to read or write (a full disk, an I/O error). */
 export class StoreUnavailableError extends Error {
   /** Creates the error; `reason` is the store's own message. */

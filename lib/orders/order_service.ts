@@ -42,6 +42,35 @@ export interface OrderServiceOptions {
   coordination?: Pick<Coordination, "offer"> | undefined;
 }
 
+/** Which `failed` orders a bulk retry puts through again; every field narrows it. */
+export interface FailedFilter {
+  customerId?: string | undefined;
+  restaurantId?: string | undefined;
+  /** Failed at or after this time (epoch ms). */
+  failedAfter?: number | undefined;
+  /** Failed before this time (epoch ms). */
+  failedBefore?: number | undefined;
+  /** The failure reason starts with this. */
+  reason?: string | undefined;
+}
+
+// Failed orders read per page of a bulk retry.
+const RETRY_PAGE = 200;
+
+/**
+ * Whether failed `order` passes the filters the list query cannot ask: a
+ * failed order's last change is its failure, so `updated_at` is when it
+ * failed.
+ */
+function matchesFailed(order: Order, filter: FailedFilter): boolean {
+  return (filter.failedAfter === undefined ||
+    order.updated_at >= filter.failedAfter) &&
+    (filter.failedBefore === undefined ||
+      order.updated_at < filter.failedBefore) &&
+    (filter.reason === undefined ||
+      (order.failure_reason ?? "").startsWith(filter.reason));
+}
+
 /** What {@linkcode OrderService.cancel} did. */
 export interface CancelResult {
   order: Order;
@@ -221,21 +250,76 @@ export class OrderService {
   async retry(id: string): Promise<Order> {
     const failed = await this.#store.get(id);
     if (!failed) throw new OrderNotFoundError(id);
-    const last = failed.attempts;
-    const reason = failed.failure_reason ?? "";
+    const order = await this.#retryFailed(failed);
+    await this.#coordination?.offer([id]);
+    return order;
+  }
+
+  /**
+   * Puts every `failed` order that `filter` matches through again, as
+   * {@linkcode retry} does one, and returns how many. Only the orders
+   * `owns` accepts: under `PARALLEL` each isolate retries the ones it
+   * works. An order that stops being `failed` meanwhile (another retry
+   * won it) is left out of the count.
+   */
+  async retryFailed(
+    filter: FailedFilter,
+    owns: (id: string) => boolean = () => true,
+  ): Promise<number> {
+    let retried = 0;
+    let after: string | undefined;
+    while (true) {
+      // Retried orders leave the `failed` status as the pages go by; the
+      // cursor is the id, so none is skipped or seen twice.
+      const page = await this.#store.list({
+        status: "failed",
+        customerId: filter.customerId,
+        restaurantId: filter.restaurantId,
+        after,
+        limit: RETRY_PAGE,
+      });
+      const chosen = page.orders.filter((order) =>
+        owns(order.id) && matchesFailed(order, filter)
+      );
+      // One page's changes go to the store together (PostgreSQL batches
+      // them into one statement).
+      const outcomes = await Promise.allSettled(
+        chosen.map((order) => this.#retryFailed(order)),
+      );
+      const ids: string[] = [];
+      let failure: unknown;
+      outcomes.forEach((outcome, index) => {
+        if (outcome.status === "fulfilled") ids.push(chosen[index]!.id);
+        else if (!(outcome.reason instanceof InvalidTransitionError)) {
+          failure ??= outcome.reason;
+        }
+      });
+      // Offered even when another change of the page failed: a pending
+      // order nobody was told of would wait for the next start.
+      if (ids.length > 0) await this.#coordination?.offer(ids);
+      if (failure !== undefined) throw failure;
+      retried += ids.length;
+      after = page.orders.at(-1)?.id;
+      if (!page.hasMore || after === undefined) return retried;
+    }
+  }
+
+  #retryFailed(failed: Order): Promise<Order> {
     // Race: another retry (here or on another instance) may win between
-    // the read above and this change. The change is conditional on
+    // the caller's read and this change. The change is conditional on
     // `failed`, so the loser gets InvalidTransitionError (409), and the
     // entry it would have written, read before, is never written.
-    const order = await this.#store.transition(id, {
+    return this.#store.transition(failed.id, {
       action: "retry",
       from: ["failed"],
       to: "pending",
       set: { attempts: 0, failure_reason: null },
-      append: [{ type: "retried", attempt: last, reason }],
+      append: [{
+        type: "retried",
+        attempt: failed.attempts,
+        reason: failed.failure_reason ?? "",
+      }],
     });
-    await this.#coordination?.offer([id]);
-    return order;
   }
 
   /**
