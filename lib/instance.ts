@@ -214,6 +214,8 @@ export async function startInstance(
   // Other instances' switches reach this one at its next look.
   if (kind?.shared) system.pause.watch(config.leaseMs / 5);
   system.pool.start();
+  // Where the dashboard is served: the first isolate serves every isolate's.
+  if ((shard?.index ?? 0) === 0) system.sampler.start();
   // In the background, as the queue has room: every unclaimed pending order
   // (left by an earlier process, rescued, or handed back by an instance).
   system.claimer.start();

@@ -27,6 +27,8 @@ export interface DrainOptions {
   hub: OrderEventHub;
   /** Stopped first, so that nothing more is claimed. */
   claimer?: Pick<WorkClaimer, "stop">;
+  /** Stopped with the claimer: it reads the instances from the store. */
+  sampler?: { stop(): Promise<void> };
   /** While paused, queued orders stay pending in a store that keeps them. */
   pause?: Pick<ProcessingPause, "drain" | "stopWatching">;
   /** Whether the store keeps orders past the process. */
@@ -57,6 +59,7 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
   logger.info("Draining: no longer accepting orders");
   await options.claimer?.stop();
   await options.pause?.stopWatching();
+  await options.sampler?.stop();
   await service.stopAccepting();
   if (options.coordination.shared) {
     const queued = service.takeQueued();

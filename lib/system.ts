@@ -28,6 +28,7 @@ import { MemoryControlRecords } from "./store/memory_control.ts";
 import { WorkerPool } from "./async/worker_pool.ts";
 import { WorkClaimer } from "./orders/work_claimer.ts";
 import { DashboardStats } from "./observe/dashboard_stats.ts";
+import { DashboardSampler } from "./observe/dashboard_sampler.ts";
 import type {
   ControlRecords,
   Coordination,
@@ -147,6 +148,8 @@ export interface System {
   feedStarted: Promise<FeedStart | undefined>;
   /** The dashboard's figures, fed by the hub once the feed has started. */
   dashboard: DashboardStats;
+  /** Samples refusals and queue depth into `dashboard`; not started. */
+  sampler: DashboardSampler;
   /** This instance's queue, workers and finished orders now. */
   localStatus: () => InstanceStatus;
   app: ReturnType<typeof createApp>;
@@ -315,6 +318,11 @@ export function createSystem(options: SystemOptions): System {
     status: localStatus,
     health: storeHealth,
   });
+  const sampler = new DashboardSampler({
+    stats: dashboard,
+    instances: () => coordination.instances(),
+    localStatus,
+  });
   const bulkRetry = new BulkRetry({
     control,
     retry: async (filter) => {
@@ -351,6 +359,7 @@ export function createSystem(options: SystemOptions): System {
       localStatus,
       instanceId: options.instanceId,
       storeKind: options.storeKind ?? "memory",
+      paused: () => pause.state,
     },
   });
   return {
@@ -370,6 +379,7 @@ export function createSystem(options: SystemOptions): System {
     keepsOrders: options.keepsOrders ?? false,
     feedStarted,
     dashboard,
+    sampler,
     localStatus,
     app,
   };

@@ -14,8 +14,10 @@ import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import appCss from "./dashboard/app.css" with { type: "text" };
 import appJs from "./dashboard/app.js" with { type: "text" };
 import orderPageJs from "./dashboard/order_page.js" with { type: "text" };
+import operatorJs from "./dashboard/operator.js" with { type: "text" };
 import type { DashboardStats } from "../observe/dashboard_stats.ts";
 import { type Asset, assetHandler, CSS, JAVASCRIPT } from "./assets.ts";
+import type { PauseState } from "../orders/processing_pause.ts";
 import { ORDER_STATUSES } from "../orders/order.ts";
 import { toOrderJson } from "./order_json.ts";
 import type { Coordination, InstanceStatus } from "../orders/coordination.ts";
@@ -46,6 +48,8 @@ export interface DashboardOptions {
   instanceId?: string | undefined;
   /** `memory`, `sqlite` or `postgres`. */
   storeKind: string;
+  /** Whether an operator paused processing, and since when. */
+  paused: () => PauseState;
   now?: () => number;
 }
 
@@ -86,19 +90,24 @@ const PAGE = `<!doctype html>
 <main id="dashboard" hidden>
   <section class="wide" aria-labelledby="now-title">
     <h2 id="now-title">Now</h2>
+    <p id="processing-line" class="processing"><span id="processing-state" role="status">…</span>
+      <button id="processing-toggle" type="button">Pause processing</button></p>
     <div class="cards">${countCards}</div>
     <h3>Instances</h3>
     <div class="scroll"><table>
-      <thead><tr><th>instance</th><th class="num">last heartbeat</th><th class="num">queue</th><th class="num">workers busy</th><th class="num">finished here: completed / failed / cancelled</th><th>accepting</th></tr></thead>
+      <thead><tr><th>instance</th><th class="num">last heartbeat</th><th class="num">queue</th><th class="num">workers busy</th><th class="num">finished here: completed / failed / cancelled</th><th class="num">refused here</th><th>accepting</th></tr></thead>
       <tbody id="instances"></tbody>
     </table></div>
   </section>
   <section class="wide" aria-labelledby="throughput-title">
     <h2 id="throughput-title">Throughput, last 15 minutes</h2>
-    <div id="chart" role="img" aria-label="Orders created, finished and failed per second"></div>
+    <div id="chart" role="img" aria-label="Orders created, finished, failed, retried and refused per second, and the orders queued"></div>
     <div class="figures">
       <div>created/s (10 s) <strong id="rate-created">—</strong></div>
       <div>finished/s (10 s) <strong id="rate-finished">—</strong></div>
+      <div>refused/s (10 s) <strong id="rate-refused">—</strong></div>
+      <div>refused since start <strong id="refused-total">—</strong></div>
+      <div>queued now <strong id="queued-now">—</strong></div>
       <div>processing p50 <strong id="p50">—</strong></div>
       <div>p99 <strong id="p99">—</strong></div>
     </div>
@@ -110,9 +119,16 @@ const PAGE = `<!doctype html>
   </section>
   <section aria-labelledby="failures-title">
     <h2 id="failures-title">Latest failures</h2>
+    <form id="bulk-retry-form" class="inline" aria-label="Retry failed orders in bulk">
+      <label>Restaurant <input id="bulk-restaurant" maxlength="64" autocomplete="off" spellcheck="false"></label>
+      <label>Reason starts with <input id="bulk-reason" maxlength="500" autocomplete="off"></label>
+      <label>Failed since <input id="bulk-after" type="datetime-local" step="1"></label>
+      <button type="submit">Retry failed orders…</button>
+    </form>
+    <p id="retry-result" role="status"></p>
     <p id="no-failures" class="muted">No order has failed since this instance started.</p>
     <div class="scroll"><table>
-      <thead><tr><th>order</th><th>at</th><th class="num">attempts</th><th>reason</th></tr></thead>
+      <thead><tr><th>order</th><th>at</th><th class="num">attempts</th><th>reason</th><th><span class="visually-hidden">action</span></th></tr></thead>
       <tbody id="failures"></tbody>
     </table></div>
   </section>
@@ -151,6 +167,7 @@ const PAGE = `<!doctype html>
 <script src="/dashboard/assets/uPlot.iife.min.js"></script>
 <script src="/dashboard/assets/app.js"></script>
 <script src="/dashboard/assets/order_page.js"></script>
+<script src="/dashboard/assets/operator.js"></script>
 </body>
 </html>
 `;
@@ -158,6 +175,7 @@ const PAGE = `<!doctype html>
 const ASSETS = new Map<string, Asset>([
   ["app.js", { body: appJs, type: JAVASCRIPT }],
   ["order_page.js", { body: orderPageJs, type: JAVASCRIPT }],
+  ["operator.js", { body: operatorJs, type: JAVASCRIPT }],
   ["app.css", { body: appCss, type: CSS }],
   ["uPlot.iife.min.js", { body: uplotJs, type: JAVASCRIPT }],
   ["uPlot.min.css", { body: uplotCss, type: CSS }],
@@ -188,9 +206,17 @@ export function dashboardRoutes(options: DashboardOptions) {
           ? { ...instance, self: true, status: options.localStatus() }
           : { ...instance, self: false }
       );
+      const pause = options.paused();
       return c.json({
         at: now(),
         store: options.storeKind,
+        paused: pause.paused,
+        paused_since: pause.since,
+        // Each instance's count since it started, as its status says.
+        refused: instances.reduce(
+          (sum, instance) => sum + (instance.status?.refused ?? 0),
+          0,
+        ),
         instances,
         ...options.stats.figures(),
       });
@@ -315,6 +341,9 @@ export const DASHBOARD_SUMMARY_SCHEMA = {
   required: [
     "at",
     "store",
+    "paused",
+    "paused_since",
+    "refused",
     "instances",
     "counts",
     "throughput",
@@ -324,6 +353,20 @@ export const DASHBOARD_SUMMARY_SCHEMA = {
   properties: {
     at: { type: "integer", description: "Epoch milliseconds" },
     store: { type: "string", enum: ["memory", "sqlite", "postgres"] },
+    paused: {
+      type: "boolean",
+      description: "Whether an operator paused processing",
+    },
+    paused_since: {
+      type: ["integer", "null"],
+      description:
+        "Epoch milliseconds of the last pause or resume; null if never",
+    },
+    refused: {
+      type: "integer",
+      description:
+        "New orders refused for a full queue, by the live instances since each started",
+    },
     instances: {
       type: "array",
       items: {
@@ -342,6 +385,12 @@ export const DASHBOARD_SUMMARY_SCHEMA = {
               workers_busy: { type: "integer" },
               workers_total: { type: "integer" },
               accepting: { type: "boolean" },
+              paused: { type: "boolean" },
+              refused: {
+                type: "integer",
+                description:
+                  "New orders refused for a full queue since it started",
+              },
               finished: {
                 type: "object",
                 description:
@@ -373,6 +422,18 @@ export const DASHBOARD_SUMMARY_SCHEMA = {
         created: { type: "array", items: { type: "integer" } },
         finished: { type: "array", items: { type: "integer" } },
         failed: { type: "array", items: { type: "integer" } },
+        retried: { type: "array", items: { type: "integer" } },
+        refused: {
+          type: "array",
+          items: { type: "integer" },
+          description:
+            "New orders refused for a full queue (sampled each second)",
+        },
+        queue_depth: {
+          type: "array",
+          items: { type: "integer" },
+          description: "Orders queued on every instance, sampled each second",
+        },
       },
     },
     processing_ms: {

@@ -1,8 +1,9 @@
 /**
  * The dashboard's figures, kept from the order events as they happen, so
  * that reading them never touches the orders table: counts by status,
- * orders created and finished per second, processing times, and the
- * latest failures.
+ * orders created, finished and retried per second, processing times, and
+ * the latest failures; and, sampled every second, new orders refused for a
+ * full queue and the queue's depth.
  *
  * @module
  */
@@ -20,7 +21,7 @@ import type { OrderEvent } from "./events.ts";
 export const THROUGHPUT_SECONDS = 900;
 /** Processing times kept for the percentiles. */
 const DURATIONS_KEPT = 1024;
-/** Failed orders kept. */
+/** Failed orders kept (a retried one leaves the list). */
 const FAILURES_KEPT = 20;
 
 /** A failed order as the dashboard lists it. */
@@ -43,6 +44,12 @@ export interface DashboardFigures {
     created: number[];
     finished: number[];
     failed: number[];
+    /** Failed orders an operator put through again. */
+    retried: number[];
+    /** New orders refused with 503 for a full queue (sampled). */
+    refused: number[];
+    /** Orders waiting in the queues, at each second's sample. */
+    queue_depth: number[];
   };
   /** Processing time (first start to completion) of recent completed orders. */
   processing_ms: { p50: number | null; p99: number | null; samples: number };
@@ -61,6 +68,12 @@ export class DashboardStats {
   readonly #created = new Array<number>(THROUGHPUT_SECONDS).fill(0);
   readonly #finished = new Array<number>(THROUGHPUT_SECONDS).fill(0);
   readonly #failed = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  readonly #retried = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  readonly #refused = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  readonly #queue = new Array<number>(THROUGHPUT_SECONDS).fill(0);
+  // The refused total at the last sample (a sum of counters since each
+  // instance's start), to take the difference from.
+  #refusedSeen: number | undefined;
   #lastSecond: number;
   readonly #durations: number[] = [];
   #durationNext = 0;
@@ -99,6 +112,15 @@ export class DashboardStats {
       this.#created[this.#slot()]!++;
       return;
     }
+    if (event.name === "retried") {
+      this.#retried[this.#slot()]!++;
+      // No longer failed: the list is of failures still to deal with.
+      const index = this.#failures.findIndex((failure) =>
+        failure.id === order.id
+      );
+      if (index !== -1) this.#failures.splice(index, 1);
+      return;
+    }
     if (event.name !== "status") return;
     const previous = previousStatus(order);
     if (previous !== undefined) this.#counts[previous]--;
@@ -125,6 +147,21 @@ export class DashboardStats {
     }
   }
 
+  /**
+   * Takes this second's sample: `refusedTotal`, the new orders refused
+   * since each instance started, summed; `queueDepth`, the orders queued
+   * now, summed.
+   */
+  sample(sample: { refusedTotal: number; queueDepth: number }): void {
+    const slot = this.#slot();
+    // An instance that stopped takes its count with it: the sum then
+    // drops, and the difference starts again from there.
+    const seen = this.#refusedSeen ?? sample.refusedTotal;
+    this.#refused[slot]! += Math.max(0, sample.refusedTotal - seen);
+    this.#refusedSeen = sample.refusedTotal;
+    this.#queue[slot] = sample.queueDepth;
+  }
+
   /** The figures now. */
   figures(): DashboardFigures {
     const second = this.#advance();
@@ -146,6 +183,9 @@ export class DashboardStats {
         created: series(this.#created),
         finished: series(this.#finished),
         failed: series(this.#failed),
+        retried: series(this.#retried),
+        refused: series(this.#refused),
+        queue_depth: series(this.#queue),
       },
       processing_ms: {
         p50: percentile(0.5),
@@ -170,6 +210,9 @@ export class DashboardStats {
       this.#created[slot] = 0;
       this.#finished[slot] = 0;
       this.#failed[slot] = 0;
+      this.#retried[slot] = 0;
+      this.#refused[slot] = 0;
+      this.#queue[slot] = 0;
     }
     if (second > this.#lastSecond) this.#lastSecond = second;
     return this.#lastSecond;

@@ -3,8 +3,11 @@
  * `chromium`, driven by playwright-core) on the real service. Orders posted
  * through the API show up in the counts and the feed; an order found by
  * id fills its timeline as it runs; a pending order is cancelled from its
- * page; with API keys nothing shows before a key is entered. No console
- * errors, and no request to another host.
+ * page; with API keys nothing shows before a key is entered; an incident
+ * worked from the dashboard (pause, refusals seen, retries one and in
+ * bulk, resume). No console errors, and no request to another host.
+ * With `SCREENSHOT_DIR` set, the incident test saves its pictures there
+ * (`SCREENSHOT_DIR=docs` made the ones in docs/operations.md).
  */
 
 import assert from "node:assert/strict";
@@ -434,6 +437,154 @@ Deno.test({
             "processing",
             "failed",
           ],
+        );
+      },
+    );
+  },
+});
+
+/** Saves the page as `name`.png in `SCREENSHOT_DIR`, when it is set. */
+async function screenshot(page: Page, name: string): Promise<void> {
+  const dir = Deno.env.get("SCREENSHOT_DIR");
+  if (dir) {
+    await page.screenshot({ path: `${dir}/${name}.png`, fullPage: true });
+  }
+}
+
+/** Accepts the next confirm dialog and resolves with its question. */
+function confirmNext(page: Page): Promise<string> {
+  return new Promise((resolve) => {
+    page.once("dialog", (dialog) => {
+      resolve(dialog.message());
+      dialog.accept();
+    });
+  });
+}
+
+Deno.test({
+  ignore: skip,
+  name:
+    "an incident on the dashboard: retry one order from the failures table, pause after a confirm, see the 503s counted, retry the failures in bulk, resume",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // The payment provider is down: every attempt fails.
+    await withDashboard(
+      {
+        LATENCY_SCALE: "0",
+        FAILURE_RATE: "1",
+        MAX_ATTEMPTS: "1",
+        QUEUE_CAPACITY: "5",
+        // Idle workers each hold the next order, unstarted, while paused.
+        WORKERS: "2",
+      },
+      async (page, service) => {
+        await page.waitForSelector("#dashboard:not([hidden])");
+        const ids = [];
+        for (let index = 0; index < 6; index++) {
+          ids.push(await post(service.url));
+        }
+        const failureRows = (n: number) =>
+          page.waitForFunction(
+            (wanted) =>
+              document.querySelectorAll("#failures tr").length === wanted,
+            n,
+            { timeout: 10_000 },
+          );
+        await failureRows(6);
+
+        // One, from its row.
+        const question = confirmNext(page);
+        await page.locator("#failures tr button", { hasText: "Retry" }).first()
+          .click();
+        assert.match(await question, /^Retry order ORD-[0-9A-Z]{26}\?$/);
+        await page.waitForFunction(() =>
+          document.getElementById("retry-result")!.textContent!.startsWith(
+            "Retried ORD-",
+          )
+        );
+
+        // Pause, after a confirm; the page says so on the next summary.
+        const pauseQuestion = confirmNext(page);
+        await page.click("#processing-toggle");
+        assert.match(
+          await pauseQuestion,
+          /^Pause processing on every instance/,
+        );
+        await page.waitForFunction(() =>
+          document.getElementById("processing-state")!.textContent!
+            .startsWith("Processing is paused")
+        );
+        assert.equal(
+          await page.locator("#processing-toggle").innerText(),
+          "Resume processing",
+        );
+        // The failed one retried before the pause has failed again by now.
+        await failureRows(6);
+
+        // While paused the queue fills: POSTs are refused, and counted.
+        let refused = 0;
+        for (let index = 0; index < 10; index++) {
+          const response = await fetch(`${service.url}/orders`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(EXAMPLE_ORDER),
+          });
+          await response.body?.cancel();
+          if (response.status === 503) refused++;
+        }
+        assert.ok(refused > 0, "the full queue refused some");
+        await page.waitForFunction(
+          (n) =>
+            document.getElementById("refused-total")!.textContent === String(n),
+          refused,
+          { timeout: 5000 },
+        );
+
+        // Every failure of this restaurant, in bulk, after a confirm.
+        await page.fill("#bulk-restaurant", EXAMPLE_ORDER.restaurant_id);
+        const bulkQuestion = confirmNext(page);
+        await page.click("#bulk-retry-form button[type=submit]");
+        assert.equal(
+          await bulkQuestion,
+          `Put every failed order of restaurant ${EXAMPLE_ORDER.restaurant_id} through again?`,
+        );
+        await page.waitForFunction(() =>
+          document.getElementById("retry-result")!.textContent ===
+            "Retried 6 failed orders."
+        );
+        // Retried orders leave the failures table; paused, none runs.
+        await failureRows(0);
+        await page.waitForFunction(() =>
+          Number(document.getElementById("count-failed")!.textContent) === 0
+        );
+        await screenshot(page, "dashboard-bulk-retry");
+        for (const id of ids) {
+          const order = await (await fetch(`${service.url}/orders/${id}`))
+            .json();
+          assert.equal(order.status, "pending", id);
+        }
+
+        // Resume, after a confirm: they run (and, the provider still
+        // down, fail again).
+        const resumeQuestion = confirmNext(page);
+        await page.click("#processing-toggle");
+        assert.equal(
+          await resumeQuestion,
+          "Resume processing on every instance?",
+        );
+        await page.waitForFunction(() =>
+          document.getElementById("processing-state")!.textContent ===
+            "Processing is running."
+        );
+        await page.waitForFunction(
+          () =>
+            Number(document.getElementById("count-pending")!.textContent) ===
+              0 &&
+            Number(document.getElementById("count-processing")!.textContent) ===
+              0,
+          undefined,
+          { timeout: 10_000 },
         );
       },
     );

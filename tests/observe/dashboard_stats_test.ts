@@ -126,3 +126,52 @@ Deno.test("DashboardStats counts by status, per second, processing times and fai
   assert.ok(later.throughput.created.every((value) => value === 0));
   assert.equal(later.counts.completed, 11);
 });
+
+Deno.test("DashboardStats: a retried order counts as retried, pending again, and leaves the failures list; samples give refused per second and the queue depth", () => {
+  let now = 2_000_000_000_000;
+  const stats = new DashboardStats(() => now);
+  const hub = new OrderEventHub();
+  hub.addListener((event) => stats.observe(event));
+  const failed = order("F", [
+    [now - 500, "status", "pending"],
+    [now - 400, "status", "processing"],
+    [now - 100, "status", "failed"],
+  ], { failure_reason: "payment provider unavailable" });
+  hub.publishChange(failed, 1);
+  assert.deepEqual(stats.figures().recent_failures.map((f) => f.id), ["F"]);
+
+  now += 1000;
+  const retried: Order = {
+    ...failed,
+    status: "pending",
+    timeline: [
+      ...failed.timeline,
+      {
+        at: now,
+        type: "retried",
+        attempt: 1,
+        reason: "payment provider unavailable",
+      },
+      { at: now, type: "status", status: "pending" },
+    ],
+  };
+  hub.publishChange(retried, 2);
+  // The refused total is a sum of counters: the first sample is the base.
+  stats.sample({ refusedTotal: 40, queueDepth: 7 });
+  now += 1000;
+  stats.sample({ refusedTotal: 55, queueDepth: 100 });
+  now += 1000;
+  // An instance with 30 refusals stopped: the sum drops, nothing is negative.
+  stats.sample({ refusedTotal: 25, queueDepth: 3 });
+  now += 1000;
+  stats.sample({ refusedTotal: 27, queueDepth: 0 });
+
+  const figures = stats.figures();
+  assert.deepEqual(figures.recent_failures, []);
+  assert.equal(figures.counts.failed, 0);
+  assert.equal(figures.counts.pending, 1);
+  const { retried: retries, refused, queue_depth } = figures.throughput;
+  assert.deepEqual(retries.slice(-4), [1, 0, 0, 0]);
+  assert.deepEqual(refused.slice(-4), [0, 15, 0, 2]);
+  assert.deepEqual(queue_depth.slice(-4), [7, 100, 3, 0]);
+});

@@ -1,6 +1,7 @@
 // The order-service dashboard: plain browser JavaScript, no build step.
 // Data: GET /dashboard/api/summary every 2 s, the /events stream for the
-// live feed, the orders API for search, an order's page and cancel.
+// live feed, the orders API for search, an order's page and cancel. The
+// operator's controls (pause, retry) are in operator.js.
 // With API keys the key lives in sessionStorage and goes in an
 // Authorization header, never in a URL; streams are read with fetch
 // because EventSource cannot send that header. An order's page is in
@@ -92,6 +93,7 @@ async function refreshSummary() {
   $("connection").textContent = `updated ${
     time(summary.at)
   } · store: ${summary.store}`;
+  showProcessing(summary);
   for (const [status, count] of Object.entries(summary.counts)) {
     const cell = $(`count-${status}`);
     if (cell) cell.textContent = count.toLocaleString();
@@ -134,17 +136,32 @@ async function refreshSummary() {
             ? `${instance.status.finished.completed} / ${instance.status.finished.failed} / ${instance.status.finished.cancelled}`
             : "—",
         ),
+        el("td", { class: "num" }, instance.status?.refused ?? "—"),
         el("td", {}, instance.status?.accepting === false ? "draining" : "yes"),
       )
     ),
   );
   const { throughput, processing_ms: processing } = summary;
   const xs = throughput.created.map((_, index) => throughput.start + index);
-  const data = [xs, throughput.created, throughput.finished, throughput.failed];
+  const data = [
+    xs,
+    throughput.created,
+    throughput.finished,
+    throughput.failed,
+    throughput.retried,
+    throughput.refused,
+    throughput.queue_depth,
+  ];
   drawChart(data);
   const last = (series) => series.slice(-10).reduce((a, b) => a + b, 0) / 10;
   $("rate-created").textContent = last(throughput.created).toFixed(1);
   $("rate-finished").textContent = last(throughput.finished).toFixed(1);
+  $("rate-refused").textContent = last(throughput.refused).toFixed(1);
+  $("refused-total").textContent = summary.refused.toLocaleString();
+  $("queued-now").textContent = summary.instances.reduce(
+    (sum, instance) => sum + (instance.status?.queue_depth ?? 0),
+    0,
+  ).toLocaleString();
   $("p50").textContent = processing.p50 === null ? "—" : `${processing.p50} ms`;
   $("p99").textContent = processing.p99 === null ? "—" : `${processing.p99} ms`;
   const failures = $("failures");
@@ -172,6 +189,7 @@ async function refreshSummary() {
             ]
             : []),
         ),
+        el("td", {}, retryButton(failure.id)),
       )
     ),
   );
@@ -198,12 +216,27 @@ function drawChart(data) {
             grid: { stroke: color("--line") },
             label: "orders/s",
           },
+          {
+            scale: "queue",
+            side: 1,
+            stroke: color("--muted"),
+            grid: { show: false },
+            label: "queued",
+          },
         ],
         series: [
           {},
           { label: "created/s", stroke: color("--accent"), width: 2 },
           { label: "finished/s", stroke: color("--ok"), width: 2 },
           { label: "failed/s", stroke: color("--bad"), width: 2 },
+          { label: "retried/s", stroke: color("--accent"), dash: [6, 4] },
+          { label: "refused/s (503)", stroke: color("--warn"), width: 2 },
+          {
+            label: "queued",
+            scale: "queue",
+            stroke: color("--muted"),
+            dash: [2, 3],
+          },
         ],
       },
       data,
