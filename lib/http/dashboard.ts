@@ -100,7 +100,7 @@ const PAGE = `<!doctype html>
     </table></div>
   </section>
   <section class="wide" aria-labelledby="throughput-title">
-    <h2 id="throughput-title">Throughput, last 15 minutes</h2>
+    <h2 id="throughput-title">Throughput, up to the last 15 minutes</h2>
     <div id="chart" role="img" aria-label="Orders created, finished, failed, retried and refused per second, and the orders queued"></div>
     <div class="figures">
       <div>created/s (10 s) <strong id="rate-created">—</strong></div>
@@ -126,7 +126,7 @@ const PAGE = `<!doctype html>
       <button type="submit">Retry failed orders…</button>
     </form>
     <p id="retry-result" role="status"></p>
-    <p id="no-failures" class="muted">No order has failed since this instance started.</p>
+    <p id="no-failures" class="muted">No failed order waiting: none has failed since this instance started, or each was retried.</p>
     <div class="scroll"><table>
       <thead><tr><th>order</th><th>at</th><th class="num">attempts</th><th>reason</th><th><span class="visually-hidden">action</span></th></tr></thead>
       <tbody id="failures"></tbody>

@@ -74,6 +74,9 @@ export class DashboardStats {
   // The refused total at the last sample (a sum of counters since each
   // instance's start), to take the difference from.
   #refusedSeen: number | undefined;
+  // The second of the last sample, and the depth it saw.
+  #sampledSecond: number | undefined;
+  #sampledDepth = 0;
   #lastSecond: number;
   readonly #durations: number[] = [];
   #durationNext = 0;
@@ -160,6 +163,8 @@ export class DashboardStats {
     this.#refused[slot]! += Math.max(0, sample.refusedTotal - seen);
     this.#refusedSeen = sample.refusedTotal;
     this.#queue[slot] = sample.queueDepth;
+    this.#sampledSecond = this.#lastSecond;
+    this.#sampledDepth = sample.queueDepth;
   }
 
   /** The figures now. */
@@ -171,6 +176,15 @@ export class DashboardStats {
         { length: THROUGHPUT_SECONDS },
         (_, index) => ring[(start + index) % THROUGHPUT_SECONDS]!,
       );
+    // The seconds since the last sample, up to two (the next is due), are
+    // read before theirs is taken: the queue is as deep as last seen.
+    const queue = series(this.#queue);
+    if (this.#sampledSecond !== undefined) {
+      const unsampled = second - this.#sampledSecond;
+      if (unsampled > 0 && unsampled <= 2) {
+        queue.fill(this.#sampledDepth, queue.length - unsampled);
+      }
+    }
     const sorted = [...this.#durations].sort((a, b) => a - b);
     const percentile = (p: number) =>
       sorted.length === 0
@@ -185,7 +199,7 @@ export class DashboardStats {
         failed: series(this.#failed),
         retried: series(this.#retried),
         refused: series(this.#refused),
-        queue_depth: series(this.#queue),
+        queue_depth: queue,
       },
       processing_ms: {
         p50: percentile(0.5),

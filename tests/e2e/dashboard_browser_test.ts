@@ -6,8 +6,8 @@
  * page; with API keys nothing shows before a key is entered; an incident
  * worked from the dashboard (pause, refusals seen, retries one and in
  * bulk, resume). No console errors, and no request to another host.
- * With `SCREENSHOT_DIR` set, the incident test saves its pictures there
- * (`SCREENSHOT_DIR=docs` made the ones in docs/operations.md).
+ * (`deno task screenshot incident` takes docs/operations.md's picture of
+ * the same incident, under a heavier load.)
  */
 
 import assert from "node:assert/strict";
@@ -443,14 +443,6 @@ Deno.test({
   },
 });
 
-/** Saves the page as `name`.png in `SCREENSHOT_DIR`, when it is set. */
-async function screenshot(page: Page, name: string): Promise<void> {
-  const dir = Deno.env.get("SCREENSHOT_DIR");
-  if (dir) {
-    await page.screenshot({ path: `${dir}/${name}.png`, fullPage: true });
-  }
-}
-
 /** Accepts the next confirm dialog and resolves with its question. */
 function confirmNext(page: Page): Promise<string> {
   return new Promise((resolve) => {
@@ -558,7 +550,6 @@ Deno.test({
         await page.waitForFunction(() =>
           Number(document.getElementById("count-failed")!.textContent) === 0
         );
-        await screenshot(page, "dashboard-bulk-retry");
         for (const id of ids) {
           const order = await (await fetch(`${service.url}/orders/${id}`))
             .json();

@@ -174,4 +174,11 @@ Deno.test("DashboardStats: a retried order counts as retried, pending again, and
   assert.deepEqual(retries.slice(-4), [1, 0, 0, 0]);
   assert.deepEqual(refused.slice(-4), [0, 15, 0, 2]);
   assert.deepEqual(queue_depth.slice(-4), [7, 100, 3, 0]);
+  // Read before this second's sample: as deep as last seen, for a second
+  // or two; after that, unknown (0).
+  stats.sample({ refusedTotal: 27, queueDepth: 9 });
+  now += 1000;
+  assert.deepEqual(stats.figures().throughput.queue_depth.slice(-2), [9, 9]);
+  now += 3000;
+  assert.deepEqual(stats.figures().throughput.queue_depth.slice(-2), [0, 0]);
 });

@@ -142,9 +142,7 @@ async function refreshSummary() {
     ),
   );
   const { throughput, processing_ms: processing } = summary;
-  const xs = throughput.created.map((_, index) => throughput.start + index);
-  const data = [
-    xs,
+  const series = [
     throughput.created,
     throughput.finished,
     throughput.failed,
@@ -152,7 +150,23 @@ async function refreshSummary() {
     throughput.refused,
     throughput.queue_depth,
   ];
-  drawChart(data);
+  // From a little before the first second with anything in it (at least
+  // the last two minutes), so that a young service's history is not a
+  // sliver at the right edge of 15 minutes.
+  const firstBusy = Math.min(
+    ...series.map((values) => {
+      const index = values.findIndex((value) => value > 0);
+      return index === -1 ? values.length : index;
+    }),
+  );
+  const from = Math.max(
+    0,
+    Math.min(firstBusy - 30, throughput.created.length - 120),
+  );
+  const xs = throughput.created.slice(from).map((_, index) =>
+    throughput.start + from + index
+  );
+  drawChart([xs, ...series.map((values) => values.slice(from))]);
   const last = (series) => series.slice(-10).reduce((a, b) => a + b, 0) / 10;
   $("rate-created").textContent = last(throughput.created).toFixed(1);
   $("rate-finished").textContent = last(throughput.finished).toFixed(1);
