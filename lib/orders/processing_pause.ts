@@ -41,6 +41,8 @@ export class ProcessingPause {
   readonly #options: ProcessingPauseOptions;
   #state: PauseState = { paused: false, since: null };
   #watching: AbortController | undefined;
+  // Set by `drain`: whether the store keeps the orders a pause leaves.
+  #drainKeeps: boolean | undefined;
   #loop: Promise<void> | undefined;
 
   /** Creates the switch, running until told otherwise. */
@@ -73,7 +75,11 @@ export class ProcessingPause {
     const changed = state.paused !== this.#state.paused;
     this.#state = state;
     if (!changed) return;
-    if (state.paused) this.#options.gate.shut();
+    if (this.#drainKeeps !== undefined) {
+      // Paused while draining (a request the server still answers): the
+      // workers must not wait for a resume that may never come.
+      if (state.paused) this.#endWaits();
+    } else if (state.paused) this.#options.gate.shut();
     else this.#options.gate.open();
     this.#options.logger.warning(
       state.paused
@@ -141,13 +147,15 @@ export class ProcessingPause {
    * are processed.
    */
   drain(keepsOrders: boolean): "none" | "kept" | "lifted" {
+    this.#drainKeeps = keepsOrders;
     if (!this.#state.paused) return "none";
-    if (keepsOrders) {
-      this.#options.gate.end(new ChannelClosedError());
-      return "kept";
-    }
-    this.#options.gate.open();
-    return "lifted";
+    this.#endWaits();
+    return keepsOrders ? "kept" : "lifted";
+  }
+
+  #endWaits(): void {
+    if (this.#drainKeeps) this.#options.gate.end(new ChannelClosedError());
+    else this.#options.gate.open();
   }
 }
 

@@ -56,6 +56,28 @@ const started = (
     entry.type === "status" && entry.status === "processing"
   );
 
+/**
+ * Waits until the service lists `count` orders, every one failed with
+ * `retried` retried entries in its timeline.
+ */
+function allFailedWith(url: string, count: number, retried: number) {
+  return waitFor(
+    `${count} failed orders with ${retried} retried entries`,
+    async () => {
+      const orders = await listAllOrders(url);
+      return orders.length === count &&
+          orders.every((order) =>
+            order.status === "failed" &&
+            order.timeline.filter((entry) => entry.type === "retried")
+                .length === retried
+          )
+        ? true
+        : undefined;
+    },
+    20_000,
+  );
+}
+
 async function stopped(service: ServiceProcess) {
   service.kill("SIGTERM");
   assert.equal((await service.status).code, 0, await service.stderr);
@@ -162,21 +184,7 @@ Deno.test({
       const [a, b] = services as [ServiceProcess, ServiceProcess];
       const ids = await postOrders([a, b], 30);
       const allFailed = (retried: number) =>
-        waitFor(
-          `every order failed with ${retried} retried entries`,
-          async () => {
-            const orders = await listAllOrders(a.url);
-            return orders.length === ids.length &&
-                orders.every((order) =>
-                  order.status === "failed" &&
-                  order.timeline.filter((entry) => entry.type === "retried")
-                      .length === retried
-                )
-              ? orders
-              : undefined;
-          },
-          20_000,
-        );
+        allFailedWith(a.url, ids.length, retried);
       await allFailed(0);
       const key = { "idempotency-key": "payments-outage-1" };
       const first = await postJson(`${a.url}/orders/retry`, {}, key);
@@ -292,20 +300,7 @@ for (const store of ["memory", "sqlite"] as const) {
         client.close();
       }
       const failedWith = (retried: number) =>
-        waitFor(
-          `20 failed orders with ${retried} retried entries`,
-          async () => {
-            const orders = await listAllOrders(service.url);
-            return orders.length === 20 && orders.every((order) =>
-                order.status === "failed" &&
-                order.timeline.filter((entry) => entry.type === "retried")
-                    .length === retried
-              )
-              ? true
-              : undefined;
-          },
-          20_000,
-        );
+        allFailedWith(service.url, 20, retried);
       await failedWith(0);
       const answer = await postJson(`${service.url}/orders/retry`, {
         restaurant_id: "r_1",
