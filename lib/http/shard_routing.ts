@@ -6,7 +6,9 @@
  * where each isolate holds a shard, a keyed POST to the isolate that owns
  * its key (so that retries on other connections find the same lock and the
  * same order); every change stream and the dashboard's figures to the first
- * isolate, which hears every isolate's changes. The rest is answered where
+ * isolate, which hears every isolate's changes; an operator's pause, resume
+ * or bulk retry to the first isolate too, which records it and tells the
+ * rest. The rest is answered where
  * it arrives: a read of one order fetches it from its shard as data
  * (`store/sharded.ts`), which costs less than sending the whole request
  * across, or reads it from the file every isolate opens.

@@ -73,3 +73,14 @@ Deno.test("shardRouter(): when the owner cannot answer, 503 problem+json with Re
   // Not the owner's request: answered here.
   assert.equal(await (await router(true)(at("/health"))).text(), "here");
 });
+
+Deno.test("shardFor: an operator's pause, resume and bulk retry go to the first isolate; reading the pause state goes nowhere in particular", () => {
+  const request = (method: string, path: string) =>
+    new Request(`http://localhost${path}`, { method });
+  for (
+    const path of ["/processing/pause", "/processing/resume", "/orders/retry"]
+  ) {
+    assert.equal(shardFor(request("POST", path), 4), 0, path);
+  }
+  assert.equal(shardFor(request("GET", "/processing"), 4), undefined);
+});
