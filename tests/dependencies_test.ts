@@ -21,6 +21,7 @@ Deno.test("tests/deps.ts names the test-only packages", () => {
     "eventsource",
     "fast-check",
     "playwright-core",
+    "standardwebhooks",
   ]);
 });
 

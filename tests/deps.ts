@@ -11,3 +11,4 @@
 export { default as fc } from "npm:fast-check@4.10.2";
 export { chromium } from "npm:playwright-core@1.65.1";
 export { EventSource } from "npm:eventsource@5.1.5";
+export { Webhook } from "npm:standardwebhooks@1.3.0";

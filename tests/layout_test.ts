@@ -13,9 +13,10 @@ import assert from "node:assert/strict";
 const ALLOWED: Record<string, readonly string[]> = {
   async: [],
   orders: ["async"],
+  webhooks: ["orders", "async"],
   observe: ["orders", "async"],
-  store: ["orders", "observe", "async"],
-  http: ["orders", "observe", "async", "store"],
+  store: ["orders", "webhooks", "observe", "async"],
+  http: ["orders", "webhooks", "observe", "async", "store"],
 };
 
 const LIB = new URL("../lib/", import.meta.url);
