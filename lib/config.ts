@@ -56,6 +56,14 @@ export interface Config extends StoreSettings {
   /** X-Request-Id on every response; off only to measure it. */
   requestIds: boolean;
   sseHeartbeatMs: number;
+  /** Webhooks may go to private, loopback and link-local addresses. */
+  webhookAllowPrivate: boolean;
+  /** Webhooks may go to `http:` URLs. */
+  webhookAllowHttp: boolean;
+  /** How long one webhook attempt may take. */
+  webhookTimeoutMs: number;
+  /** Scales the webhook retry schedule and the disabling window (tests). */
+  webhookScheduleScale: number;
 }
 
 /**
@@ -316,6 +324,41 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       accepts: "an integer from 10 to 600000",
       description: "how often an idle event stream sends a heartbeat comment",
       parse: integer(10, 600_000),
+    },
+    {
+      key: "webhookAllowPrivate",
+      env: "WEBHOOK_ALLOW_PRIVATE",
+      defaultValue: false,
+      accepts: "on or off",
+      description:
+        "webhooks may go to loopback, private, link-local and metadata addresses (for receivers on this machine or network)",
+      parse: onOff,
+    },
+    {
+      key: "webhookAllowHttp",
+      env: "WEBHOOK_ALLOW_HTTP",
+      defaultValue: false,
+      accepts: "on or off",
+      description: "webhooks may go to http: URLs, not only https:",
+      parse: onOff,
+    },
+    {
+      key: "webhookTimeoutMs",
+      env: "WEBHOOK_TIMEOUT_MS",
+      defaultValue: 10_000,
+      accepts: "an integer from 100 to 120000",
+      description:
+        "how long one webhook attempt may take before it counts as failed",
+      parse: integer(100, 120_000),
+    },
+    {
+      key: "webhookScheduleScale",
+      env: "WEBHOOK_SCHEDULE_SCALE",
+      defaultValue: 1,
+      accepts: "a number from 0 to 1",
+      description:
+        "scales the webhook retry schedule and the 5-day disabling window (tests run them in seconds)",
+      parse: decimal(0, 1),
     },
     {
       key: "apiKeysFile",

@@ -152,6 +152,19 @@ export async function startInstance(
     coordination,
     control: opened.control,
     keepsOrders: kind?.keepsOrders ?? false,
+    webhooks: {
+      // Shards each hold part of the orders: an endpoint registered on one
+      // would not hear the others' changes (not built yet).
+      store: shard && readsHop ? undefined : opened.webhooks,
+      policy: {
+        allowHttp: config.webhookAllowHttp,
+        allowPrivate: config.webhookAllowPrivate,
+      },
+      timeoutMs: config.webhookTimeoutMs,
+      scheduleScale: config.webhookScheduleScale,
+      // Isolates sharing a file: the first sends every isolate's outbox.
+      dispatch: (shard?.index ?? 0) === 0,
+    },
     otherIsolates: shard && otherIsolates(shard.mesh, shard.index, shard.count),
     owns,
     storeKind: opened.kind,
@@ -216,6 +229,7 @@ export async function startInstance(
   system.pool.start();
   // Where the dashboard is served: the first isolate serves every isolate's.
   if ((shard?.index ?? 0) === 0) system.sampler.start();
+  system.dispatcher?.start();
   // In the background, as the queue has room: every unclaimed pending order
   // (left by an earlier process, rescued, or handed back by an instance).
   system.claimer.start();

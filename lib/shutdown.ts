@@ -27,6 +27,11 @@ export interface DrainOptions {
   hub: OrderEventHub;
   /** Stopped first, so that nothing more is claimed. */
   claimer?: Pick<WorkClaimer, "stop">;
+  /**
+   * Stopped once the workers have: messages in flight finish (each within
+   * its timeout); those not yet sent stay in a store that keeps them.
+   */
+  dispatcher?: { stop(): Promise<void> } | undefined;
   /** Stopped with the claimer: it reads the instances from the store. */
   sampler?: { stop(): Promise<void> };
   /** While paused, queued orders stay pending in a store that keeps them. */
@@ -114,6 +119,7 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
     await pool.abort(new Error("Shutdown timeout"));
   }
   logger.info("Workers stopped");
+  await options.dispatcher?.stop();
 
   // Event streams would hold the server open: end them first.
   hub.close();

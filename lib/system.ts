@@ -18,6 +18,10 @@ import { exponentialBackoff } from "./async/backoff.ts";
 import { OrderProcessor } from "./orders/order_processor.ts";
 import { type FailedFilter, OrderService } from "./orders/order_service.ts";
 import { BulkRetry } from "./orders/bulk_retry.ts";
+import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+import type { AddressPolicy } from "./webhooks/address_policy.ts";
+import type { WebhookStore } from "./webhooks/webhook_store.ts";
+import { toOrderJson } from "./http/order_json.ts";
 import { OrderStats } from "./orders/stats.ts";
 import { StoreHealth } from "./orders/store_health.ts";
 import { createSimulatedSteps, type StepRunner } from "./orders/steps.ts";
@@ -102,6 +106,17 @@ export interface SystemOptions {
    * orders (`PARALLEL` on memory or SQLite); absent: every order.
    */
   owns?: ((id: string) => boolean) | undefined;
+  /**
+   * Webhook endpoints and the outbox, where the store has them; `dispatch`:
+   * whether this instance sends them (one isolate does for a shared file).
+   */
+  webhooks?: {
+    store: WebhookStore | undefined;
+    policy: AddressPolicy;
+    timeoutMs?: number;
+    scheduleScale?: number;
+    dispatch?: boolean;
+  } | undefined;
   /** `memory`, `sqlite` or `postgres`, as the dashboard names it (default memory). */
   storeKind?: string;
 }
@@ -150,6 +165,8 @@ export interface System {
   dashboard: DashboardStats;
   /** Samples refusals and queue depth into `dashboard`; not started. */
   sampler: DashboardSampler;
+  /** Sends the webhook outbox, where this instance does; not started. */
+  dispatcher: WebhookDispatcher | undefined;
   /** This instance's queue, workers and finished orders now. */
   localStatus: () => InstanceStatus;
   app: ReturnType<typeof createApp>;
@@ -323,6 +340,26 @@ export function createSystem(options: SystemOptions): System {
     instances: () => coordination.instances(),
     localStatus,
   });
+  const webhookOptions = options.webhooks;
+  const webhookStore = webhookOptions?.store;
+  const dispatcher = webhookStore && (webhookOptions.dispatch ?? true)
+    ? new WebhookDispatcher({
+      store: webhookStore,
+      policy: webhookOptions.policy,
+      logger: logger.getChild("webhooks"),
+      timeoutMs: webhookOptions.timeoutMs,
+      scheduleScale: webhookOptions.scheduleScale,
+      render: (delivery) =>
+        JSON.stringify({
+          type: delivery.type,
+          timestamp: new Date(delivery.created_at).toISOString(),
+          data: toOrderJson(delivery.order),
+        }),
+      onAttempt: (outcome, seconds) =>
+        metrics?.observeWebhookAttempt(outcome, seconds),
+    })
+    : undefined;
+  if (dispatcher) webhookStore!.onRecorded(() => dispatcher.wake());
   const bulkRetry = new BulkRetry({
     control,
     retry: async (filter) => {
@@ -346,6 +383,12 @@ export function createSystem(options: SystemOptions): System {
     apiKeys: options.apiKeys,
     requestIds: options.requestIds,
     peers: options.peers,
+    webhooks: {
+      store: webhookStore,
+      policy: webhookOptions?.policy ??
+        { allowHttp: false, allowPrivate: false },
+      wake: () => dispatcher?.wake(),
+    },
     processing: {
       state: () => pause.state,
       set: async (paused) => {
@@ -380,6 +423,7 @@ export function createSystem(options: SystemOptions): System {
     feedStarted,
     dashboard,
     sampler,
+    dispatcher,
     localStatus,
     app,
   };

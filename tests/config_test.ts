@@ -63,6 +63,10 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     events: true,
     requestIds: true,
     sseHeartbeatMs: 15000,
+    webhookAllowPrivate: false,
+    webhookAllowHttp: false,
+    webhookTimeoutMs: 10000,
+    webhookScheduleScale: 1,
   });
 });
 

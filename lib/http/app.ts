@@ -24,6 +24,7 @@ import { requestContext } from "./request_context.ts";
 import type { BodyLimits } from "./json_body.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { ordersRoutes } from "./orders.ts";
+import { webhookRoutes, type WebhookRoutesOptions } from "./webhooks.ts";
 import {
   processingRoutes,
   type ProcessingRoutesOptions,
@@ -63,6 +64,8 @@ export interface AppOptions {
   requestIds?: boolean | undefined;
   /** The process's other isolates, when it runs several. */
   peers?: Peers | undefined;
+  /** Webhook endpoints and deliveries. */
+  webhooks: WebhookRoutesOptions;
   /** The operator's pause switch. */
   processing: ProcessingRoutesOptions;
   /** Serves `/dashboard` when given. */
@@ -152,6 +155,7 @@ export function createApp(options: AppOptions) {
       }),
     )
     .route("/", processingRoutes(options.processing))
+    .route("/", webhookRoutes(options.webhooks))
     .route(
       "/",
       docsRoutes({

@@ -214,6 +214,11 @@ export function fieldError(path: string[], message: string): FieldError {
 export function jsonBody<Schema extends z.ZodType>(
   schema: Schema,
   options: Partial<BodyLimits> = {},
+  /** What the body describes, for messages ("an order", "a webhook endpoint"), and the fields it takes. */
+  what: { noun: string; fields: string } = {
+    noun: "an order",
+    fields: "customer_id, restaurant_id and items",
+  },
 ): MiddlewareHandler<
   // deno-lint-ignore no-explicit-any
   any,
@@ -264,10 +269,16 @@ export function jsonBody<Schema extends z.ZodType>(
       throw new HttpProblem(
         422,
         "Unprocessable Content",
-        "Request body does not describe a valid order",
+        `Request body does not describe a valid ${
+          what.noun.replace(/^an? /, "")
+        }`,
         {
           type: problemType("validation-failed"),
-          errors: fieldErrors(result.error.issues),
+          errors: fieldErrors(
+            result.error.issues,
+            (key) =>
+              `${key} is not accepted: ${what.noun} is sent as ${what.fields} only`,
+          ),
         },
       );
     }

@@ -29,6 +29,14 @@ import {
   readySchema,
 } from "./schemas.ts";
 import { processingDocs } from "./processing.ts";
+import {
+  deliverySchema,
+  endpointSchema,
+  endpointWithSecretSchema,
+  newEndpointSchema,
+  rotatedSecretSchema,
+  webhookDocs,
+} from "./webhooks.ts";
 
 function schemaOf(schema: z.ZodType, io: "input" | "output"): JsonObject {
   const { $schema: _, ...json } = z.toJSONSchema(schema, {
@@ -64,6 +72,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
     ...eventsDocs(ctx),
     ...healthDocs(ctx),
     ...processingDocs(ctx),
+    ...webhookDocs(ctx),
     ...docsDocs(ctx),
     ...dashboardDocs(ctx),
     ...(options.metrics ? metricsDocs(ctx) : {}),
@@ -83,6 +92,10 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
       { name: "orders", description: "Create, read, list and cancel orders" },
       { name: "events", description: "Live order events (Server-Sent Events)" },
       {
+        name: "webhooks",
+        description: "Endpoints that receive signed messages about orders",
+      },
+      {
         name: "operations",
         description: "Health, metrics, the dashboard and this description",
       },
@@ -99,6 +112,11 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         Processing: schemaOf(processingSchema, "output"),
         BulkRetry: schemaOf(bulkRetrySchema, "input"),
         BulkRetryResult: schemaOf(bulkRetryResultSchema, "output"),
+        NewWebhookEndpoint: schemaOf(newEndpointSchema, "input"),
+        WebhookEndpoint: schemaOf(endpointSchema, "output"),
+        WebhookEndpointWithSecret: schemaOf(endpointWithSecretSchema, "output"),
+        RotatedWebhookSecret: schemaOf(rotatedSecretSchema, "output"),
+        WebhookDelivery: schemaOf(deliverySchema, "output"),
         DashboardSummary: DASHBOARD_SUMMARY_SCHEMA,
       },
       headers: {

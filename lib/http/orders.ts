@@ -247,22 +247,30 @@ export function ordersRoutes(options: OrdersRoutesOptions) {
         return c.json(page.orders.map(toOrderJson), 200);
       },
     )
-    .post("/retry", jsonBody(bulkRetrySchema, bodyOptions), async (c) => {
-      const key = idempotencyKeyOf(c.req.header("idempotency-key"));
-      const filter = c.req.valid("json");
-      const { retried, replayed } = await options.bulkRetry.run({
-        customerId: filter.customer_id,
-        restaurantId: filter.restaurant_id,
-        failedAfter: filter.failed_after,
-        failedBefore: filter.failed_before,
-        reason: filter.reason,
-      }, key);
-      return c.json(
-        { retried },
-        200,
-        replayed ? { "idempotent-replayed": "true" } : {},
-      );
-    })
+    .post(
+      "/retry",
+      jsonBody(bulkRetrySchema, bodyOptions, {
+        noun: "a bulk retry's filter",
+        fields:
+          "customer_id, restaurant_id, failed_after, failed_before and reason",
+      }),
+      async (c) => {
+        const key = idempotencyKeyOf(c.req.header("idempotency-key"));
+        const filter = c.req.valid("json");
+        const { retried, replayed } = await options.bulkRetry.run({
+          customerId: filter.customer_id,
+          restaurantId: filter.restaurant_id,
+          failedAfter: filter.failed_after,
+          failedBefore: filter.failed_before,
+          reason: filter.reason,
+        }, key);
+        return c.json(
+          { retried },
+          200,
+          replayed ? { "idempotent-replayed": "true" } : {},
+        );
+      },
+    )
     .get("/:id", async (c) => {
       const id = c.req.param("id");
       const order = await store.get(id);

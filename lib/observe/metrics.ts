@@ -65,6 +65,9 @@ export class ServiceMetrics {
   readonly #httpRequests: CounterFamily;
   readonly #httpSeconds: HistogramFamily;
   readonly #acceptFailures: CounterCell;
+  readonly #webhookMessages: CounterFamily;
+  readonly #webhookSeconds: HistogramCell;
+  readonly #webhookDisabled: CounterCell;
   // Cells by their label values, looked up once per label set.
   readonly #httpCounters = new Map<string, CounterCell>();
   readonly #httpTimers = new Map<string, HistogramCell>();
@@ -115,6 +118,22 @@ export class ServiceMetrics {
       "Times the listener could not accept connections (no file descriptor free) and refused new ones until one was.",
       [],
     ).registerIn(this.registry).cell();
+    this.#webhookMessages = new CounterFamily(
+      "webhook_attempts_total",
+      "Webhook message attempts, by what they came to: delivered, retrying (failed, to be tried again), failed (the last attempt failed) or disabled (a 410).",
+      ["outcome"],
+    ).registerIn(this.registry);
+    this.#webhookSeconds = new HistogramFamily(
+      "webhook_attempt_seconds",
+      "Time of one webhook attempt, from connecting to the answer read.",
+      [],
+      SECONDS_BUCKETS,
+    ).registerIn(this.registry).cell();
+    this.#webhookDisabled = new CounterFamily(
+      "webhook_endpoints_disabled_total",
+      "Webhook endpoints disabled: a 410 Gone, or every message failed for the disabling window.",
+      [],
+    ).registerIn(this.registry).cell();
     const gauge = (name: string, help: string, read: () => number) =>
       new client.Gauge({
         name,
@@ -155,6 +174,17 @@ export class ServiceMetrics {
       });
     }
     if (options.processMetrics) registerProcessMetrics(this.registry);
+  }
+
+  /** Counts one webhook attempt (or a disabling, with no time). */
+  observeWebhookAttempt(
+    outcome: "delivered" | "retrying" | "failed" | "disabled",
+    seconds: number,
+  ): void {
+    if (outcome === "disabled") this.#webhookDisabled.inc();
+    if (seconds === 0 && outcome === "disabled") return;
+    this.#webhookMessages.cell(outcome).inc();
+    this.#webhookSeconds.observe(seconds);
   }
 
   /** Counts one failure of the listener to accept connections. */

@@ -34,6 +34,7 @@ import type {
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
 import { LocalCoordination } from "./local_coordination.ts";
 import { MemoryControlRecords } from "./memory_control.ts";
+import { MemoryWebhooks } from "./memory_webhooks.ts";
 
 /** Options for {@linkcode MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -139,6 +140,9 @@ export class MemoryStore implements OrderStore {
   /** Pause and bulk retry keys, held in the process like the orders. */
   readonly control: MemoryControlRecords = new MemoryControlRecords();
 
+  /** Webhook endpoints and the outbox, held in the process like the orders. */
+  readonly webhooks: MemoryWebhooks = new MemoryWebhooks();
+
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
     const maxOrders = options.maxOrders ?? 1_000_000;
@@ -181,6 +185,7 @@ export class MemoryStore implements OrderStore {
       this.#byKey.set(key, order.id);
       this.#keyOf.set(order.id, key);
     }
+    this.webhooks.record(order, true, []);
     return Promise.resolve({ order, created: true });
   }
 
@@ -239,6 +244,11 @@ export class MemoryStore implements OrderStore {
     // A finished order's timeline is final: pack it to save memory.
     this.#orders.set(id, isTerminal(next.status) ? pack(next) : next);
     this.#claims.settle(id, next.status);
+    this.webhooks.record(
+      next,
+      false,
+      next.timeline.slice(current.timeline.length),
+    );
     return Promise.resolve(next);
   }
 

@@ -12,6 +12,7 @@ import type {
   OrderRepository,
   OrderStore,
 } from "../orders/order_store.ts";
+import type { WebhookStore } from "../webhooks/webhook_store.ts";
 
 /** One setting a kind of store reads, as a flag and an environment variable. */
 export interface StoreSetting<T> {
@@ -42,6 +43,8 @@ export interface OpenedStore {
   coordination: Coordination;
   /** What operators set that outlives a request (pause, bulk retry keys). */
   control: ControlRecords;
+  /** Webhook endpoints and the outbox; absent where not yet built (PostgreSQL). */
+  webhooks?: WebhookStore | undefined;
   /** The kind's name (`memory`, `sqlite`, `postgres` …), as the dashboard shows it. */
   kind: string;
   /** This instance's id, where several instances share the store. */
@@ -101,11 +104,15 @@ export function storeKind<S extends StoreSettingsSpec>(
 }
 
 /** `store`'s three ports, apart, as a kind's `open` returns them. */
-export function opened(store: OrderStore, kind: string): OpenedStore {
+export function opened(
+  store: OrderStore & { webhooks?: WebhookStore },
+  kind: string,
+): OpenedStore {
   return {
     store,
     coordination: store.coordination,
     control: store.control,
+    webhooks: store.webhooks,
     kind,
   };
 }
