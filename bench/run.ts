@@ -2,7 +2,7 @@
  * `deno task bench [--quick] [--only=step,step]`: every benchmark (or the
  * steps named: post, budget, get, sends, metrics, events, request-ids, sqlite,
  * postgres, instances, parallel, cpu, pipeline, dashboard, settle, memory,
- * memory-no-gc),
+ * memory-no-gc, webhooks),
  * one Markdown table.
  *
  * Every figure is a ratio against a baseline measured in the same run (these
@@ -1041,6 +1041,113 @@ async function pipeline(): Promise<Row> {
   };
 }
 
+/** A webhook receiver in this process that answers 204 and counts. */
+function startWebhookReceiver() {
+  const counts = { received: 0, first: 0, last: 0 };
+  const listening = Promise.withResolvers<number>();
+  const server = Deno.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onListen: ({ port }) => listening.resolve(port),
+  }, async (request) => {
+    await request.arrayBuffer();
+    const now = performance.now();
+    if (counts.received++ === 0) counts.first = now;
+    counts.last = now;
+    return new Response(null, { status: 204 });
+  });
+  return listening.promise.then((port) => ({
+    url: `http://127.0.0.1:${port}/hooks`,
+    counts,
+    stop: () => server.shutdown(),
+  }));
+}
+
+const WEBHOOK_ENV = { WEBHOOK_ALLOW_PRIVATE: "on", WEBHOOK_ALLOW_HTTP: "on" };
+
+async function registerEndpoint(service: { url: string }, url: string) {
+  const response = await fetch(`${service.url}/webhooks`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ url }),
+  });
+  if (response.status !== 201) {
+    throw new Error(`Cannot register a webhook: ${response.status}`);
+  }
+  await response.body?.cancel();
+}
+
+/**
+ * Webhooks: messages delivered per second by one instance to a fast local
+ * receiver (every change of orders posted beforehand), and POST /orders
+ * with one endpoint listening to everything against none, alternated.
+ */
+async function webhooks(): Promise<Row[]> {
+  const orders = quick ? 300 : 3000;
+  const rates: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const receiver = await startWebhookReceiver();
+    const service = await startService({ ...SERVICE_ENV, ...WEBHOOK_ENV });
+    await registerEndpoint(service, receiver.url);
+    await createOrders(service.url, orders);
+    const expected = orders * 3; // created, processing, completed
+    const deadline = Date.now() + 120_000;
+    while (receiver.counts.received < expected && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const { received, first, last } = receiver.counts;
+    rates.push(received / ((last - first) / 1000));
+    console.error(
+      `webhooks round ${round + 1}: ${received} of ${expected} messages, ${
+        format(rates.at(-1)!)
+      } /s`,
+    );
+    await stopService(service);
+    await receiver.stop();
+  }
+  const costs: number[] = [];
+  const withRates: number[] = [];
+  const withoutRates: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const receiver = await startWebhookReceiver();
+    const listened = await startService({ ...SERVICE_ENV, ...WEBHOOK_ENV });
+    await registerEndpoint(listened, receiver.url);
+    const withHook =
+      (await warmedWrk(`${listened.url}/orders`, "post_order.lua"))
+        .requestsPerSecond;
+    await stopService(listened);
+    await receiver.stop();
+    const plain = await startService({ ...SERVICE_ENV, ...WEBHOOK_ENV });
+    const without = (await warmedWrk(`${plain.url}/orders`, "post_order.lua"))
+      .requestsPerSecond;
+    await stopService(plain);
+    withRates.push(withHook);
+    withoutRates.push(without);
+    costs.push(withHook / without);
+    console.error(
+      `webhooks POST round ${round + 1}: one endpoint ${
+        format(withHook)
+      }, none ${format(without)} req/s`,
+    );
+  }
+  return [{
+    figure:
+      "Webhook messages delivered per second, one instance, one fast local receiver (4 in flight)",
+    value: format(median(rates)),
+    baseline: `${orders * 3} messages`,
+    ratio: undefined,
+    target: "reported",
+    met: undefined,
+  }, {
+    figure: "POST /orders with one webhook endpoint listening to everything",
+    value: format(median(withRates)),
+    baseline: `${format(median(withoutRates))} (no endpoint)`,
+    ratio: median(costs),
+    target: "reported",
+    met: undefined,
+  }];
+}
+
 /**
  * TCP sends per response, counted with `strace -c` on the service while wrk
  * runs: Deno's HTTP/1.1 server sends a response of more than about 512
@@ -1296,6 +1403,7 @@ const steps: Array<[string, () => Promise<Row | Row[]>]> = [
   ["settle", settleTime],
   ["memory", memory],
   ["memory-no-gc", memoryWithoutGc],
+  ["webhooks", webhooks],
 ];
 const only = Deno.args.find((arg) => arg.startsWith("--only="))
   ?.slice("--only=".length).split(",");

@@ -7,7 +7,6 @@
 
 import { Hono } from "hono";
 import { z } from "zod";
-import { ulid } from "ulid";
 import {
   type AddressPolicy,
   refuseUrl,
@@ -17,6 +16,7 @@ import {
 import {
   type Delivery,
   type Endpoint,
+  newEndpointId,
   WEBHOOK_EVENT_TYPES,
 } from "../webhooks/model.ts";
 import { newSecret } from "../webhooks/signature.ts";
@@ -192,7 +192,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
         }
         const secret = newSecret();
         const endpoint: Endpoint = {
-          id: `ep_${ulid()}`,
+          id: newEndpointId(),
           url: body.url,
           events: body.events ? [...new Set(body.events)] : null,
           description: body.description ?? null,

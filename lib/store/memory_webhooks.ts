@@ -6,13 +6,14 @@
  * @module
  */
 
-import { ulid } from "ulid";
 import type { Order, TimelineEntry } from "../orders/order.ts";
+import { pickDue } from "../webhooks/due.ts";
 import {
   type Delivery,
   type Endpoint,
   type EndpointSecret,
   eventTypesOf,
+  newMessageId,
   wants,
 } from "../webhooks/model.ts";
 import type {
@@ -24,11 +25,19 @@ import type {
 // ones are all kept.
 const DELIVERED_KEPT = 1000;
 
+/** One endpoint's deliveries, each map in the order they were made. */
+interface Outbox {
+  pending: Map<string, Delivery>;
+  finished: Map<string, Delivery>;
+  delivered: number;
+}
+
 /** {@linkcode WebhookStore} in the process. */
 export class MemoryWebhooks implements WebhookStore {
   readonly #endpoints = new Map<string, Endpoint>();
-  // Each endpoint's deliveries, oldest first.
-  readonly #deliveries = new Map<string, Delivery[]>();
+  readonly #outboxes = new Map<string, Outbox>();
+  // Which endpoint each delivery is for.
+  readonly #endpointOf = new Map<string, string>();
   readonly #held = new Set<string>();
   #wake: () => void = () => {};
 
@@ -40,18 +49,21 @@ export class MemoryWebhooks implements WebhookStore {
   ): void {
     if (this.#endpoints.size === 0) return;
     const types = eventTypesOf(created, added);
-    if (types.length > 0) queueMicrotask(this.#wake);
+    if (types.length === 0) return;
+    let wrote = false;
     for (const type of types) {
       for (const endpoint of this.#endpoints.values()) {
         if (!wants(endpoint, type)) continue;
-        const list = this.#deliveries.get(endpoint.id)!;
-        list.push({
-          id: `msg_${ulid()}`,
+        const id = newMessageId();
+        // Orders the store hands out are never changed afterwards: the
+        // delivery keeps this one as the change left it.
+        this.#outboxes.get(endpoint.id)!.pending.set(id, {
+          id,
           endpoint_id: endpoint.id,
           order_id: order.id,
           type,
           created_at: order.updated_at,
-          order: structuredClone(order),
+          order,
           status: "pending",
           attempts: 0,
           next_attempt_at: order.updated_at,
@@ -59,29 +71,42 @@ export class MemoryWebhooks implements WebhookStore {
           last_status: null,
           last_error: null,
         });
+        this.#endpointOf.set(id, endpoint.id);
+        wrote = true;
       }
     }
+    if (wrote) queueMicrotask(this.#wake);
+  }
+
+  onRecorded(wake: () => void): void {
+    this.#wake = wake;
   }
 
   createEndpoint(endpoint: Endpoint): Promise<void> {
     this.#endpoints.set(endpoint.id, structuredClone(endpoint));
-    this.#deliveries.set(endpoint.id, []);
+    this.#outboxes.set(endpoint.id, {
+      pending: new Map(),
+      finished: new Map(),
+      delivered: 0,
+    });
     return Promise.resolve();
   }
 
   endpoints(): Promise<Endpoint[]> {
-    return Promise.resolve(
-      [...this.#endpoints.values()].map((e) => structuredClone(e)),
-    );
+    return Promise.resolve([...this.#endpoints.values()].map(copyEndpoint));
   }
 
   endpoint(id: string): Promise<Endpoint | undefined> {
     const endpoint = this.#endpoints.get(id);
-    return Promise.resolve(endpoint && structuredClone(endpoint));
+    return Promise.resolve(endpoint && copyEndpoint(endpoint));
   }
 
   deleteEndpoint(id: string): Promise<boolean> {
-    this.#deliveries.delete(id);
+    const outbox = this.#outboxes.get(id);
+    for (const map of outbox ? [outbox.pending, outbox.finished] : []) {
+      for (const delivery of map.keys()) this.#endpointOf.delete(delivery);
+    }
+    this.#outboxes.delete(id);
     return Promise.resolve(this.#endpoints.delete(id));
   }
 
@@ -104,15 +129,19 @@ export class MemoryWebhooks implements WebhookStore {
   }
 
   deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
-    const list = this.#deliveries.get(endpointId) ?? [];
+    const outbox = this.#outboxes.get(endpointId);
+    if (!outbox) return Promise.resolve([]);
+    const all = [...outbox.finished.values(), ...outbox.pending.values()]
+      .sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
     return Promise.resolve(
-      list.slice(-limit).reverse().map((d) => structuredClone(d)),
+      all.slice(-limit).reverse().map((d) => ({ ...d })),
     );
   }
 
   delivery(endpointId: string, id: string): Promise<Delivery | undefined> {
-    const found = this.#deliveries.get(endpointId)?.find((d) => d.id === id);
-    return Promise.resolve(found && structuredClone(found));
+    const outbox = this.#outboxes.get(endpointId);
+    const found = outbox?.pending.get(id) ?? outbox?.finished.get(id);
+    return Promise.resolve(found && { ...found });
   }
 
   claimDue(
@@ -120,37 +149,31 @@ export class MemoryWebhooks implements WebhookStore {
     now: number,
     limit: number,
   ): Promise<Delivery[]> {
-    const claimed: Delivery[] = [];
-    // Orders with an earlier message held or not yet tried: theirs wait.
-    const waiting = new Set<string>();
-    for (const delivery of this.#deliveries.get(endpointId) ?? []) {
-      if (claimed.length === limit) break;
-      if (delivery.status !== "pending") continue;
-      const blocked = waiting.has(delivery.order_id);
-      if (this.#held.has(delivery.id) || delivery.attempts === 0) {
-        waiting.add(delivery.order_id);
-      }
-      if (blocked || this.#held.has(delivery.id)) continue;
-      if (delivery.next_attempt_at! > now) continue;
-      this.#held.add(delivery.id);
-      claimed.push(structuredClone(delivery));
-    }
-    return Promise.resolve(claimed);
+    const pending = this.#outboxes.get(endpointId)?.pending.values() ?? [];
+    const due = pickDue(pending, this.#held, now, limit);
+    for (const delivery of due) this.#held.add(delivery.id);
+    return Promise.resolve(due.map((d) => ({ ...d })));
   }
 
   recordAttempt(id: string, outcome: AttemptOutcome): Promise<boolean> {
     if (!this.#held.delete(id)) return Promise.resolve(false);
-    for (const [endpointId, list] of this.#deliveries) {
-      const delivery = list.find((d) => d.id === id);
-      if (!delivery) continue;
-      Object.assign(delivery, outcome, {
-        attempts: delivery.attempts + 1,
-        last_attempt_at: Date.now(),
-      });
-      if (outcome.status === "delivered") this.#trim(endpointId, list);
-      return Promise.resolve(true);
+    const outbox = this.#outboxes.get(this.#endpointOf.get(id) ?? "");
+    const delivery = outbox?.pending.get(id);
+    if (!outbox || !delivery) return Promise.resolve(false);
+    Object.assign(delivery, outcome, {
+      attempts: delivery.attempts + 1,
+      last_attempt_at: Date.now(),
+    });
+    if (delivery.status !== "pending") {
+      outbox.pending.delete(id);
+      outbox.finished.set(id, delivery);
+      if (
+        delivery.status === "delivered" && ++outbox.delivered > DELIVERED_KEPT
+      ) {
+        this.#dropOldestDelivered(outbox);
+      }
     }
-    return Promise.resolve(false);
+    return Promise.resolve(true);
   }
 
   retryNow(
@@ -158,36 +181,44 @@ export class MemoryWebhooks implements WebhookStore {
     id: string,
     now: number,
   ): Promise<Delivery | undefined> {
-    const delivery = this.#deliveries.get(endpointId)?.find((d) => d.id === id);
-    if (delivery) {
-      delivery.status = "pending";
-      delivery.next_attempt_at = now;
+    const outbox = this.#outboxes.get(endpointId);
+    const delivery = outbox?.pending.get(id) ?? outbox?.finished.get(id);
+    if (!outbox || !delivery) return Promise.resolve(undefined);
+    if (outbox.finished.delete(id)) {
+      if (delivery.status === "delivered") outbox.delivered--;
+      outbox.pending.set(id, delivery);
     }
-    return Promise.resolve(delivery && structuredClone(delivery));
-  }
-
-  onRecorded(wake: () => void): void {
-    this.#wake = wake;
+    delivery.status = "pending";
+    delivery.next_attempt_at = now;
+    return Promise.resolve({ ...delivery });
   }
 
   lastDelivered(endpointId: string): Promise<number | null> {
-    const list = this.#deliveries.get(endpointId) ?? [];
-    for (let index = list.length - 1; index >= 0; index--) {
-      if (list[index]!.status === "delivered") {
-        return Promise.resolve(list[index]!.last_attempt_at);
-      }
+    let last: number | null = null;
+    for (
+      const delivery of this.#outboxes.get(endpointId)?.finished.values() ?? []
+    ) {
+      if (delivery.status === "delivered") last = delivery.last_attempt_at;
     }
-    return Promise.resolve(null);
+    return Promise.resolve(last);
   }
 
-  #trim(endpointId: string, list: Delivery[]): void {
-    let delivered = 0;
-    for (const delivery of list) {
-      if (delivery.status === "delivered") delivered++;
+  #dropOldestDelivered(outbox: Outbox): void {
+    for (const [id, delivery] of outbox.finished) {
+      if (delivery.status !== "delivered") continue;
+      outbox.finished.delete(id);
+      this.#endpointOf.delete(id);
+      outbox.delivered--;
+      return;
     }
-    if (delivered <= DELIVERED_KEPT) return;
-    const index = list.findIndex((d) => d.status === "delivered");
-    list.splice(index, 1);
-    this.#deliveries.set(endpointId, list);
   }
+}
+
+/** A copy the caller may change without changing the one kept. */
+function copyEndpoint(endpoint: Endpoint): Endpoint {
+  return {
+    ...endpoint,
+    events: endpoint.events && [...endpoint.events],
+    secrets: endpoint.secrets.map((secret) => ({ ...secret })),
+  };
 }

@@ -36,6 +36,7 @@ import type {
 } from "../orders/order_store.ts";
 import { applyTransition, refuseTransition } from "../orders/transition.ts";
 import { LocalCoordination } from "./local_coordination.ts";
+import { SqliteWebhooks } from "./sqlite_webhooks.ts";
 import {
   listQuery,
   migrate,
@@ -139,6 +140,10 @@ export class SqliteStore implements OrderStore {
   readonly #sharedFile: boolean;
   // When a batch first found another isolate holding the write lock.
   #busySince: number | undefined;
+  // Whether the batch being written recorded webhook deliveries.
+  #recordedDeliveries = false;
+  /** Webhook endpoints and the outbox, in the file; written with each change. */
+  readonly webhooks: SqliteWebhooks;
 
   /**
    * Opens (creating if needed) and migrates the database at `path`.
@@ -200,6 +205,11 @@ export class SqliteStore implements OrderStore {
       throw openError(path, (error as Error).message);
     }
     this.#db = db;
+    this.webhooks = new SqliteWebhooks(db, {
+      read: (query) => this.#read(query),
+      write: (apply) => this.#write(apply),
+      now: this.#now,
+    });
     this.#reserve();
     // Orders made from now on are claimed at creation; the ones already
     // here when the file was opened were left by an earlier process.
@@ -287,6 +297,10 @@ export class SqliteStore implements OrderStore {
         JSON.stringify(order.timeline),
         key ?? null,
       );
+      // The outbox, in the same transaction: no change without its messages.
+      if (this.webhooks.record(order, true, [])) {
+        this.#recordedDeliveries = true;
+      }
       return { order, created: true };
     }).then((result) => {
       // After the commit: a claim on a write that failed would hold nothing.
@@ -347,6 +361,10 @@ export class SqliteStore implements OrderStore {
         JSON.stringify(order.timeline),
         id,
       );
+      const added = order.timeline.slice(current.timeline.length);
+      if (this.webhooks.record(order, false, added)) {
+        this.#recordedDeliveries = true;
+      }
       return order;
     }).then((order) => {
       this.#claims.settle(id, order.status);
@@ -514,7 +532,12 @@ export class SqliteStore implements OrderStore {
       }
       this.#db.exec("COMMIT");
       this.#commits++;
+      if (this.#recordedDeliveries) {
+        this.#recordedDeliveries = false;
+        this.webhooks.recorded();
+      }
     } catch (error) {
+      this.#recordedDeliveries = false;
       try {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* the rollback failing changes nothing for the callers */ }

@@ -46,6 +46,35 @@ const MIGRATIONS: ReadonlyArray<readonly string[]> = [
       value TEXT NOT NULL
     ) WITHOUT ROWID`,
   ],
+  // 4: webhook endpoints, and the outbox of their deliveries.
+  [
+    `CREATE TABLE webhook_endpoints (
+      id TEXT PRIMARY KEY,
+      url TEXT NOT NULL,
+      events TEXT,
+      description TEXT,
+      created_at INTEGER NOT NULL,
+      disabled_at INTEGER,
+      disabled_reason TEXT,
+      secrets TEXT NOT NULL
+    ) WITHOUT ROWID`,
+    `CREATE TABLE webhook_deliveries (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      id TEXT NOT NULL UNIQUE,
+      endpoint_id TEXT NOT NULL,
+      order_id TEXT NOT NULL,
+      type TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      order_json TEXT NOT NULL,
+      status TEXT NOT NULL,
+      attempts INTEGER NOT NULL,
+      next_attempt_at INTEGER,
+      last_attempt_at INTEGER,
+      last_status INTEGER,
+      last_error TEXT
+    )`,
+    "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, status, seq)",
+  ],
 ];
 
 /** The schema version this release writes (`PRAGMA user_version`). */

@@ -13,7 +13,6 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { delay } from "../async/delay.ts";
 import {
   type AddressPolicy,
   refuseUrl,
@@ -106,10 +105,17 @@ export class WebhookDispatcher {
         }
         failing = true;
       }
-      await Promise.race([
-        this.#wake.promise,
-        delay(this.#options.pollMs ?? 250, { signal }).catch(() => {}),
-      ]);
+      // One timer per turn, cleared when a wake-up comes first: wake-ups
+      // come with every change, and a listener each on a long-lived signal
+      // made the loop cost grow with the load (CPU profile).
+      const wake = this.#wake.promise;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.#options.pollMs ?? 250);
+        wake.then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
   }
 

@@ -6,7 +6,20 @@
  * @module
  */
 
+import { monotonicFactory } from "ulid";
 import type { Order, TimelineEntry } from "../orders/order.ts";
+
+const nextUlid = monotonicFactory();
+
+/** A new message id (`webhook-id`): ids made later sort later. */
+export function newMessageId(): string {
+  return `msg_${nextUlid()}`;
+}
+
+/** A new endpoint id. */
+export function newEndpointId(): string {
+  return `ep_${nextUlid()}`;
+}
 
 /** Every event type a webhook endpoint can receive. */
 export const WEBHOOK_EVENT_TYPES = [

@@ -1,0 +1,300 @@
+/**
+ * Webhook endpoints and the outbox in the SQLite file. The store calls
+ * {@linkcode SqliteWebhooks.record} inside the write that makes a change,
+ * so the change and its deliveries commit together or not at all. The
+ * deliveries in flight are held in the process: one isolate sends a
+ * file's outbox, and after a restart nothing is in flight.
+ *
+ * @module
+ */
+
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { Order, TimelineEntry } from "../orders/order.ts";
+import { pickDue } from "../webhooks/due.ts";
+import {
+  type Delivery,
+  type Endpoint,
+  type EndpointSecret,
+  eventTypesOf,
+  newMessageId,
+  type WebhookEventType,
+} from "../webhooks/model.ts";
+import type {
+  AttemptOutcome,
+  WebhookStore,
+} from "../webhooks/webhook_store.ts";
+
+// Pending deliveries of one endpoint read per claim, oldest first.
+const PENDING_SCAN = 1000;
+
+const SQL = {
+  enabled: "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL",
+  insertDelivery: `INSERT INTO webhook_deliveries (id, endpoint_id, order_id,
+      type, created_at, order_json, status, attempts, next_attempt_at)
+    VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)`,
+  insertEndpoint: `INSERT INTO webhook_endpoints (id, url, events, description,
+      created_at, disabled_at, disabled_reason, secrets)
+    VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)`,
+  endpoints: "SELECT * FROM webhook_endpoints ORDER BY created_at, id",
+  endpoint: "SELECT * FROM webhook_endpoints WHERE id = ?",
+  deleteDeliveries: "DELETE FROM webhook_deliveries WHERE endpoint_id = ?",
+  deleteEndpoint: "DELETE FROM webhook_endpoints WHERE id = ?",
+  setSecrets: "UPDATE webhook_endpoints SET secrets = ? WHERE id = ?",
+  disable: `UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ?
+    WHERE id = ? AND disabled_at IS NULL`,
+  latest:
+    "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY seq DESC LIMIT ?",
+  delivery: "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND id = ?",
+  pending: `SELECT * FROM webhook_deliveries
+    WHERE endpoint_id = ? AND status = 'pending' ORDER BY seq LIMIT ?`,
+  record: `UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?,
+      last_status = ?, last_error = ?, attempts = attempts + 1,
+      last_attempt_at = ?
+    WHERE id = ?`,
+  retryNow: `UPDATE webhook_deliveries SET status = 'pending',
+      next_attempt_at = ? WHERE endpoint_id = ? AND id = ?`,
+  lastDelivered: `SELECT MAX(last_attempt_at) AS at FROM webhook_deliveries
+    WHERE endpoint_id = ? AND status = 'delivered'`,
+} as const;
+
+interface EndpointRow {
+  id: string;
+  url: string;
+  events: string | null;
+  description: string | null;
+  created_at: number;
+  disabled_at: number | null;
+  disabled_reason: string | null;
+  secrets: string;
+}
+
+interface DeliveryRow {
+  id: string;
+  endpoint_id: string;
+  order_id: string;
+  type: WebhookEventType;
+  created_at: number;
+  order_json: string;
+  status: Delivery["status"];
+  attempts: number;
+  next_attempt_at: number | null;
+  last_attempt_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+}
+
+function toEndpoint(row: EndpointRow): Endpoint {
+  return {
+    id: row.id,
+    url: row.url,
+    events: row.events === null ? null : JSON.parse(row.events),
+    description: row.description,
+    created_at: row.created_at,
+    disabled_at: row.disabled_at,
+    disabled_reason: row.disabled_reason,
+    secrets: JSON.parse(row.secrets),
+  };
+}
+
+function toDelivery(row: DeliveryRow): Delivery {
+  const { order_json, ...rest } = row;
+  return { ...rest, order: JSON.parse(order_json) };
+}
+
+/** How the store runs a read and a write (its group commit). */
+export interface SqliteAccess {
+  read<T>(query: () => T): Promise<T>;
+  write<T>(apply: () => T): Promise<T>;
+  now(): number;
+}
+
+/** {@linkcode WebhookStore} in a SQLite file. */
+export class SqliteWebhooks implements WebhookStore {
+  readonly #statements: Record<keyof typeof SQL, StatementSync>;
+  readonly #access: SqliteAccess;
+  readonly #held = new Set<string>();
+  #wake: () => void = () => {};
+
+  /** Prepares the statements on `db` (migrated). */
+  constructor(db: DatabaseSync, access: SqliteAccess) {
+    this.#statements = Object.fromEntries(
+      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
+    ) as Record<keyof typeof SQL, StatementSync>;
+    this.#access = access;
+  }
+
+  /**
+   * Writes the deliveries a change makes; inside the store's write, so in
+   * its transaction. Returns whether it wrote any.
+   */
+  record(
+    order: Order,
+    created: boolean,
+    added: readonly TimelineEntry[],
+  ): boolean {
+    const types = eventTypesOf(created, added);
+    if (types.length === 0) return false;
+    const endpoints = this.#statements.enabled.all() as Array<
+      { id: string; events: string | null }
+    >;
+    if (endpoints.length === 0) return false;
+    let wrote = false;
+    const json = JSON.stringify(order);
+    for (const type of types) {
+      for (const endpoint of endpoints) {
+        if (
+          endpoint.events !== null &&
+          !JSON.parse(endpoint.events).includes(type)
+        ) {
+          continue;
+        }
+        this.#statements.insertDelivery.run(
+          newMessageId(),
+          endpoint.id,
+          order.id,
+          type,
+          order.updated_at,
+          json,
+          order.updated_at,
+        );
+        wrote = true;
+      }
+    }
+    return wrote;
+  }
+
+  /** Tells the dispatcher (after the commit) that deliveries were written. */
+  recorded(): void {
+    this.#wake();
+  }
+
+  onRecorded(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  createEndpoint(endpoint: Endpoint): Promise<void> {
+    return this.#access.write(() => {
+      this.#statements.insertEndpoint.run(
+        endpoint.id,
+        endpoint.url,
+        endpoint.events === null ? null : JSON.stringify(endpoint.events),
+        endpoint.description,
+        endpoint.created_at,
+        JSON.stringify(endpoint.secrets),
+      );
+    });
+  }
+
+  endpoints(): Promise<Endpoint[]> {
+    return this.#access.read(() =>
+      (this.#statements.endpoints.all() as unknown as EndpointRow[]).map(
+        toEndpoint,
+      )
+    );
+  }
+
+  endpoint(id: string): Promise<Endpoint | undefined> {
+    return this.#access.read(() => {
+      const row = this.#statements.endpoint.get(id) as EndpointRow | undefined;
+      return row && toEndpoint(row);
+    });
+  }
+
+  deleteEndpoint(id: string): Promise<boolean> {
+    return this.#access.write(() => {
+      this.#statements.deleteDeliveries.run(id);
+      return this.#statements.deleteEndpoint.run(id).changes > 0;
+    });
+  }
+
+  async setSecrets(
+    id: string,
+    secrets: EndpointSecret[],
+  ): Promise<Endpoint | undefined> {
+    await this.#access.write(() =>
+      this.#statements.setSecrets.run(JSON.stringify(secrets), id)
+    );
+    return await this.endpoint(id);
+  }
+
+  async disable(id: string, at: number, reason: string): Promise<void> {
+    await this.#access.write(() =>
+      this.#statements.disable.run(at, reason, id)
+    );
+  }
+
+  deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
+    return this.#access.read(() =>
+      (this.#statements.latest.all(
+        endpointId,
+        limit,
+      ) as unknown as DeliveryRow[])
+        .map(toDelivery)
+    );
+  }
+
+  delivery(endpointId: string, id: string): Promise<Delivery | undefined> {
+    return this.#access.read(() => {
+      const row = this.#statements.delivery.get(endpointId, id) as
+        | DeliveryRow
+        | undefined;
+      return row && toDelivery(row);
+    });
+  }
+
+  async claimDue(
+    endpointId: string,
+    now: number,
+    limit: number,
+  ): Promise<Delivery[]> {
+    const pending = await this.#access.read(() =>
+      this.#statements.pending.all(
+        endpointId,
+        PENDING_SCAN,
+      ) as unknown as DeliveryRow[]
+    );
+    // Synchronous from here: no other claim can interleave.
+    const due = pickDue(pending, this.#held, now, limit);
+    for (const row of due) this.#held.add(row.id);
+    return due.map(toDelivery);
+  }
+
+  async recordAttempt(id: string, outcome: AttemptOutcome): Promise<boolean> {
+    if (!this.#held.has(id)) return false;
+    try {
+      await this.#access.write(() =>
+        this.#statements.record.run(
+          outcome.status,
+          outcome.next_attempt_at,
+          outcome.last_status,
+          outcome.last_error,
+          this.#access.now(),
+          id,
+        )
+      );
+      return true;
+    } finally {
+      // Held until recorded, or until the write fails: then it is pending
+      // as before, and is tried again.
+      this.#held.delete(id);
+    }
+  }
+
+  async retryNow(
+    endpointId: string,
+    id: string,
+    now: number,
+  ): Promise<Delivery | undefined> {
+    await this.#access.write(() =>
+      this.#statements.retryNow.run(now, endpointId, id)
+    );
+    return await this.delivery(endpointId, id);
+  }
+
+  lastDelivered(endpointId: string): Promise<number | null> {
+    return this.#access.read(() =>
+      (this.#statements.lastDelivered.get(endpointId) as { at: number | null })
+        .at
+    );
+  }
+}
