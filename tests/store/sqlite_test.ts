@@ -158,7 +158,8 @@ Deno.test("SqliteStore refuses a bad path and a file that is not a database", as
 Deno.test("a full disk fails the writes of that batch with StoreUnavailableError, and the store goes on", async () => {
   const { path, cleanup } = await tempDatabase();
   try {
-    const store = new SqliteStore(path, { maxPageCount: 8 });
+    // The empty schema takes 12 pages; a few orders fill the rest.
+    const store = new SqliteStore(path, { maxPageCount: 16 });
     const big = {
       ...order,
       items: Array.from({ length: 100 }, () => "x".repeat(200)),
@@ -210,7 +211,7 @@ Deno.test("POST /orders answers 503 without acknowledging when the SQLite write 
   const { path, cleanup } = await tempDatabase();
   const { testSystem, drainSystem } = await import("../helpers.ts");
   const system = testSystem({
-    store: new SqliteStore(path, { maxPageCount: 8 }),
+    store: new SqliteStore(path, { maxPageCount: 16 }),
     queueCapacity: 10_000,
   });
   try {
