@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { startReceiver } from "./webhook_receiver.ts";
 import { type ServiceProcess, startService } from "./service_process.ts";
 import { waitFor } from "./event_stream.ts";
-import { EXAMPLE_ORDER } from "../helpers.ts";
+import { postOrder } from "./load.ts";
 
 const LOOPBACK = { WEBHOOK_ALLOW_PRIVATE: "on", WEBHOOK_ALLOW_HTTP: "on" };
 
@@ -30,11 +30,7 @@ async function register(
 async function postOrders(service: ServiceProcess, count: number) {
   const ids: string[] = [];
   for (let index = 0; index < count; index++) {
-    const response = await fetch(`${service.url}/orders`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(EXAMPLE_ORDER),
-    });
+    const response = await postOrder(service.url);
     assert.equal(response.status, 201);
     ids.push((await response.json()).id);
   }
