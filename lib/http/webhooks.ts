@@ -152,7 +152,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
     throw new HttpProblem(
       501,
       "Not Implemented",
-      "Webhooks are not yet available with this store: use memory or SQLite, with PARALLEL=1 on memory",
+      "Webhooks are not yet available here: on the memory store they need PARALLEL=1",
       { type: problemType("webhooks-unavailable") },
     );
   };

@@ -63,6 +63,7 @@ import {
   WRITE_SESSION_SETTINGS,
 } from "./postgres_sql.ts";
 import { PostgresWriteBatcher } from "./postgres_write_batcher.ts";
+import { PostgresWebhooks } from "./postgres_webhooks.ts";
 
 export { EVENT_RETENTION } from "./postgres_coordination.ts";
 export {
@@ -133,6 +134,8 @@ export class PostgresStore implements OrderStore {
   readonly #claims: PostgresCoordination;
   readonly #writes: PostgresWriteBatcher;
   #closed = false;
+  /** Webhook endpoints and the outbox (written by a trigger with each change). */
+  readonly webhooks: PostgresWebhooks;
 
   private constructor(
     pools: { pool: pg.Pool; writes: pg.Pool; lease: pg.Pool },
@@ -179,6 +182,7 @@ export class PostgresStore implements OrderStore {
       changeFeed: this.#feed,
       onRescued: () => this.#feed.wrote(),
     });
+    this.webhooks = new PostgresWebhooks(pool, schema, instanceId);
     this.#writes = new PostgresWriteBatcher(writes, {
       table: this.#table,
       instanceId,
@@ -316,6 +320,7 @@ export class PostgresStore implements OrderStore {
       try {
         await migrate(pool, schema);
         await store.#claims.register(true);
+        await store.webhooks.releaseOwn();
         await store.#listener.connect();
         break;
       } catch (error) {

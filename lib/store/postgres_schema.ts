@@ -179,6 +179,95 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
   (s) => [
     `CREATE TABLE ${s}.control (name text PRIMARY KEY, value text NOT NULL)`,
   ],
+  // 6: webhook endpoints, and the outbox of their deliveries. A trigger
+  // writes a change's deliveries in the change's own transaction, as the
+  // events trigger writes its events: no change without its messages,
+  // whichever instance made it. claimed_by: the instance sending it now.
+  (s) => [
+    `CREATE TABLE ${s}.webhook_endpoints (
+      id text PRIMARY KEY,
+      url text NOT NULL,
+      events text[],
+      description text,
+      created_at bigint NOT NULL,
+      disabled_at bigint,
+      disabled_reason text,
+      secrets jsonb NOT NULL
+    )`,
+    `CREATE TABLE ${s}.webhook_deliveries (
+      seq bigserial PRIMARY KEY,
+      id text NOT NULL UNIQUE,
+      endpoint_id text NOT NULL,
+      order_id text NOT NULL,
+      type text NOT NULL,
+      created_at bigint NOT NULL,
+      order_json jsonb NOT NULL,
+      status text NOT NULL,
+      attempts integer NOT NULL DEFAULT 0,
+      next_attempt_at bigint,
+      last_attempt_at bigint,
+      last_status integer,
+      last_error text,
+      claimed_by text
+    )`,
+    `CREATE INDEX webhook_deliveries_pending ON ${s}.webhook_deliveries
+       (endpoint_id, seq) WHERE status = 'pending'`,
+    `CREATE INDEX webhook_deliveries_by_endpoint ON ${s}.webhook_deliveries
+       (endpoint_id, seq)`,
+    `CREATE FUNCTION ${s}.record_webhooks() RETURNS trigger
+     LANGUAGE plpgsql AS $fn$
+     DECLARE
+       before integer := 0;
+       after integer := jsonb_array_length(NEW.timeline);
+       entry jsonb;
+       kind text;
+       snapshot jsonb;
+     BEGIN
+       -- No endpoint: nothing to write (one index probe per change).
+       PERFORM 1 FROM ${s}.webhook_endpoints WHERE disabled_at IS NULL LIMIT 1;
+       IF NOT FOUND THEN RETURN NULL; END IF;
+       IF TG_OP = 'UPDATE' THEN
+         before := jsonb_array_length(OLD.timeline);
+         IF after <= before THEN RETURN NULL; END IF;
+       END IF;
+       snapshot := jsonb_build_object(
+         'id', NEW.id, 'customer_id', NEW.customer_id,
+         'restaurant_id', NEW.restaurant_id, 'items', NEW.items,
+         'status', NEW.status, 'created_at', NEW.created_at,
+         'updated_at', NEW.updated_at, 'attempts', NEW.attempts,
+         'failure_reason', NEW.failure_reason,
+         'cancel_requested', NEW.cancel_requested, 'timeline', NEW.timeline);
+       FOR position IN (CASE WHEN TG_OP = 'INSERT' THEN -1 ELSE before END) .. after - 1 LOOP
+         IF position = -1 THEN
+           kind := 'order.created';
+         ELSE
+           entry := NEW.timeline -> position;
+           IF entry ->> 'type' = 'attempt_failed' THEN
+             kind := 'order.attempt_failed';
+           ELSIF entry ->> 'type' = 'status' AND entry ->> 'status' <> 'pending' THEN
+             kind := 'order.' || (entry ->> 'status');
+           ELSE
+             CONTINUE;
+           END IF;
+         END IF;
+         INSERT INTO ${s}.webhook_deliveries (id, endpoint_id, order_id, type,
+             created_at, order_json, status, attempts, next_attempt_at)
+           SELECT 'msg_' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 26)),
+             e.id, NEW.id, kind, NEW.updated_at, snapshot, 'pending', 0,
+             NEW.updated_at
+           FROM ${s}.webhook_endpoints e
+           WHERE e.disabled_at IS NULL AND (e.events IS NULL OR kind = ANY (e.events))
+           ORDER BY e.id;
+         -- An INSERT has one message; its timeline's entry is its creation.
+         EXIT WHEN position = -1;
+       END LOOP;
+       RETURN NULL;
+     END
+     $fn$`,
+    `CREATE TRIGGER orders_record_webhooks
+       AFTER INSERT OR UPDATE ON ${s}.orders
+       FOR EACH ROW EXECUTE FUNCTION ${s}.record_webhooks()`,
+  ],
 ];
 
 /** The schema version this release creates and understands. */
