@@ -293,3 +293,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "PostgreSQL store: the webhook trigger's look for enabled endpoints is an index scan in the write sessions, never a JIT-compiled sequential scan",
+  ignore: !available, // stated reason: no PostgreSQL server reachable here
+  async fn() {
+    const { schema, drop } = freshSchema();
+    await (await PostgresStore.open(URL_, { schema })).close();
+    const client = new pg.Client({
+      connectionString: URL_,
+      options: WRITE_SESSION_SETTINGS,
+    });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ "QUERY PLAN": string }>(
+        `EXPLAIN SELECT 1 FROM "${schema}".webhook_endpoints
+          WHERE disabled_at IS NULL LIMIT 1`,
+      );
+      const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
+      assert.match(plan, /Index Only Scan|Index Scan/);
+      assert.doesNotMatch(plan, /Seq Scan/);
+      assert.doesNotMatch(plan, /JIT/);
+    } finally {
+      await client.end();
+      await drop();
+    }
+  },
+});
