@@ -403,6 +403,7 @@ export function createSystem(options: SystemOptions): System {
       instanceId: options.instanceId,
       storeKind: options.storeKind ?? "memory",
       paused: () => pause.state,
+      webhooks: webhookStore,
     },
   });
   return {

@@ -18,6 +18,8 @@ import operatorJs from "./dashboard/operator.js" with { type: "text" };
 import type { DashboardStats } from "../observe/dashboard_stats.ts";
 import { type Asset, assetHandler, CSS, JAVASCRIPT } from "./assets.ts";
 import type { PauseState } from "../orders/processing_pause.ts";
+import type { WebhookStore } from "../webhooks/webhook_store.ts";
+import { endpointHealth } from "../webhooks/health.ts";
 import { ORDER_STATUSES } from "../orders/order.ts";
 import { toOrderJson } from "./order_json.ts";
 import type { Coordination, InstanceStatus } from "../orders/coordination.ts";
@@ -50,6 +52,8 @@ export interface DashboardOptions {
   storeKind: string;
   /** Whether an operator paused processing, and since when. */
   paused: () => PauseState;
+  /** Webhook endpoints, for their health; absent where not built. */
+  webhooks?: WebhookStore | undefined;
   now?: () => number;
 }
 
@@ -130,6 +134,14 @@ const PAGE = `<!doctype html>
     <div class="scroll"><table>
       <thead><tr><th>order</th><th>at</th><th class="num">attempts</th><th>reason</th><th><span class="visually-hidden">action</span></th></tr></thead>
       <tbody id="failures"></tbody>
+    </table></div>
+  </section>
+  <section id="webhooks-section" hidden aria-labelledby="webhooks-title">
+    <h2 id="webhooks-title">Webhook endpoints</h2>
+    <p id="no-webhooks" class="muted">No endpoint is registered (POST /webhooks).</p>
+    <div class="scroll"><table>
+      <thead><tr><th>endpoint</th><th>last success</th><th>last failure</th><th class="num">waiting</th><th class="num">failed, last hour</th></tr></thead>
+      <tbody id="webhooks"></tbody>
     </table></div>
   </section>
   <section aria-labelledby="find-title">
@@ -221,6 +233,18 @@ export function dashboardRoutes(options: DashboardOptions) {
         ...options.stats.figures(),
       });
     })
+    .get("/dashboard/api/webhooks", async (c) => {
+      const store = options.webhooks;
+      if (!store) return c.json({ available: false, endpoints: [] }, 200);
+      const at = now();
+      const endpoints = await store.endpoints();
+      return c.json({
+        available: true,
+        endpoints: await Promise.all(
+          endpoints.map((endpoint) => endpointHealth(store, endpoint, at)),
+        ),
+      }, 200);
+    })
     .get("/dashboard/api/orders", async (c) => {
       const prefix = (c.req.query("prefix") ?? "").toUpperCase();
       const limit = Number(c.req.query("limit") ?? "20");
@@ -300,6 +324,50 @@ export function dashboardDocs(ctx: DocContext): PathItems {
           "200": {
             description: "The summary",
             content: json(ref("DashboardSummary")),
+          },
+          ...unauthorized(ctx),
+        },
+      },
+    },
+    "/dashboard/api/webhooks": {
+      get: {
+        operationId: "dashboardWebhookHealth",
+        tags: ["operations"],
+        summary: "Every webhook endpoint's health",
+        description:
+          "From each endpoint's latest 500 deliveries: the last success and failure (with its error), the messages waiting, and the attempts that failed in the last hour. `available` is false where webhooks are not built.",
+        ...ctx.secured,
+        responses: {
+          "200": {
+            description: "The endpoints' health",
+            content: json({
+              type: "object",
+              properties: {
+                available: { type: "boolean" },
+                endpoints: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    properties: {
+                      id: { type: "string" },
+                      url: { type: "string" },
+                      enabled: { type: "boolean" },
+                      disabled_reason: { type: ["string", "null"] },
+                      last_success_at: { type: ["integer", "null"] },
+                      last_failure_at: { type: ["integer", "null"] },
+                      last_error: { type: ["string", "null"] },
+                      backlog: { type: "integer" },
+                      failures_last_hour: { type: "integer" },
+                      complete: {
+                        type: "boolean",
+                        description:
+                          "False when the endpoint has more deliveries than the 500 read",
+                      },
+                    },
+                  },
+                },
+              },
+            }),
           },
           ...unauthorized(ctx),
         },

@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { assertOnlyFrom, launchChromium, skipBrowserTests } from "./browser.ts";
 import { EXAMPLE_ORDER } from "../helpers.ts";
 import { type ServiceProcess, startService } from "./service_process.ts";
+import { startReceiver } from "./webhook_receiver.ts";
 
 const skip = skipBrowserTests("dashboard");
 
@@ -579,5 +580,72 @@ Deno.test({
         );
       },
     );
+  },
+});
+
+Deno.test({
+  ignore: skip,
+  name:
+    "the dashboard's webhook panel: a healthy endpoint with its last success, and a failing one with its error and the failures of the last hour",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const healthy = await startReceiver();
+    const failing = await startReceiver();
+    failing.answer = () => new Response("down", { status: 500 });
+    try {
+      await withDashboard(
+        {
+          LATENCY_SCALE: "0",
+          WEBHOOK_ALLOW_PRIVATE: "on",
+          WEBHOOK_ALLOW_HTTP: "on",
+          WEBHOOK_SCHEDULE_SCALE: "0.001",
+          // Webhooks on memory need one isolate (CI's second pass runs two).
+          PARALLEL: "1",
+        },
+        async (page, service) => {
+          await page.waitForSelector("#dashboard:not([hidden])");
+          for (const receiver of [healthy, failing]) {
+            const response = await fetch(`${service.url}/webhooks`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({
+                url: receiver.url,
+                events: ["order.created"],
+              }),
+            });
+            assert.equal(response.status, 201);
+            await response.body?.cancel();
+          }
+          for (let index = 0; index < 3; index++) await post(service.url);
+          await page.waitForSelector("#webhooks-section:not([hidden])");
+          await page.waitForFunction(
+            (url) => {
+              const rows = [...document.querySelectorAll("#webhooks tr")];
+              const row = rows.find((r: { textContent: string }) =>
+                r.textContent.includes(url)
+              ) as {
+                textContent: string;
+                cells: Array<{ textContent: string }>;
+              } | undefined;
+              return row !== undefined &&
+                row.textContent.includes("the endpoint answered 500") &&
+                Number(row.cells[4]!.textContent) >= 3;
+            },
+            failing.url,
+            { timeout: 10_000 },
+          );
+          const healthyRow = await page.locator("#webhooks tr", {
+            hasText: healthy.url,
+          }).innerText();
+          assert.doesNotMatch(healthyRow, /answered 500/);
+          // Delivered: a time in its last-success cell, nothing waiting.
+          assert.match(healthyRow, /\d{1,2}:\d{2}:\d{2}/);
+        },
+      );
+    } finally {
+      await healthy.close();
+      await failing.close();
+    }
   },
 });

@@ -90,6 +90,7 @@ async function refreshSummary() {
     return;
   }
   const summary = await response.json();
+  refreshWebhooks().catch(() => {});
   $("connection").textContent = `updated ${
     time(summary.at)
   } · store: ${summary.store}`;

@@ -106,3 +106,56 @@ $("bulk-retry-form").addEventListener("submit", async (event) => {
     : `Not retried: ${body.detail ?? `HTTP ${response.status}`}.`;
   refreshSummary().catch(() => {});
 });
+
+// ---- Webhook endpoints' health ------------------------------------------
+
+// Called from app.js with every summary.
+// deno-lint-ignore no-unused-vars -- called from app.js, which shares the page's globals
+async function refreshWebhooks() {
+  const response = await api("/dashboard/api/webhooks");
+  if (!response.ok) return;
+  const { available, endpoints } = await response.json();
+  $("webhooks-section").hidden = !available;
+  $("no-webhooks").hidden = endpoints.length > 0;
+  const when = (at) => at === null ? "—" : time(at);
+  $("webhooks").replaceChildren(
+    ...endpoints.map((endpoint) =>
+      el(
+        "tr",
+        { class: endpoint.enabled ? "" : "muted" },
+        el(
+          "td",
+          {},
+          endpoint.url,
+          el("br"),
+          el(
+            "span",
+            { class: endpoint.enabled ? "muted" : "bad" },
+            endpoint.enabled
+              ? endpoint.id
+              : `disabled: ${endpoint.disabled_reason ?? ""}`,
+          ),
+        ),
+        el("td", { class: "when" }, when(endpoint.last_success_at)),
+        el(
+          "td",
+          { class: "when" },
+          when(endpoint.last_failure_at),
+          ...(endpoint.last_error
+            ? [el("br"), el("span", { class: "muted" }, endpoint.last_error)]
+            : []),
+        ),
+        el(
+          "td",
+          { class: "num" },
+          `${endpoint.backlog}${endpoint.complete ? "" : "+"}`,
+        ),
+        el(
+          "td",
+          { class: endpoint.failures_last_hour > 0 ? "num bad" : "num" },
+          endpoint.failures_last_hour,
+        ),
+      )
+    ),
+  );
+}
