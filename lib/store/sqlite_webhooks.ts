@@ -16,6 +16,7 @@ import {
   type Endpoint,
   type EndpointSecret,
   eventTypesOf,
+  listensTo,
   newMessageId,
   type WebhookEventType,
 } from "../webhooks/model.ts";
@@ -134,20 +135,21 @@ export class SqliteWebhooks implements WebhookStore {
   ): boolean {
     const types = eventTypesOf(created, added);
     if (types.length === 0) return false;
-    const endpoints = this.#statements.enabled.all() as Array<
+    const rows = this.#statements.enabled.all() as Array<
       { id: string; events: string | null }
     >;
-    if (endpoints.length === 0) return false;
+    if (rows.length === 0) return false;
+    const endpoints = rows.map((row) => ({
+      id: row.id,
+      events: row.events === null
+        ? null
+        : JSON.parse(row.events) as WebhookEventType[],
+    }));
     let wrote = false;
     const json = JSON.stringify(order);
     for (const type of types) {
       for (const endpoint of endpoints) {
-        if (
-          endpoint.events !== null &&
-          !JSON.parse(endpoint.events).includes(type)
-        ) {
-          continue;
-        }
+        if (!listensTo(endpoint.events, type)) continue;
         this.#statements.insertDelivery.run(
           newMessageId(),
           endpoint.id,

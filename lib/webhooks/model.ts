@@ -98,8 +98,15 @@ export function eventTypesOf(
   return types;
 }
 
+/** Whether an endpoint that chose `events` (null: all) receives `type`. */
+export function listensTo(
+  events: readonly WebhookEventType[] | null,
+  type: WebhookEventType,
+): boolean {
+  return events === null || events.includes(type);
+}
+
 /** Whether `endpoint` takes messages of `type` now. */
 export function wants(endpoint: Endpoint, type: WebhookEventType): boolean {
-  return endpoint.disabled_at === null &&
-    (endpoint.events === null || endpoint.events.includes(type));
+  return endpoint.disabled_at === null && listensTo(endpoint.events, type);
 }
