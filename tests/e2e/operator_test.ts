@@ -14,14 +14,11 @@ import { type ServiceProcess, startService } from "./service_process.ts";
 import { waitFor } from "./event_stream.ts";
 import {
   freshSchema,
-  isReachable,
+  postgresForTests,
   TEST_DATABASE_URL,
 } from "../store/postgres_admin.ts";
 
-const available = await isReachable();
-if (!available && Deno.env.get("CI") === "true") {
-  throw new Error("PostgreSQL must be reachable in CI");
-}
+const available = await postgresForTests();
 
 const postJson = (url: string, body: unknown = {}, headers = {}) =>
   fetch(url, {

@@ -15,12 +15,12 @@ import { startService, TEST_PARALLEL } from "./service_process.ts";
 import { collectEvents, waitFor } from "./event_stream.ts";
 import {
   freshSchema,
-  isReachable,
+  postgresForTests,
   TEST_DATABASE_URL,
 } from "../store/postgres_admin.ts";
 import { EXAMPLE_ORDER } from "../helpers.ts";
 
-const available = await isReachable();
+const available = await postgresForTests();
 // Every test here sets PARALLEL itself: CI's second pass (TEST_PARALLEL=2)
 // would run each again unchanged.
 const secondPass = TEST_PARALLEL !== undefined;
@@ -28,9 +28,6 @@ const secondPass = TEST_PARALLEL !== undefined;
 /** A test of its own PARALLEL, run in the first pass only. */
 function parallelTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore: secondPass, fn });
-}
-if (!available && Deno.env.get("CI") === "true") {
-  throw new Error("PostgreSQL must be reachable in CI");
 }
 
 /** A request on a connection of its own, so that the kernel may send it to either isolate. */

@@ -10,7 +10,7 @@ import { DatabaseSync } from "node:sqlite";
 import {
   adminQuery,
   freshSchema,
-  isReachable,
+  postgresForTests,
   TEST_DATABASE_URL,
 } from "../store/postgres_admin.ts";
 
@@ -36,7 +36,7 @@ interface StorePlace {
   close(): Promise<void>;
 }
 
-const pgAvailable = await isReachable();
+const pgAvailable = await postgresForTests();
 
 /** The stores the drain is tested on; PostgreSQL where a server is reachable. */
 const STORES: Array<

@@ -12,7 +12,7 @@ import { waitFor } from "./event_stream.ts";
 import { postOrder } from "./load.ts";
 import {
   freshSchema,
-  isReachable,
+  postgresForTests,
   TEST_DATABASE_URL,
 } from "../store/postgres_admin.ts";
 
@@ -409,7 +409,7 @@ Deno.test("where webhooks are not built yet (memory divided between isolates), e
   }
 });
 
-const pgAvailable = await isReachable();
+const pgAvailable = await postgresForTests();
 
 Deno.test({
   name:

@@ -35,6 +35,18 @@ export async function isReachable(): Promise<boolean> {
   }
 }
 
+/**
+ * Whether the tests can reach PostgreSQL; in CI it must be reachable, so
+ * a test file that needs it fails there rather than skipping.
+ */
+export async function postgresForTests(): Promise<boolean> {
+  const reachable = await isReachable();
+  if (!reachable && Deno.env.get("CI") === "true") {
+    throw new Error("PostgreSQL must be reachable in CI");
+  }
+  return reachable;
+}
+
 /** A fresh schema name, and a function that drops it. */
 export function freshSchema(prefix = "test") {
   const schema = `${prefix}_${
