@@ -19,6 +19,7 @@ import { OrderProcessor } from "./orders/order_processor.ts";
 import { type FailedFilter, OrderService } from "./orders/order_service.ts";
 import { BulkRetry } from "./orders/bulk_retry.ts";
 import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+import { WebhookSender } from "./webhooks/sender.ts";
 import type { AddressPolicy } from "./webhooks/address_policy.ts";
 import type { WebhookStore } from "./webhooks/webhook_store.ts";
 import { toOrderJson } from "./http/order_json.ts";
@@ -345,9 +346,11 @@ export function createSystem(options: SystemOptions): System {
   const dispatcher = webhookStore && (webhookOptions.dispatch ?? true)
     ? new WebhookDispatcher({
       store: webhookStore,
-      policy: webhookOptions.policy,
+      sender: new WebhookSender({
+        policy: webhookOptions.policy,
+        timeoutMs: webhookOptions.timeoutMs,
+      }),
       logger: logger.getChild("webhooks"),
-      timeoutMs: webhookOptions.timeoutMs,
       scheduleScale: webhookOptions.scheduleScale,
       render: (delivery) =>
         JSON.stringify({

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { lookup } from "node:dns/promises";
 import ipaddr from "ipaddr.js";
 
 /** What the policy allows. */
@@ -74,14 +75,35 @@ export function refuseUrl(
 /** Resolves a name to its addresses (A and AAAA). */
 export type Resolver = (hostname: string) => Promise<string[]>;
 
-/** Resolves with the system's resolver, both families. */
+/**
+ * Resolves as a connection would (`getaddrinfo`: the hosts file, then
+ * DNS), both families; a name that does not resolve has no addresses.
+ */
 export const systemResolver: Resolver = async (hostname) => {
-  const [v4, v6] = await Promise.all([
-    Deno.resolveDns(hostname, "A").catch(() => [] as string[]),
-    Deno.resolveDns(hostname, "AAAA").catch(() => [] as string[]),
-  ]);
-  return [...v4, ...v6];
+  try {
+    const found = await lookup(hostname, { all: true });
+    return found.map((entry) => entry.address);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOTFOUND" || code === "ENODATA") return [];
+    throw error;
+  }
 };
+
+/**
+ * Why `hostname`, resolved to `addresses`, may not be reached, or
+ * `undefined`: any address outside the public ranges refuses it (an
+ * attacker's name may resolve to both).
+ */
+export function blockedAddress(
+  hostname: string,
+  addresses: string[],
+): string | undefined {
+  const blocked = addresses.find(isPrivateAddress);
+  return blocked === undefined
+    ? undefined
+    : `${hostname} resolves to ${blocked}, in a private, loopback, link-local or reserved range`;
+}
 
 /**
  * Why the host of `url` may not be reached now, or `undefined`: a name
@@ -99,8 +121,5 @@ export async function resolveAllowed(
     ? [literal]
     : await resolve(url.hostname);
   if (addresses.length === 0) return `${url.hostname} does not resolve`;
-  const blocked = addresses.find(isPrivateAddress);
-  return blocked === undefined
-    ? undefined
-    : `${url.hostname} resolves to ${blocked}, in a private, loopback, link-local or reserved range`;
+  return blockedAddress(url.hostname, addresses);
 }

@@ -3,9 +3,8 @@
  * endpoint holds up only its own messages, never another's, the order
  * pipeline or the API. At most `perEndpoint` messages are in flight to one
  * endpoint and `total` in all. Each attempt is signed anew (its timestamp
- * is when it is sent), checked against the address policy after resolving
- * the name, sent without following redirects, bounded by `timeoutMs`, and
- * reads at most 64 KiB of the answer. Any 2xx delivers; a 410 disables the
+ * is when it is sent) and sent by the {@linkcode WebhookSender}, which
+ * holds it to the address policy. Any 2xx delivers; a 410 disables the
  * endpoint; anything else is tried again on the schedule, and after the
  * last attempt the message is failed until retried by hand.
  *
@@ -13,19 +12,11 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import {
-  type AddressPolicy,
-  refuseUrl,
-  resolveAllowed,
-  type Resolver,
-} from "./address_policy.ts";
 import type { Delivery, Endpoint } from "./model.ts";
 import { DISABLE_AFTER_MS, retryDelayMs } from "./schedule.ts";
+import type { SendResult, WebhookSender } from "./sender.ts";
 import { signatureHeader } from "./signature.ts";
 import type { AttemptOutcome, WebhookStore } from "./webhook_store.ts";
-
-/** The most of an answer's body read (the rest is discarded). */
-export const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** What one attempt came to, for metrics. */
 export type AttemptResult = "delivered" | "retrying" | "failed" | "disabled";
@@ -35,11 +26,9 @@ export interface WebhookDispatcherOptions {
   store: WebhookStore;
   /** The message body of a delivery: `{ type, timestamp, data }` as JSON. */
   render: (delivery: Delivery) => string;
-  policy: AddressPolicy;
-  resolve?: Resolver;
+  /** Sends each attempt; the dispatcher's own, closed when it stops. */
+  sender: Pick<WebhookSender, "send" | "close">;
   logger: Logger;
-  /** One attempt's bound (default 10 s). */
-  timeoutMs?: number | undefined;
   /** Scales the retry schedule and the disabling window (default 1). */
   scheduleScale?: number | undefined;
   /** Messages in flight to one endpoint (default 4). */
@@ -84,6 +73,7 @@ export class WebhookDispatcher {
     this.wake();
     await this.#loop;
     await Promise.all(this.#sends);
+    this.#options.sender.close();
   }
 
   async #run(): Promise<void> {
@@ -216,74 +206,28 @@ export class WebhookDispatcher {
     );
   }
 
-  /** One POST; what it came to. Never throws. */
+  /** One signed POST; what it came to. Never throws. */
   async #send(
     endpoint: Endpoint,
     delivery: Delivery,
     now: number,
-  ): Promise<{ ok: boolean; status?: number; error: string | null }> {
-    const { policy, timeoutMs = 10_000 } = this.#options;
-    const url = new URL(endpoint.url);
-    const refused = refuseUrl(endpoint.url, policy) ??
-      await resolveAllowed(url, policy, this.#options.resolve);
-    if (refused !== undefined) {
-      return { ok: false, error: `refused: ${refused}` };
-    }
+  ): Promise<SendResult> {
     const body = this.#options.render(delivery);
     const timestamp = Math.floor(now / 1000);
     const secrets = endpoint.secrets
       .filter((s) => s.expires_at === null || s.expires_at > now)
       .map((s) => s.secret);
-    const signal = AbortSignal.timeout(timeoutMs);
-    try {
-      const response = await fetch(url, {
-        method: "POST",
-        redirect: "manual",
-        signal,
-        headers: {
-          "content-type": "application/json",
-          "user-agent": "order-service-webhooks",
-          "webhook-id": delivery.id,
-          "webhook-timestamp": String(timestamp),
-          "webhook-signature": await signatureHeader(
-            secrets,
-            delivery.id,
-            timestamp,
-            body,
-          ),
-        },
+    return await this.#options.sender.send(endpoint.url, {
+      "content-type": "application/json",
+      "user-agent": "order-service-webhooks",
+      "webhook-id": delivery.id,
+      "webhook-timestamp": String(timestamp),
+      "webhook-signature": await signatureHeader(
+        secrets,
+        delivery.id,
+        timestamp,
         body,
-      });
-      await readAtMost(response, MAX_ANSWER_BYTES);
-      const ok = response.status >= 200 && response.status < 300;
-      return {
-        ok,
-        status: response.status,
-        error: ok ? null : `the endpoint answered ${response.status}`,
-      };
-    } catch (error) {
-      return {
-        ok: false,
-        error: signal.aborted
-          ? `no answer within ${timeoutMs} ms`
-          : `could not send: ${(error as Error).message}`,
-      };
-    }
-  }
-}
-
-/** Reads up to `limit` bytes of `response`'s body, and drops the rest. */
-async function readAtMost(response: Response, limit: number): Promise<void> {
-  if (!response.body) return;
-  const reader = response.body.getReader();
-  let read = 0;
-  try {
-    while (read < limit) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      read += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
+      ),
+    }, body);
   }
 }
