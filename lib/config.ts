@@ -64,6 +64,8 @@ export interface Config extends StoreSettings {
   webhookTimeoutMs: number;
   /** Scales the webhook retry schedule and the disabling window (tests). */
   webhookScheduleScale: number;
+  /** How long a delivered webhook message is kept, in hours. */
+  webhookRetentionHours: number;
 }
 
 /**
@@ -359,6 +361,15 @@ function settingsFor(kinds: readonly StoreKind[]): ReadonlyArray<Setting<any>> {
       description:
         "scales the webhook retry schedule and the 5-day disabling window (tests run them in seconds)",
       parse: decimal(0, 1),
+    },
+    {
+      key: "webhookRetentionHours",
+      env: "WEBHOOK_RETENTION_HOURS",
+      defaultValue: 168,
+      accepts: "a number of hours from 0.001 to 8760",
+      description:
+        "how long a delivered webhook message is kept (and listed) before it is pruned; failed and pending ones are kept",
+      parse: decimal(0.001, 8760),
     },
     {
       key: "apiKeysFile",

@@ -162,6 +162,7 @@ export async function startInstance(
       },
       timeoutMs: config.webhookTimeoutMs,
       scheduleScale: config.webhookScheduleScale,
+      retentionMs: config.webhookRetentionHours * 3_600_000,
       // Isolates sharing a file: the first sends every isolate's outbox.
       dispatch: (shard?.index ?? 0) === 0,
     },
@@ -230,6 +231,7 @@ export async function startInstance(
   // Where the dashboard is served: the first isolate serves every isolate's.
   if ((shard?.index ?? 0) === 0) system.sampler.start();
   system.dispatcher?.start();
+  system.retention?.start();
   // In the background, as the queue has room: every unclaimed pending order
   // (left by an earlier process, rescued, or handed back by an instance).
   system.claimer.start();

@@ -32,6 +32,7 @@ export interface DrainOptions {
    * its timeout); those not yet sent stay in a store that keeps them.
    */
   dispatcher?: { stop(): Promise<void> } | undefined;
+  retention?: { stop(): Promise<void> } | undefined;
   /** Stopped with the claimer: it reads the instances from the store. */
   sampler?: { stop(): Promise<void> };
   /** While paused, queued orders stay pending in a store that keeps them. */
@@ -120,6 +121,7 @@ export async function drain(options: DrainOptions): Promise<OrderSummary> {
   }
   logger.info("Workers stopped");
   await options.dispatcher?.stop();
+  await options.retention?.stop();
 
   // Event streams would hold the server open: end them first.
   hub.close();

@@ -19,6 +19,7 @@ import { OrderProcessor } from "./orders/order_processor.ts";
 import { type FailedFilter, OrderService } from "./orders/order_service.ts";
 import { BulkRetry } from "./orders/bulk_retry.ts";
 import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+import { WebhookRetention } from "./webhooks/retention.ts";
 import { WebhookSender } from "./webhooks/sender.ts";
 import type { AddressPolicy } from "./webhooks/address_policy.ts";
 import type { WebhookStore } from "./webhooks/webhook_store.ts";
@@ -116,6 +117,8 @@ export interface SystemOptions {
     policy: AddressPolicy;
     timeoutMs?: number;
     scheduleScale?: number;
+    /** How long a delivered message is kept (default 7 days). */
+    retentionMs?: number;
     dispatch?: boolean;
   } | undefined;
   /** `memory`, `sqlite` or `postgres`, as the dashboard names it (default memory). */
@@ -168,6 +171,8 @@ export interface System {
   sampler: DashboardSampler;
   /** Sends the webhook outbox, where this instance does; not started. */
   dispatcher: WebhookDispatcher | undefined;
+  /** Prunes delivered messages, where this instance sends; not started. */
+  retention: WebhookRetention | undefined;
   /** This instance's queue, workers and finished orders now. */
   localStatus: () => InstanceStatus;
   app: ReturnType<typeof createApp>;
@@ -363,6 +368,13 @@ export function createSystem(options: SystemOptions): System {
     })
     : undefined;
   if (dispatcher) webhookStore!.onRecorded(() => dispatcher.wake());
+  // Where this instance sends, it prunes too (on PostgreSQL every instance
+  // does: each pass removes what the others left).
+  const retention = dispatcher && new WebhookRetention({
+    store: webhookStore!,
+    retentionMs: webhookOptions?.retentionMs ?? 7 * 24 * 3_600_000,
+    logger: logger.getChild("webhooks"),
+  });
   const bulkRetry = new BulkRetry({
     control,
     retry: async (filter) => {
@@ -428,6 +440,7 @@ export function createSystem(options: SystemOptions): System {
     dashboard,
     sampler,
     dispatcher,
+    retention,
     localStatus,
     app,
   };

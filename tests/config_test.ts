@@ -67,6 +67,7 @@ Deno.test("parseConfig() gives the documented defaults", () => {
     webhookAllowHttp: false,
     webhookTimeoutMs: 10000,
     webhookScheduleScale: 1,
+    webhookRetentionHours: 168,
   });
 });
 

@@ -199,6 +199,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
           created_at: now(),
           disabled_at: null,
           disabled_reason: null,
+          enabled_at: null,
           secrets: [{ secret, expires_at: null }],
         };
         await store.createEndpoint(endpoint);
@@ -223,6 +224,15 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
         throw notFound("webhook endpoint", id);
       }
       return c.body(null, 204);
+    })
+    .post("/webhooks/:id/enable", async (c) => {
+      const id = c.req.param("id");
+      // Messages left pending while it was disabled go now; changes made
+      // while it was disabled were not recorded for it.
+      const endpoint = await storeOf().enable(id, now());
+      if (!endpoint) throw notFound("webhook endpoint", id);
+      options.wake();
+      return c.json(endpointJson(endpoint), 200);
     })
     .post("/webhooks/:id/rotate-secret", async (c) => {
       const endpoint = await endpointOf(c.req.param("id"));
@@ -339,6 +349,26 @@ export function webhookDocs(ctx: DocContext): PathItems {
         parameters: [id],
         responses: {
           "204": { description: "Removed" },
+          "404": missing,
+          "501": unavailable,
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/webhooks/{id}/enable": {
+      post: {
+        operationId: "enableWebhookEndpoint",
+        tags: ["webhooks"],
+        summary: "Enable a disabled endpoint again",
+        description:
+          "Its messages still pending are sent; changes made while it was disabled were not recorded for it, and its failed messages stay failed until retried one by one. The 5-day disabling window counts from now. Enabling an enabled endpoint changes nothing.",
+        ...ctx.secured,
+        parameters: [id],
+        responses: {
+          "200": {
+            description: "The endpoint, enabled",
+            content: json(ref("WebhookEndpoint")),
+          },
           "404": missing,
           "501": unavailable,
           ...commonResponses(ctx),

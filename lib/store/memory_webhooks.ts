@@ -30,6 +30,8 @@ interface Outbox {
   pending: Map<string, Delivery>;
   finished: Map<string, Delivery>;
   delivered: number;
+  /** The last attempt of the newest delivered message pruned (0: none). */
+  prunedDeliveredAt: number;
 }
 
 /** {@linkcode WebhookStore} in the process. */
@@ -88,6 +90,7 @@ export class MemoryWebhooks implements WebhookStore {
       pending: new Map(),
       finished: new Map(),
       delivered: 0,
+      prunedDeliveredAt: 0,
     });
     return Promise.resolve();
   }
@@ -126,6 +129,39 @@ export class MemoryWebhooks implements WebhookStore {
       endpoint.disabled_reason = reason;
     }
     return Promise.resolve();
+  }
+
+  enable(id: string, at: number): Promise<Endpoint | undefined> {
+    const endpoint = this.#endpoints.get(id);
+    if (endpoint && endpoint.disabled_at !== null) {
+      endpoint.disabled_at = null;
+      endpoint.disabled_reason = null;
+      endpoint.enabled_at = at;
+    }
+    return this.endpoint(id);
+  }
+
+  prune(before: number, limit: number): Promise<number> {
+    let pruned = 0;
+    for (const outbox of this.#outboxes.values()) {
+      for (const [id, delivery] of outbox.finished) {
+        if (pruned === limit) return Promise.resolve(pruned);
+        if (
+          delivery.status !== "delivered" ||
+          (delivery.last_attempt_at ?? 0) >= before
+        ) continue;
+        outbox.finished.delete(id);
+        this.#endpointOf.delete(id);
+        outbox.delivered--;
+        pruned++;
+        // The disabling window counts from the last success, pruned or not.
+        outbox.prunedDeliveredAt = Math.max(
+          outbox.prunedDeliveredAt,
+          delivery.last_attempt_at ?? 0,
+        );
+      }
+    }
+    return Promise.resolve(pruned);
   }
 
   deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
@@ -194,13 +230,14 @@ export class MemoryWebhooks implements WebhookStore {
   }
 
   lastDelivered(endpointId: string): Promise<number | null> {
-    let last: number | null = null;
-    for (
-      const delivery of this.#outboxes.get(endpointId)?.finished.values() ?? []
-    ) {
-      if (delivery.status === "delivered") last = delivery.last_attempt_at;
+    const outbox = this.#outboxes.get(endpointId);
+    let last = outbox?.prunedDeliveredAt ?? 0;
+    for (const delivery of outbox?.finished.values() ?? []) {
+      if (delivery.status === "delivered") {
+        last = Math.max(last, delivery.last_attempt_at ?? 0);
+      }
     }
-    return Promise.resolve(last);
+    return Promise.resolve(last || null);
   }
 
   #dropOldestDelivered(outbox: Outbox): void {

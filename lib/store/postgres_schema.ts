@@ -274,6 +274,13 @@ const MIGRATIONS: ReadonlyArray<(s: string, name: string) => string[]> = [
        AFTER INSERT OR UPDATE ON ${s}.orders
        FOR EACH ROW EXECUTE FUNCTION ${s}.record_webhooks()`,
   ],
+  // 7: an endpoint enabled again by hand; the pruning of delivered messages.
+  (s) => [
+    `ALTER TABLE ${s}.webhook_endpoints ADD COLUMN enabled_at bigint,
+       ADD COLUMN pruned_delivered_at bigint`,
+    `CREATE INDEX webhook_deliveries_delivered ON ${s}.webhook_deliveries
+       (last_attempt_at) WHERE status = 'delivered'`,
+  ],
 ];
 
 /** The schema version this release creates and understands. */

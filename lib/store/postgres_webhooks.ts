@@ -32,6 +32,7 @@ interface EndpointRow {
   created_at: string;
   disabled_at: string | null;
   disabled_reason: string | null;
+  enabled_at: string | null;
   secrets: EndpointSecret[];
 }
 
@@ -62,6 +63,7 @@ function toEndpoint(row: EndpointRow): Endpoint {
     created_at: Number(row.created_at),
     disabled_at: numberOrNull(row.disabled_at),
     disabled_reason: row.disabled_reason,
+    enabled_at: numberOrNull(row.enabled_at),
     secrets: row.secrets,
   };
 }
@@ -191,6 +193,40 @@ export class PostgresWebhooks implements WebhookStore {
     );
   }
 
+  async enable(id: string, at: number): Promise<Endpoint | undefined> {
+    await this.#query(
+      `UPDATE ${this.#s}.webhook_endpoints
+          SET disabled_at = NULL, disabled_reason = NULL, enabled_at = $2
+        WHERE id = $1 AND disabled_at IS NOT NULL`,
+      [id, at],
+    );
+    return await this.endpoint(id);
+  }
+
+  async prune(before: number, limit: number): Promise<number> {
+    const s = this.#s;
+    // The endpoint keeps when its newest pruned message was delivered: the
+    // disabling window counts from its last success, pruned or not.
+    const result = await this.#query<{ pruned: string }>(
+      `WITH gone AS (
+          DELETE FROM ${s}.webhook_deliveries WHERE seq IN (
+            SELECT seq FROM ${s}.webhook_deliveries
+            WHERE status = 'delivered' AND last_attempt_at < $1
+            ORDER BY last_attempt_at LIMIT $2)
+          RETURNING endpoint_id, last_attempt_at),
+        newest AS (
+          SELECT endpoint_id, max(last_attempt_at) AS at FROM gone
+          GROUP BY endpoint_id),
+        kept AS (
+          UPDATE ${s}.webhook_endpoints e
+          SET pruned_delivered_at = GREATEST(e.pruned_delivered_at, newest.at)
+          FROM newest WHERE e.id = newest.endpoint_id)
+      SELECT count(*) AS pruned FROM gone`,
+      [before, limit],
+    );
+    return Number(result.rows[0]?.pruned ?? 0);
+  }
+
   async deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
     const result = await this.#query<DeliveryRow>(
       `SELECT ${DELIVERY_COLUMNS} FROM ${this.#s}.webhook_deliveries
@@ -293,8 +329,11 @@ export class PostgresWebhooks implements WebhookStore {
 
   async lastDelivered(endpointId: string): Promise<number | null> {
     const result = await this.#query<{ at: string | null }>(
-      `SELECT max(last_attempt_at) AS at FROM ${this.#s}.webhook_deliveries
-        WHERE endpoint_id = $1 AND status = 'delivered'`,
+      `SELECT GREATEST(
+          (SELECT max(last_attempt_at) FROM ${this.#s}.webhook_deliveries
+            WHERE endpoint_id = $1 AND status = 'delivered'),
+          (SELECT pruned_delivered_at FROM ${this.#s}.webhook_endpoints
+            WHERE id = $1)) AS at`,
       [endpointId],
     );
     return numberOrNull(result.rows[0]?.at ?? null);

@@ -75,6 +75,13 @@ const MIGRATIONS: ReadonlyArray<readonly string[]> = [
     )`,
     "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, status, seq)",
   ],
+  // 5: an endpoint enabled again by hand; the pruning of delivered messages.
+  [
+    "ALTER TABLE webhook_endpoints ADD COLUMN enabled_at INTEGER",
+    "ALTER TABLE webhook_endpoints ADD COLUMN pruned_delivered_at INTEGER",
+    `CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries
+      (last_attempt_at) WHERE status = 'delivered'`,
+  ],
 ];
 
 /** The schema version this release writes (`PRAGMA user_version`). */

@@ -43,6 +43,16 @@ const SQL = {
   setSecrets: "UPDATE webhook_endpoints SET secrets = ? WHERE id = ?",
   disable: `UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ?
     WHERE id = ? AND disabled_at IS NULL`,
+  enable: `UPDATE webhook_endpoints SET disabled_at = NULL,
+      disabled_reason = NULL, enabled_at = ?
+    WHERE id = ? AND disabled_at IS NOT NULL`,
+  prunable: `SELECT seq, endpoint_id, last_attempt_at FROM webhook_deliveries
+    WHERE status = 'delivered' AND last_attempt_at < ?
+    ORDER BY last_attempt_at LIMIT ?`,
+  pruneOne: "DELETE FROM webhook_deliveries WHERE seq = ?",
+  keepLastDelivered: `UPDATE webhook_endpoints
+    SET pruned_delivered_at = MAX(COALESCE(pruned_delivered_at, 0), ?)
+    WHERE id = ?`,
   latest:
     "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY seq DESC LIMIT ?",
   delivery: "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND id = ?",
@@ -54,8 +64,11 @@ const SQL = {
     WHERE id = ?`,
   retryNow: `UPDATE webhook_deliveries SET status = 'pending',
       next_attempt_at = ? WHERE endpoint_id = ? AND id = ?`,
-  lastDelivered: `SELECT MAX(last_attempt_at) AS at FROM webhook_deliveries
-    WHERE endpoint_id = ? AND status = 'delivered'`,
+  lastDelivered: `SELECT MAX(
+      COALESCE((SELECT MAX(last_attempt_at) FROM webhook_deliveries
+        WHERE endpoint_id = ?1 AND status = 'delivered'), 0),
+      COALESCE((SELECT pruned_delivered_at FROM webhook_endpoints
+        WHERE id = ?1), 0)) AS at`,
 } as const;
 
 interface EndpointRow {
@@ -66,6 +79,7 @@ interface EndpointRow {
   created_at: number;
   disabled_at: number | null;
   disabled_reason: string | null;
+  enabled_at: number | null;
   secrets: string;
 }
 
@@ -93,6 +107,7 @@ function toEndpoint(row: EndpointRow): Endpoint {
     created_at: row.created_at,
     disabled_at: row.disabled_at,
     disabled_reason: row.disabled_reason,
+    enabled_at: row.enabled_at,
     secrets: JSON.parse(row.secrets),
   };
 }
@@ -225,6 +240,33 @@ export class SqliteWebhooks implements WebhookStore {
     );
   }
 
+  async enable(id: string, at: number): Promise<Endpoint | undefined> {
+    await this.#access.write(() => this.#statements.enable.run(at, id));
+    return await this.endpoint(id);
+  }
+
+  prune(before: number, limit: number): Promise<number> {
+    return this.#access.write(() => {
+      const rows = this.#statements.prunable.all(before, limit) as Array<
+        { seq: number; endpoint_id: string; last_attempt_at: number }
+      >;
+      // The endpoint keeps when its newest pruned message was delivered:
+      // the disabling window counts from its last success, pruned or not.
+      const newest = new Map<string, number>();
+      for (const row of rows) {
+        this.#statements.pruneOne.run(row.seq);
+        newest.set(
+          row.endpoint_id,
+          Math.max(newest.get(row.endpoint_id) ?? 0, row.last_attempt_at),
+        );
+      }
+      for (const [endpointId, at] of newest) {
+        this.#statements.keepLastDelivered.run(at, endpointId);
+      }
+      return rows.length;
+    });
+  }
+
   deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
     return this.#access.read(() =>
       (this.#statements.latest.all(
@@ -295,8 +337,8 @@ export class SqliteWebhooks implements WebhookStore {
 
   lastDelivered(endpointId: string): Promise<number | null> {
     return this.#access.read(() =>
-      (this.#statements.lastDelivered.get(endpointId) as { at: number | null })
-        .at
+      (this.#statements.lastDelivered.get(endpointId) as { at: number }).at ||
+      null
     );
   }
 }

@@ -191,8 +191,10 @@ export class WebhookDispatcher {
   async #disableIfDead(endpoint: Endpoint): Promise<void> {
     const now = (this.#options.now ?? Date.now)();
     const window = DISABLE_AFTER_MS * (this.#options.scheduleScale ?? 1);
-    const last = await this.#options.store.lastDelivered(endpoint.id) ??
-      endpoint.created_at;
+    const last = Math.max(
+      await this.#options.store.lastDelivered(endpoint.id) ?? 0,
+      endpoint.enabled_at ?? endpoint.created_at,
+    );
     if (now - last < window) return;
     await this.#options.store.disable(
       endpoint.id,

@@ -53,6 +53,11 @@ export interface Endpoint {
   /** Set when disabled (a 410, or failing every message too long). */
   disabled_at: number | null;
   disabled_reason: string | null;
+  /**
+   * When it was last enabled by hand after being disabled, if it was: the
+   * disabling window counts from then, not from its last success.
+   */
+  enabled_at: number | null;
   /** The current secret first, then a rotated one while it still signs. */
   secrets: EndpointSecret[];
 }

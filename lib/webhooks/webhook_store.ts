@@ -31,6 +31,11 @@ export interface WebhookStore {
   ): Promise<Endpoint | undefined>;
   /** Disables it for `reason`, if it is enabled. */
   disable(id: string, at: number, reason: string): Promise<void>;
+  /**
+   * Enables it again, if it is disabled, from `at`; the endpoint, or
+   * `undefined` when there is no such endpoint.
+   */
+  enable(id: string, at: number): Promise<Endpoint | undefined>;
   /** Its latest deliveries, newest first. */
   deliveries(endpointId: string, limit: number): Promise<Delivery[]>;
   delivery(endpointId: string, id: string): Promise<Delivery | undefined>;
@@ -53,6 +58,11 @@ export interface WebhookStore {
     id: string,
     now: number,
   ): Promise<Delivery | undefined>;
+  /**
+   * Removes up to `limit` delivered messages whose last attempt was before
+   * `before`, oldest first; how many. Failed and pending ones are kept.
+   */
+  prune(before: number, limit: number): Promise<number>;
   /** The time of the endpoint's last delivered message, if any (for disabling). */
   lastDelivered(endpointId: string): Promise<number | null>;
   /** Calls `wake` when a change has recorded deliveries here (in this process). */

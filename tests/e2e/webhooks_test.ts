@@ -108,7 +108,14 @@ for (const store of ["memory", "sqlite"] as const) {
   });
 }
 
-Deno.test("a 500 is retried with the same webhook-id; a receiver down for a while gets everything once it is up; 410 disables the endpoint", async () => {
+async function waitUntilCompleted(service: ServiceProcess, id: string) {
+  await waitFor(`order ${id} completed`, async () => {
+    const order = await (await fetch(`${service.url}/orders/${id}`)).json();
+    return order.status === "completed" ? true : undefined;
+  }, 10_000);
+}
+
+Deno.test("a 500 is retried with the same webhook-id; a receiver down for a while gets everything once it is up; 410 disables the endpoint, and enabling it again by hand sends what changes from then on", async () => {
   const receiver = await startReceiver();
   const service = await startService({
     ...LOOPBACK,
@@ -168,6 +175,40 @@ Deno.test("a 500 is retried with the same webhook-id; a receiver down for a whil
         )).json();
         return state.enabled ? undefined : state;
       }, 10_000).then((state) => assert.match(state.disabled_reason, /410/));
+
+      // Enabled again by hand: what changes from then on arrives; a change
+      // made while it was disabled was not recorded for it.
+      const [whileDisabled] = await postOrders(service, 1);
+      await waitUntilCompleted(service, whileDisabled!);
+      again.answer = () => new Response(null, { status: 204 });
+      const enabled = await fetch(
+        `${service.url}/webhooks/${endpoint.id}/enable`,
+        { method: "POST" },
+      );
+      assert.equal(enabled.status, 200);
+      const state = await enabled.json();
+      assert.equal(state.enabled, true);
+      assert.equal(state.disabled_reason, null);
+      const [afterwards] = await postOrders(service, 1);
+      await waitFor(
+        "the completion after enabling",
+        () =>
+          again.received.some((m) => m.order.id === afterwards && m.verified)
+            ? true
+            : undefined,
+        10_000,
+      );
+      assert.ok(!again.received.some((m) => m.order.id === whileDisabled));
+      const unknown = await fetch(
+        `${service.url}/webhooks/ep_00000000000000000000000000/enable`,
+        { method: "POST" },
+      );
+      assert.equal(unknown.status, 404);
+      assert.equal(
+        unknown.headers.get("content-type"),
+        "application/problem+json",
+      );
+      await unknown.body?.cancel();
     } finally {
       await again.close();
     }
@@ -313,6 +354,55 @@ Deno.test("after a secret rotation both secrets sign for the overlap, and standa
   } finally {
     await stop(service);
     await receiver.close();
+  }
+});
+
+Deno.test("SQLite: delivered messages are pruned once past WEBHOOK_RETENTION_HOURS; a failed one stays listed", async () => {
+  const dir = await Deno.makeTempDir();
+  const receiver = await startReceiver();
+  const service = await startService({
+    ...LOOPBACK,
+    STORE: `sqlite:${dir}/orders.db`,
+    LATENCY_SCALE: "0",
+    // 3.6 s; retries within a second (the disabling window: 43 s).
+    WEBHOOK_RETENTION_HOURS: "0.001",
+    WEBHOOK_SCHEDULE_SCALE: "0.0001",
+  });
+  try {
+    const endpoint = await register(service, receiver.url, {
+      events: ["order.created"],
+    });
+    receiver.secrets = [endpoint.secret];
+    // The first order's message is refused, every time; the rest are taken.
+    let refused: string | undefined;
+    receiver.answer = (message) => {
+      refused ??= message.order.id;
+      return new Response(null, {
+        status: message.order.id === refused ? 500 : 204,
+      });
+    };
+    const ids = await postOrders(service, 5);
+    const deliveries = async () =>
+      (await (await fetch(
+        `${service.url}/webhooks/${endpoint.id}/deliveries`,
+      )).json()) as Array<{ order_id: string; status: string }>;
+    await waitFor("every message tried", () => {
+      const got = new Set(receiver.received.map((m) => m.order.id));
+      return ids.every((id) => got.has(id)) ? true : undefined;
+    }, 10_000);
+    const pruned = await waitFor("the delivered ones pruned", async () => {
+      const all = await deliveries();
+      return all.length === 1 ? all : undefined;
+    }, 15_000);
+    assert.equal(pruned[0]!.order_id, refused);
+    assert.notEqual(pruned[0]!.status, "delivered");
+    const state = await (await fetch(`${service.url}/webhooks/${endpoint.id}`))
+      .json();
+    assert.equal(state.enabled, true);
+  } finally {
+    await stop(service);
+    await receiver.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -20,14 +20,17 @@ import type {
   Transition,
 } from "../../lib/orders/order_store.ts";
 import { applyTransition } from "../../lib/orders/transition.ts";
+import type { WebhookStore } from "../../lib/webhooks/webhook_store.ts";
 import { waitUntil } from "../helpers.ts";
+import { webhookContract } from "./webhook_contract.ts";
 
-/** Makes a fresh, empty store, its coordination and control records, and a function that disposes of them. */
+/** Makes a fresh, empty store, its coordination, control records and webhooks, and a function that disposes of them. */
 export type StoreFactory = () => Promise<
   {
     store: OrderRepository;
     coordination: Coordination;
     control: ControlRecords;
+    webhooks: WebhookStore;
     dispose: () => Promise<void>;
   }
 >;
@@ -736,4 +739,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
       cancelled: 1,
     });
   });
+
+  webhookContract((title, body) =>
+    Deno.test(`${name} store: ${title}`, async () => {
+      const { store, coordination, webhooks, dispose } = await factory();
+      try {
+        await body(store, webhooks, coordination);
+      } finally {
+        await dispose();
+      }
+    })
+  );
 }

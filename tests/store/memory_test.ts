@@ -10,6 +10,7 @@ storeContract(
       store,
       coordination: store.coordination,
       control: store.control,
+      webhooks: store.webhooks,
       dispose: () => Promise.resolve(),
     })),
 );

@@ -57,7 +57,9 @@ const KINDS = [...STORE_KINDS, fakeKind];
 
 storeContract("a kind added by one line in the table", async () => {
   const fake = await openStore("fake:orders", SETTINGS, KINDS);
-  return { ...fake, dispose: () => fake.store.close() };
+  const { webhooks } = fake;
+  if (!webhooks) throw new Error("a MemoryStore has webhooks");
+  return { ...fake, webhooks, dispose: () => fake.store.close() };
 });
 
 Deno.test("openStore() opens the kind the spec names and says which; an unknown spec is refused", async () => {

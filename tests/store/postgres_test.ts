@@ -42,6 +42,7 @@ if (available) {
       store,
       coordination: store.coordination,
       control: store.control,
+      webhooks: store.webhooks,
       dispose: async () => {
         await store.close();
         await drop();

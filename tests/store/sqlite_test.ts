@@ -24,6 +24,7 @@ storeContract("sqlite", async () => {
     store,
     coordination: store.coordination,
     control: store.control,
+    webhooks: store.webhooks,
     dispose: async () => {
       await store.close();
       await cleanup();
