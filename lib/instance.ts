@@ -28,6 +28,12 @@ import { StoreOpenError, StoreUnavailableError } from "./orders/errors.ts";
 import { drain } from "./shutdown.ts";
 import { openStore, storeKindOf } from "./store/open.ts";
 import { ShardedRepository } from "./store/sharded.ts";
+import {
+  type RemoteWebhookCall,
+  serveWebhookCall,
+  ShardedWebhooks,
+} from "./store/sharded_webhooks.ts";
+import type { OpenedStore } from "./store/store_kind.ts";
 import { createSystem, type OtherIsolates, type System } from "./system.ts";
 import type { PauseState } from "./orders/processing_pause.ts";
 import type { FailedFilter } from "./orders/order_service.ts";
@@ -153,9 +159,15 @@ export async function startInstance(
     control: opened.control,
     keepsOrders: kind?.keepsOrders ?? false,
     webhooks: {
-      // Shards each hold part of the orders: an endpoint registered on one
-      // would not hear the others' changes (not built yet).
-      store: shard && readsHop ? undefined : opened.webhooks,
+      // Shards each hold part of the orders, and each its own outbox; the
+      // endpoints are kept in every one alike.
+      store: shard && readsHop && opened.webhooks
+        ? new ShardedWebhooks(
+          opened.webhooks,
+          otherShards(shard.index, shard.count),
+          (isolate, call) => shard.mesh.call(isolate, "webhooks", call),
+        )
+        : opened.webhooks,
       policy: {
         allowHttp: config.webhookAllowHttp,
         allowPrivate: config.webhookAllowPrivate,
@@ -163,8 +175,9 @@ export async function startInstance(
       timeoutMs: config.webhookTimeoutMs,
       scheduleScale: config.webhookScheduleScale,
       retentionMs: config.webhookRetentionHours * 3_600_000,
-      // Isolates sharing a file: the first sends every isolate's outbox.
-      dispatch: (shard?.index ?? 0) === 0,
+      // Isolates sharing a file: the first sends every isolate's outbox;
+      // shards: each sends its own.
+      dispatch: readsHop || (shard?.index ?? 0) === 0,
     },
     otherIsolates: shard && otherIsolates(shard.mesh, shard.index, shard.count),
     owns,
@@ -206,7 +219,7 @@ export async function startInstance(
     );
   }
   if (shard) {
-    serveShard(system, shard.mesh, opened.store, owns!);
+    serveShard(system, shard.mesh, opened, owns!);
     if (shard.index > 0) relayEvents(system, shard.mesh, instanceId!);
   }
   if (opened.instanceId !== undefined) {
@@ -298,9 +311,10 @@ function remoteShard(mesh: IsolateMesh, index: number) {
 function serveShard(
   system: System,
   mesh: IsolateMesh,
-  shard: OrderRepository,
+  opened: OpenedStore,
   owns: (id: string) => boolean,
 ): void {
+  const shard = opened.store;
   mesh.serve({
     fetch: (request) => system.app.fetch(request),
     call: async (op, argument) => {
@@ -321,6 +335,13 @@ function serveShard(
             argument as FailedFilter,
             owns,
           );
+        case "webhooks":
+          if (!opened.webhooks) throw new RangeError("No webhooks here");
+          return await serveWebhookCall(
+            opened.webhooks,
+            argument as RemoteWebhookCall,
+            () => system.dispatcher?.wake(),
+          );
         case "events":
           for (const event of argument as RelayedEvent[]) {
             system.hub.publishRelayed(event);
@@ -333,14 +354,19 @@ function serveShard(
   });
 }
 
+/** The mesh indexes (from 1) of every isolate but shard `index` (from 0). */
+function otherShards(index: number, count: number): number[] {
+  return Array.from({ length: count }, (_, offset) => offset + 1)
+    .filter((other) => other !== index + 1);
+}
+
 /** The other isolates of the process, as the first one reaches them. */
 function otherIsolates(
   mesh: IsolateMesh,
   index: number,
   count: number,
 ): OtherIsolates {
-  const others = Array.from({ length: count }, (_, offset) => offset + 1)
-    .filter((other) => other !== index + 1);
+  const others = otherShards(index, count);
   return {
     applyPause: async (state) => {
       await Promise.all(

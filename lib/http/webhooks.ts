@@ -37,7 +37,7 @@ export const SECRET_OVERLAP_MS = 24 * 60 * 60 * 1000;
 
 /** What the webhook routes need. */
 export interface WebhookRoutesOptions {
-  /** Absent: this store has no webhooks yet (every route answers 501). */
+  /** Absent: this store keeps no webhooks (every route answers 501). */
   store: WebhookStore | undefined;
   policy: AddressPolicy;
   resolve?: Resolver | undefined;
@@ -152,7 +152,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
     throw new HttpProblem(
       501,
       "Not Implemented",
-      "Webhooks are not yet available here: on the memory store they need PARALLEL=1",
+      "This store keeps no webhooks",
       { type: problemType("webhooks-unavailable") },
     );
   };

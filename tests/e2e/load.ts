@@ -136,3 +136,32 @@ export function postOrder(
     ...(signal ? { signal } : {}),
   });
 }
+
+/** A request on a connection of its own, so that the kernel may send it to either isolate. */
+export async function onNewConnection(
+  url: string,
+  init: RequestInit = {},
+): Promise<Response> {
+  const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+  try {
+    const response = await fetch(url, { ...init, client });
+    const body = await response.arrayBuffer();
+    // Read whole before the connection closes (204 and 304 have no body).
+    const empty = response.status === 204 || response.status === 304;
+    return new Response(empty ? null : body, response);
+  } finally {
+    client.close();
+  }
+}
+
+/** POSTs the example order on a connection of its own. */
+export function postOnNewConnection(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return onNewConnection(`${url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(EXAMPLE_ORDER),
+  });
+}

@@ -13,12 +13,12 @@
 import assert from "node:assert/strict";
 import { startService, TEST_PARALLEL } from "./service_process.ts";
 import { collectEvents, waitFor } from "./event_stream.ts";
+import { onNewConnection, postOnNewConnection } from "./load.ts";
 import {
   freshSchema,
   postgresForTests,
   TEST_DATABASE_URL,
 } from "../store/postgres_admin.ts";
-import { EXAMPLE_ORDER } from "../helpers.ts";
 
 const available = await postgresForTests();
 // Every test here sets PARALLEL itself: CI's second pass (TEST_PARALLEL=2)
@@ -28,33 +28,6 @@ const secondPass = TEST_PARALLEL !== undefined;
 /** A test of its own PARALLEL, run in the first pass only. */
 function parallelTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore: secondPass, fn });
-}
-
-/** A request on a connection of its own, so that the kernel may send it to either isolate. */
-async function onNewConnection(
-  url: string,
-  init: RequestInit = {},
-): Promise<Response> {
-  const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-  try {
-    const response = await fetch(url, { ...init, client });
-    const body = await response.arrayBuffer();
-    return new Response(body, response);
-  } finally {
-    client.close();
-  }
-}
-
-/** POSTs the example order on a connection of its own. */
-function postOnNewConnection(
-  url: string,
-  headers: Record<string, string> = {},
-): Promise<Response> {
-  return onNewConnection(`${url}/orders`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: JSON.stringify(EXAMPLE_ORDER),
-  });
 }
 
 /**
