@@ -368,6 +368,10 @@ export function createSystem(options: SystemOptions): System {
     })
     : undefined;
   if (dispatcher) webhookStore!.onRecorded(() => dispatcher.wake());
+  // A shared store's changes, whichever instance made them, reach this one
+  // through its change feed after their commit, with their messages
+  // written: look for them then rather than at the next poll.
+  if (dispatcher && feed) hub.addListener(() => dispatcher.changed());
   // Where this instance sends, it prunes too (on PostgreSQL every instance
   // does: each pass removes what the others left).
   const retention = dispatcher && new WebhookRetention({

@@ -49,6 +49,8 @@ export class WebhookDispatcher {
   readonly #inFlight = new Map<string, number>();
   readonly #sends = new Set<Promise<void>>();
   #total = 0;
+  // Whether the last look found an enabled endpoint (until then, assumed).
+  #hasEndpoints = true;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #loop: Promise<void> | undefined;
 
@@ -65,6 +67,15 @@ export class WebhookDispatcher {
   /** Looks for due messages now (a change was recorded, an endpoint added). */
   wake(): void {
     this.#wake.resolve();
+  }
+
+  /**
+   * Orders changed, and any messages they make were written with them:
+   * looks now, unless no endpoint is enabled (then a change has none, and
+   * a new endpoint wakes it itself).
+   */
+  changed(): void {
+    if (this.#hasEndpoints) this.wake();
   }
 
   /** Stops taking messages and waits for those in flight (each bounded). */
@@ -84,6 +95,7 @@ export class WebhookDispatcher {
       this.#wake = Promise.withResolvers();
       try {
         const endpoints = await store.endpoints();
+        this.#hasEndpoints = endpoints.some((e) => e.disabled_at === null);
         for (const endpoint of endpoints) {
           if (endpoint.disabled_at === null) await this.#fill(endpoint);
         }
