@@ -66,12 +66,14 @@ export function storeContract(name: string, factory: StoreFactory): void {
       store: OrderRepository,
       coordination: Coordination,
       control: ControlRecords,
+      webhooks: WebhookStore,
     ) => Promise<void>,
   ) =>
     Deno.test(`${name} store: ${title}`, async () => {
-      const { store, coordination, control, dispose } = await factory();
+      const { store, coordination, control, webhooks, dispose } =
+        await factory();
       try {
-        await body(store, coordination, control);
+        await body(store, coordination, control, webhooks);
       } finally {
         await dispose();
       }
@@ -741,13 +743,10 @@ export function storeContract(name: string, factory: StoreFactory): void {
   });
 
   webhookContract((title, body) =>
-    Deno.test(`${name} store: ${title}`, async () => {
-      const { store, coordination, webhooks, dispose } = await factory();
-      try {
-        await body(store, webhooks, coordination);
-      } finally {
-        await dispose();
-      }
-    })
+    test(
+      title,
+      (store, coordination, _control, webhooks) =>
+        body(store, webhooks, coordination),
+    )
   );
 }
