@@ -314,12 +314,13 @@ Deno.test("registration refuses a private address without WEBHOOK_ALLOW_PRIVATE,
   }
 });
 
-Deno.test("after a secret rotation both secrets sign for the overlap, and standardwebhooks verifies with either", async () => {
+Deno.test("after a secret rotation both secrets sign for the overlap, and standardwebhooks verifies with either; no secret is ever logged, at the debug level either", async () => {
   const receiver = await startReceiver();
   const service = await startService({
     ...LOOPBACK,
     ...STORE_ENV,
     LATENCY_SCALE: "0",
+    LOG_LEVEL: "debug",
   });
   try {
     const endpoint = await register(service, receiver.url, {
@@ -350,6 +351,21 @@ Deno.test("after a secret rotation both secrets sign for the overlap, and standa
         "webhook-timestamp": String(message!.timestamp),
         "webhook-signature": message!.signature,
       });
+    }
+    // A failing attempt too, whose warning names the endpoint.
+    receiver.answer = () => new Response("no", { status: 500 });
+    await postOrders(service, 1);
+    await waitFor(
+      "the failed attempt",
+      () => receiver.received.length > 1 ? true : undefined,
+      5000,
+    );
+    await stop(service);
+    const logged = JSON.stringify(service.records) + await service.stderr;
+    assert.match(logged, /\/webhooks/, "the requests were logged");
+    for (const secret of [endpoint.secret, rotated.secret]) {
+      assert.equal(logged.includes(secret), false);
+      assert.equal(logged.includes(secret.slice("whsec_".length)), false);
     }
   } finally {
     await stop(service);
