@@ -15,6 +15,8 @@ import {
 } from "../webhooks/address_policy.ts";
 import {
   type Delivery,
+  DELIVERY_STATUSES,
+  type DeliveryStatus,
   type Endpoint,
   newEndpointId,
   WEBHOOK_EVENT_TYPES,
@@ -261,7 +263,23 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
           },
         );
       }
-      const deliveries = await storeOf().deliveries(endpoint.id, Number(raw));
+      const status = c.req.query("status");
+      if (
+        status !== undefined &&
+        !(DELIVERY_STATUSES as readonly string[]).includes(status)
+      ) {
+        throw new HttpProblem(
+          400,
+          "Bad Request",
+          `status must be one of ${DELIVERY_STATUSES.join(", ")}`,
+          { type: problemType("invalid-query") },
+        );
+      }
+      const deliveries = await storeOf().deliveries(
+        endpoint.id,
+        Number(raw),
+        status as DeliveryStatus | undefined,
+      );
       return c.json(deliveries.map(deliveryJson), 200);
     })
     .post("/webhooks/:id/deliveries/:delivery_id/retry", async (c) => {
@@ -407,13 +425,20 @@ export function webhookDocs(ctx: DocContext): PathItems {
           in: "query",
           required: false,
           schema: { type: "integer", minimum: 1, maximum: 500, default: 50 },
+        }, {
+          name: "status",
+          in: "query",
+          required: false,
+          description:
+            "Only deliveries in this status: a failed one stays findable however many were delivered after it",
+          schema: { type: "string", enum: [...DELIVERY_STATUSES] },
         }],
         responses: {
           "200": {
             description: "Newest first",
             content: json({ type: "array", items: ref("WebhookDelivery") }),
           },
-          "400": problemResponse("A bad limit"),
+          "400": problemResponse("A bad limit or status"),
           "404": missing,
           "501": unavailable,
           ...commonResponses(ctx),

@@ -10,6 +10,7 @@ import type { Order, TimelineEntry } from "../orders/order.ts";
 import { pickDue } from "../webhooks/due.ts";
 import {
   type Delivery,
+  type DeliveryStatus,
   type Endpoint,
   type EndpointSecret,
   eventTypesOf,
@@ -164,10 +165,15 @@ export class MemoryWebhooks implements WebhookStore {
     return Promise.resolve(pruned);
   }
 
-  deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
+  deliveries(
+    endpointId: string,
+    limit: number,
+    status?: DeliveryStatus,
+  ): Promise<Delivery[]> {
     const outbox = this.#outboxes.get(endpointId);
     if (!outbox) return Promise.resolve([]);
     const all = [...outbox.finished.values(), ...outbox.pending.values()]
+      .filter((d) => status === undefined || d.status === status)
       .sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
     return Promise.resolve(
       all.slice(-limit).reverse().map((d) => ({ ...d })),

@@ -14,6 +14,7 @@ import type pg from "pg";
 import type { Order } from "../orders/order.ts";
 import type {
   Delivery,
+  DeliveryStatus,
   Endpoint,
   EndpointSecret,
   WebhookEventType,
@@ -227,11 +228,16 @@ export class PostgresWebhooks implements WebhookStore {
     return Number(result.rows[0]?.pruned ?? 0);
   }
 
-  async deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
+  async deliveries(
+    endpointId: string,
+    limit: number,
+    status?: DeliveryStatus,
+  ): Promise<Delivery[]> {
     const result = await this.#query<DeliveryRow>(
       `SELECT ${DELIVERY_COLUMNS} FROM ${this.#s}.webhook_deliveries
-        WHERE endpoint_id = $1 ORDER BY seq DESC LIMIT $2`,
-      [endpointId, limit],
+        WHERE endpoint_id = $1 AND ($3::text IS NULL OR status = $3)
+        ORDER BY seq DESC LIMIT $2`,
+      [endpointId, limit, status ?? null],
     );
     return result.rows.map(toDelivery);
   }

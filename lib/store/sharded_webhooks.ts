@@ -10,7 +10,12 @@
  * @module
  */
 
-import type { Delivery, Endpoint, EndpointSecret } from "../webhooks/model.ts";
+import type {
+  Delivery,
+  DeliveryStatus,
+  Endpoint,
+  EndpointSecret,
+} from "../webhooks/model.ts";
 import type {
   AttemptOutcome,
   WebhookStore,
@@ -119,10 +124,17 @@ export class ShardedWebhooks implements WebhookStore {
     });
   }
 
-  async deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
+  async deliveries(
+    endpointId: string,
+    limit: number,
+    status?: DeliveryStatus,
+  ): Promise<Delivery[]> {
     const [here, there] = await Promise.all([
-      this.#local.deliveries(endpointId, limit),
-      this.#askOthers({ method: "deliveries", args: [endpointId, limit] }),
+      this.#local.deliveries(endpointId, limit, status),
+      this.#askOthers({
+        method: "deliveries",
+        args: [endpointId, limit, status],
+      }),
     ]);
     // Newest first across the isolates, as each gives its own.
     return [here, ...(there as Delivery[][])].flat()

@@ -13,6 +13,7 @@ import type { Order, TimelineEntry } from "../orders/order.ts";
 import { pickDue } from "../webhooks/due.ts";
 import {
   type Delivery,
+  type DeliveryStatus,
   type Endpoint,
   type EndpointSecret,
   eventTypesOf,
@@ -55,6 +56,9 @@ const SQL = {
     WHERE id = ?`,
   latest:
     "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY seq DESC LIMIT ?",
+  latestIn:
+    `SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND status = ?
+    ORDER BY seq DESC LIMIT ?`,
   delivery: "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND id = ?",
   pending: `SELECT * FROM webhook_deliveries
     WHERE endpoint_id = ? AND status = 'pending' ORDER BY seq LIMIT ?`,
@@ -267,12 +271,19 @@ export class SqliteWebhooks implements WebhookStore {
     });
   }
 
-  deliveries(endpointId: string, limit: number): Promise<Delivery[]> {
+  deliveries(
+    endpointId: string,
+    limit: number,
+    status?: DeliveryStatus,
+  ): Promise<Delivery[]> {
     return this.#access.read(() =>
-      (this.#statements.latest.all(
-        endpointId,
-        limit,
-      ) as unknown as DeliveryRow[])
+      ((status === undefined
+        ? this.#statements.latest.all(endpointId, limit)
+        : this.#statements.latestIn.all(
+          endpointId,
+          status,
+          limit,
+        )) as unknown as DeliveryRow[])
         .map(toDelivery)
     );
   }

@@ -62,8 +62,11 @@ export interface Endpoint {
   secrets: EndpointSecret[];
 }
 
+/** Where a delivery can stand. */
+export const DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
+
 /** Where a delivery stands. */
-export type DeliveryStatus = "pending" | "delivered" | "failed";
+export type DeliveryStatus = typeof DELIVERY_STATUSES[number];
 
 /** One message to one endpoint, and its attempts. */
 export interface Delivery {

@@ -6,7 +6,12 @@
  * @module
  */
 
-import type { Delivery, Endpoint, EndpointSecret } from "./model.ts";
+import type {
+  Delivery,
+  DeliveryStatus,
+  Endpoint,
+  EndpointSecret,
+} from "./model.ts";
 
 /** What an attempt came to. */
 export interface AttemptOutcome {
@@ -36,8 +41,12 @@ export interface WebhookStore {
    * `undefined` when there is no such endpoint.
    */
   enable(id: string, at: number): Promise<Endpoint | undefined>;
-  /** Its latest deliveries, newest first. */
-  deliveries(endpointId: string, limit: number): Promise<Delivery[]>;
+  /** Its latest deliveries, newest first; only those in `status`, if given. */
+  deliveries(
+    endpointId: string,
+    limit: number,
+    status?: DeliveryStatus,
+  ): Promise<Delivery[]>;
   delivery(endpointId: string, id: string): Promise<Delivery | undefined>;
   /**
    * Up to `limit` of the endpoint's deliveries that are due at `now`, in

@@ -412,6 +412,21 @@ Deno.test("SQLite: delivered messages are pruned once past WEBHOOK_RETENTION_HOU
     }, 15_000);
     assert.equal(pruned[0]!.order_id, refused);
     assert.notEqual(pruned[0]!.status, "delivered");
+    const byStatus = async (status: string) =>
+      await fetch(
+        `${service.url}/webhooks/${endpoint.id}/deliveries?status=${status}`,
+      );
+    assert.deepEqual(await (await byStatus("delivered")).json(), []);
+    assert.deepEqual(
+      (await (await byStatus(pruned[0]!.status)).json()).map((
+        d: { order_id: string },
+      ) => d.order_id),
+      [refused],
+    );
+    const bad = await byStatus("lost");
+    assert.equal(bad.status, 400);
+    assert.equal(bad.headers.get("content-type"), "application/problem+json");
+    assert.match((await bad.json()).detail, /pending, delivered, failed/);
     const state = await (await fetch(`${service.url}/webhooks/${endpoint.id}`))
       .json();
     assert.equal(state.enabled, true);

@@ -238,7 +238,7 @@ export function webhookContract(test: (title: string, body: Body) => void) {
   );
 
   test(
-    "webhooks: prune removes delivered messages last tried before the cutoff, at most the limit at a time; pending and failed ones stay",
+    "webhooks: deliveries are read by status; prune removes delivered messages last tried before the cutoff, at most the limit at a time; pending and failed ones stay",
     async (store, webhooks, coordination) => {
       await coordination.heartbeat();
       const endpoint = endpointFor();
@@ -262,6 +262,19 @@ export function webhookContract(test: (title: string, body: Body) => void) {
         next_attempt_at: now + 5_000,
         last_status: 500,
       });
+      // Filtered by status, newest first.
+      const ids = async (status: "pending" | "delivered" | "failed") =>
+        (await webhooks.deliveries(endpoint.id, 10, status)).map((d) => d.id);
+      assert.deepEqual(await ids("failed"), [failed!.id]);
+      assert.deepEqual(await ids("pending"), [pending!.id]);
+      assert.deepEqual(
+        await ids("delivered"),
+        rest.map((d) => d.id).reverse(),
+      );
+      assert.deepEqual(
+        (await webhooks.deliveries(endpoint.id, 2, "delivered")).length,
+        2,
+      );
       // Nothing was last tried a minute ago.
       assert.equal(await webhooks.prune(Date.now() - 60_000, 100), 0);
       const cutoff = Date.now() + 60_000;
