@@ -34,6 +34,8 @@ import {
   endpointSchema,
   endpointWithSecretSchema,
   newEndpointSchema,
+  recoveredSchema,
+  recoverSchema,
   rotatedSecretSchema,
   webhookDocs,
 } from "./webhooks.ts";
@@ -116,6 +118,8 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         WebhookEndpoint: schemaOf(endpointSchema, "output"),
         WebhookEndpointWithSecret: schemaOf(endpointWithSecretSchema, "output"),
         RotatedWebhookSecret: schemaOf(rotatedSecretSchema, "output"),
+        WebhookRecover: schemaOf(recoverSchema, "input"),
+        WebhookRecovered: schemaOf(recoveredSchema, "output"),
         WebhookDelivery: schemaOf(deliverySchema, "output"),
         DashboardSummary: DASHBOARD_SUMMARY_SCHEMA,
       },

@@ -40,7 +40,8 @@ const identifier = (name: string) =>
  * `2026-12-07T14:00:00.250+01:00`), as epoch milliseconds: the form the
  * orders' own `created_at` takes.
  */
-const timeFilter = (name: string) =>
+/** An RFC 3339 time with an offset, named `name` in its errors, as epoch ms. */
+export const timeFilter = (name: string) =>
   z.string()
     .regex(
       /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/i,

@@ -25,6 +25,7 @@ import { newSecret } from "../webhooks/signature.ts";
 import type { WebhookStore } from "../webhooks/webhook_store.ts";
 import { fieldError, jsonBody } from "./json_body.ts";
 import { HttpProblem, problemType } from "./problem.ts";
+import { timeFilter } from "./schemas.ts";
 import {
   commonResponses,
   type DocContext,
@@ -83,6 +84,18 @@ export const endpointSchema = z.object({
 /** `POST /webhooks`'s answer: the endpoint and, this once, its secret. */
 export const endpointWithSecretSchema = endpointSchema.extend({
   secret: z.string().describe("whsec_ and the base64 of the signing key"),
+});
+
+/** The body of `POST /webhooks/{id}/recover`. */
+export const recoverSchema = z.strictObject({
+  since: timeFilter("since").describe(
+    "Failed messages of changes at or after this time are sent again",
+  ),
+});
+
+/** `POST /webhooks/{id}/recover`'s answer. */
+export const recoveredSchema = z.object({
+  retried: z.number().int().describe("How many failed messages are due now"),
 });
 
 /** `POST /webhooks/{id}/rotate-secret`'s answer. */
@@ -236,6 +249,20 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
       options.wake();
       return c.json(endpointJson(endpoint), 200);
     })
+    .post(
+      "/webhooks/:id/recover",
+      jsonBody(recoverSchema, {}, {
+        noun: "a recovery",
+        fields: "since",
+      }),
+      async (c) => {
+        const endpoint = await endpointOf(c.req.param("id"));
+        const { since } = c.req.valid("json");
+        const retried = await storeOf().retryFailed(endpoint.id, since, now());
+        options.wake();
+        return c.json({ retried }, 202);
+      },
+    )
     .post("/webhooks/:id/rotate-secret", async (c) => {
       const endpoint = await endpointOf(c.req.param("id"));
       const at = now();
@@ -388,6 +415,31 @@ export function webhookDocs(ctx: DocContext): PathItems {
             content: json(ref("WebhookEndpoint")),
           },
           "404": missing,
+          "501": unavailable,
+          ...commonResponses(ctx),
+        },
+      },
+    },
+    "/webhooks/{id}/recover": {
+      post: {
+        operationId: "recoverWebhookEndpoint",
+        tags: ["webhooks"],
+        summary: "Send every failed message since a time again",
+        description:
+          "For a receiver back after an outage longer than the retry schedule: every message that failed, of a change at or after `since`, is due now, for one more attempt each. Pending and delivered ones are left as they are.",
+        ...ctx.secured,
+        parameters: [id],
+        requestBody: {
+          required: true,
+          content: json(ref("WebhookRecover")),
+        },
+        responses: {
+          "202": {
+            description: "How many are due now",
+            content: json(ref("WebhookRecovered")),
+          },
+          "404": missing,
+          "422": problemResponse("A bad or missing since"),
           "501": unavailable,
           ...commonResponses(ctx),
         },

@@ -235,6 +235,24 @@ export class MemoryWebhooks implements WebhookStore {
     return Promise.resolve({ ...delivery });
   }
 
+  retryFailed(
+    endpointId: string,
+    since: number,
+    now: number,
+  ): Promise<number> {
+    const outbox = this.#outboxes.get(endpointId);
+    let retried = 0;
+    for (const [id, delivery] of outbox?.finished ?? []) {
+      if (delivery.status !== "failed" || delivery.created_at < since) continue;
+      outbox!.finished.delete(id);
+      outbox!.pending.set(id, delivery);
+      delivery.status = "pending";
+      delivery.next_attempt_at = now;
+      retried++;
+    }
+    return Promise.resolve(retried);
+  }
+
   lastDelivered(endpointId: string): Promise<number | null> {
     const outbox = this.#outboxes.get(endpointId);
     let last = outbox?.prunedDeliveredAt ?? 0;

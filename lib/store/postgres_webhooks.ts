@@ -317,6 +317,20 @@ export class PostgresWebhooks implements WebhookStore {
     return (result.rowCount ?? 0) === 1;
   }
 
+  async retryFailed(
+    endpointId: string,
+    since: number,
+    now: number,
+  ): Promise<number> {
+    const result = await this.#query(
+      `UPDATE ${this.#s}.webhook_deliveries
+          SET status = 'pending', next_attempt_at = $3
+        WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2`,
+      [endpointId, since, now],
+    );
+    return result.rowCount ?? 0;
+  }
+
   async retryNow(
     endpointId: string,
     id: string,

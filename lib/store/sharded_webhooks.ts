@@ -31,6 +31,7 @@ export const REMOTE_WEBHOOK_METHODS = [
   "deliveries",
   "delivery",
   "retryNow",
+  "retryFailed",
   "lastDelivered",
 ] as const;
 
@@ -64,11 +65,19 @@ export class ShardedWebhooks implements WebhookStore {
     here: () => Promise<T>,
     call: RemoteWebhookCall,
   ): Promise<T> {
-    const [result] = await Promise.all([
+    const [result] = await this.#everywhereAll(here, call);
+    return result as T;
+  }
+
+  /** Runs a call here and in every other isolate; every answer. */
+  #everywhereAll(
+    here: () => Promise<unknown>,
+    call: RemoteWebhookCall,
+  ): Promise<unknown[]> {
+    return Promise.all([
       here(),
       ...this.#others.map((isolate) => this.#remote(isolate, call)),
     ]);
-    return result;
   }
 
   /** Asks every other isolate. */
@@ -170,6 +179,19 @@ export class ShardedWebhooks implements WebhookStore {
     return there.find((delivery) => delivery !== undefined);
   }
 
+  async retryFailed(
+    endpointId: string,
+    since: number,
+    now: number,
+  ): Promise<number> {
+    // Each isolate its own failures (and each wakes its dispatcher).
+    const counts = await this.#everywhereAll(
+      () => this.#local.retryFailed(endpointId, since, now),
+      { method: "retryFailed", args: [endpointId, since, now] },
+    ) as number[];
+    return counts.reduce((sum, count) => sum + count, 0);
+  }
+
   async lastDelivered(endpointId: string): Promise<number | null> {
     // The endpoint's last success, whichever isolate had it: one isolate
     // whose messages have all failed so far does not make it dead.
@@ -221,8 +243,8 @@ export async function serveWebhookCall(
   const method = local[call.method] as (...args: unknown[]) => Promise<unknown>;
   const result = await method.apply(local, call.args);
   if (
-    call.method === "retryNow" || call.method === "enable" ||
-    call.method === "createEndpoint"
+    call.method === "retryNow" || call.method === "retryFailed" ||
+    call.method === "enable" || call.method === "createEndpoint"
   ) wake();
   return result;
 }

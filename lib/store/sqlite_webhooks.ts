@@ -66,6 +66,9 @@ const SQL = {
       last_status = ?, last_error = ?, attempts = attempts + 1,
       last_attempt_at = ?
     WHERE id = ?`,
+  retryFailed: `UPDATE webhook_deliveries SET status = 'pending',
+      next_attempt_at = ?
+    WHERE endpoint_id = ? AND status = 'failed' AND created_at >= ?`,
   retryNow: `UPDATE webhook_deliveries SET status = 'pending',
       next_attempt_at = ? WHERE endpoint_id = ? AND id = ?`,
   lastDelivered: `SELECT MAX(
@@ -333,6 +336,18 @@ export class SqliteWebhooks implements WebhookStore {
       // as before, and is tried again.
       this.#held.delete(id);
     }
+  }
+
+  retryFailed(
+    endpointId: string,
+    since: number,
+    now: number,
+  ): Promise<number> {
+    return this.#access.write(() =>
+      Number(
+        this.#statements.retryFailed.run(now, endpointId, since).changes,
+      )
+    );
   }
 
   async retryNow(

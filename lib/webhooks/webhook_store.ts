@@ -68,6 +68,12 @@ export interface WebhookStore {
     now: number,
   ): Promise<Delivery | undefined>;
   /**
+   * Makes every failed delivery of the endpoint whose change happened at
+   * or after `since` due at `now` (an endpoint's receiver back after an
+   * outage longer than the schedule); how many.
+   */
+  retryFailed(endpointId: string, since: number, now: number): Promise<number>;
+  /**
    * Removes up to `limit` delivered messages whose last attempt was before
    * `before`, oldest first; how many. Failed and pending ones are kept.
    */

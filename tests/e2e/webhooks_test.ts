@@ -217,6 +217,77 @@ Deno.test("a 500 is retried with the same webhook-id; a receiver down for a whil
   }
 });
 
+Deno.test("a receiver down past the whole schedule: every message fails; once it is back, POST /webhooks/{id}/recover sends them all again; bad bodies get 422", async () => {
+  const receiver = await startReceiver();
+  const service = await startService({
+    ...LOOPBACK,
+    ...STORE_ENV,
+    LATENCY_SCALE: "0",
+    // The eight attempts within about 3 s (at the 250 ms poll); the
+    // disabling window, which would stop them, 13 s.
+    WEBHOOK_SCHEDULE_SCALE: "0.00003",
+  });
+  try {
+    const endpoint = await register(service, receiver.url, {
+      events: ["order.created"],
+    });
+    receiver.secrets = [endpoint.secret];
+    receiver.answer = () => new Response(null, { status: 503 });
+    const since = new Date().toISOString();
+    const ids = await postOrders(service, 5);
+    const deliveries = async (status: string) =>
+      await (await fetch(
+        `${service.url}/webhooks/${endpoint.id}/deliveries?status=${status}`,
+      )).json() as Array<{ id: string; attempts: number }>;
+    const failed = await waitFor("every message failed", async () => {
+      const all = await deliveries("failed");
+      return all.length === 5 ? all : undefined;
+    }, 12_000);
+    assert.ok(failed.every((d) => d.attempts === 8));
+    receiver.answer = () => new Response(null, { status: 204 });
+    const recover = (body: unknown) =>
+      fetch(`${service.url}/webhooks/${endpoint.id}/recover`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const recovered = await recover({ since });
+    assert.equal(recovered.status, 202);
+    assert.deepEqual(await recovered.json(), { retried: 5 });
+    await waitFor("every message delivered", async () => {
+      const all = await deliveries("delivered");
+      return all.length === 5 ? all : undefined;
+    }, 10_000);
+    const got = new Set(
+      receiver.received.filter((m) => m.verified).map((m) => m.order.id),
+    );
+    assert.ok(ids.every((id) => got.has(id)));
+    assert.deepEqual(await (await recover({ since })).json(), { retried: 0 });
+    for (const body of [{}, { since: "yesterday" }, { since, extra: 1 }]) {
+      const bad = await recover(body);
+      assert.equal(bad.status, 422, JSON.stringify(body));
+      assert.equal(
+        bad.headers.get("content-type"),
+        "application/problem+json",
+      );
+      await bad.body?.cancel();
+    }
+    const unknown = await fetch(
+      `${service.url}/webhooks/ep_00000000000000000000000000/recover`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ since }),
+      },
+    );
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+  } finally {
+    await stop(service);
+    await receiver.close();
+  }
+});
+
 Deno.test("a receiver that hangs times out and delays no other endpoint; a redirect is not followed", async () => {
   const hanging = await startReceiver();
   const fast = await startReceiver();

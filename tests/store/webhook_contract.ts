@@ -211,6 +211,50 @@ export function webhookContract(test: (title: string, body: Body) => void) {
   );
 
   test(
+    "webhooks: retryFailed makes due every failed delivery of a change at or after a time, and no other",
+    async (store, webhooks, coordination) => {
+      await coordination.heartbeat();
+      const endpoint = endpointFor();
+      await webhooks.createEndpoint(endpoint);
+      const { order: early } = await store.create(soup);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const { order: late } = await store.create(soup);
+      const { order: taken } = await store.create(soup);
+      const now = Date.now() + 1_000;
+      for (const delivery of await webhooks.claimDue(endpoint.id, now, 10)) {
+        await webhooks.recordAttempt(
+          delivery.id,
+          delivery.order_id === taken.id ? delivered : {
+            status: "failed",
+            next_attempt_at: null,
+            last_status: 500,
+            last_error: "the endpoint answered 500",
+          },
+        );
+      }
+      assert.equal(
+        await webhooks.retryFailed(endpoint.id, late.created_at, now + 1),
+        1,
+      );
+      const due = await webhooks.claimDue(endpoint.id, now + 1, 10);
+      assert.deepEqual(due.map((d) => d.order_id), [late.id]);
+      assert.equal(due[0]!.next_attempt_at, now + 1);
+      assert.equal(await webhooks.retryFailed(endpoint.id, 0, now + 2), 1);
+      assert.deepEqual(
+        (await webhooks.claimDue(endpoint.id, now + 2, 10)).map((d) =>
+          d.order_id
+        ),
+        [early.id],
+      );
+      assert.equal(await webhooks.retryFailed(endpoint.id, 0, now + 3), 0);
+      assert.equal(
+        await webhooks.retryFailed("ep_NOSUCHENDPOINT000000000000", 0, 1),
+        0,
+      );
+    },
+  );
+
+  test(
     "webhooks: a disabled endpoint is enabled again from a time; enabling an enabled one changes nothing; an unknown one is undefined",
     async (store, webhooks) => {
       const endpoint = endpointFor();
