@@ -31,6 +31,7 @@ import {
 import { processingDocs } from "./processing.ts";
 import {
   deliverySchema,
+  endpointChangesSchema,
   endpointSchema,
   endpointWithSecretSchema,
   newEndpointSchema,
@@ -115,6 +116,7 @@ export function openApiDocument(options: OpenApiOptions): JsonObject {
         BulkRetry: schemaOf(bulkRetrySchema, "input"),
         BulkRetryResult: schemaOf(bulkRetryResultSchema, "output"),
         NewWebhookEndpoint: schemaOf(newEndpointSchema, "input"),
+        WebhookEndpointChanges: schemaOf(endpointChangesSchema, "input"),
         WebhookEndpoint: schemaOf(endpointSchema, "output"),
         WebhookEndpointWithSecret: schemaOf(endpointWithSecretSchema, "output"),
         RotatedWebhookSecret: schemaOf(rotatedSecretSchema, "output"),

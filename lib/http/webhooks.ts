@@ -18,6 +18,7 @@ import {
   DELIVERY_STATUSES,
   type DeliveryStatus,
   type Endpoint,
+  type EndpointChanges,
   newEndpointId,
   WEBHOOK_EVENT_TYPES,
 } from "../webhooks/model.ts";
@@ -49,21 +50,37 @@ export interface WebhookRoutesOptions {
   now?: () => number;
 }
 
+const urlField = z.string({ error: "url must be a string" }).max(
+  2000,
+  "url must be at most 2000 characters",
+);
+const eventsField = z.array(
+  z.enum(WEBHOOK_EVENT_TYPES, {
+    error: `each event must be one of ${WEBHOOK_EVENT_TYPES.join(", ")}`,
+  }),
+).min(1, "events must name at least one event type; leave it out for all");
+const descriptionField = z.string({ error: "description must be a string" })
+  .max(500, "description must be at most 500 characters");
+
 /** The body of `POST /webhooks`. */
 export const newEndpointSchema = z.strictObject({
-  url: z.string({ error: "url must be a string" }).max(
-    2000,
-    "url must be at most 2000 characters",
-  ),
-  events: z.array(
-    z.enum(WEBHOOK_EVENT_TYPES, {
-      error: `each event must be one of ${WEBHOOK_EVENT_TYPES.join(", ")}`,
-    }),
-  ).min(1, "events must name at least one event type; leave it out for all")
-    .optional(),
-  description: z.string({ error: "description must be a string" })
-    .max(500, "description must be at most 500 characters").optional(),
+  url: urlField,
+  events: eventsField.optional(),
+  description: descriptionField.optional(),
 });
+
+/**
+ * The body of `PATCH /webhooks/{id}`: the fields to change; `events: null`
+ * is every event, `description: null` none.
+ */
+export const endpointChangesSchema = z.strictObject({
+  url: urlField.optional(),
+  events: eventsField.nullable().optional(),
+  description: descriptionField.nullable().optional(),
+}).refine(
+  (changes) => Object.keys(changes).length > 0,
+  "name at least one of url, events and description to change",
+);
 
 const time = z.iso.datetime().describe("RFC 3339 time, UTC");
 
@@ -171,6 +188,22 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
       { type: problemType("webhooks-unavailable") },
     );
   };
+  // Checked now and again at every connection: a name's addresses can
+  // change after registration.
+  const allowedUrl = async (url: string) => {
+    const refused = refuseUrl(url, options.policy) ??
+      await resolveAllowed(new URL(url), options.policy, options.resolve);
+    if (refused === undefined) return;
+    throw new HttpProblem(
+      422,
+      "Unprocessable Content",
+      "The webhook URL is not allowed",
+      {
+        type: problemType("validation-failed"),
+        errors: [fieldError(["url"], refused)],
+      },
+    );
+  };
   const endpointOf = async (id: string) => {
     const endpoint = await storeOf().endpoint(id);
     if (!endpoint) throw notFound("webhook endpoint", id);
@@ -186,25 +219,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
       async (c) => {
         const store = storeOf();
         const body = c.req.valid("json");
-        // Checked now and again before every connection: a name's
-        // addresses can change after registration.
-        const refused = refuseUrl(body.url, options.policy) ??
-          await resolveAllowed(
-            new URL(body.url),
-            options.policy,
-            options.resolve,
-          );
-        if (refused !== undefined) {
-          throw new HttpProblem(
-            422,
-            "Unprocessable Content",
-            "The webhook URL is not allowed",
-            {
-              type: problemType("validation-failed"),
-              errors: [fieldError(["url"], refused)],
-            },
-          );
-        }
+        await allowedUrl(body.url);
         const secret = newSecret();
         const endpoint: Endpoint = {
           id: newEndpointId(),
@@ -232,6 +247,31 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
       "/webhooks/:id",
       async (c) =>
         c.json(endpointJson(await endpointOf(c.req.param("id"))), 200),
+    )
+    .patch(
+      "/webhooks/:id",
+      jsonBody(endpointChangesSchema, {}, {
+        noun: "changes to a webhook endpoint",
+        fields: "url, events and description",
+      }),
+      async (c) => {
+        const id = c.req.param("id");
+        const body = c.req.valid("json");
+        if (body.url !== undefined) await allowedUrl(body.url);
+        const changes: EndpointChanges = {};
+        if (body.url !== undefined) changes.url = body.url;
+        if (body.events !== undefined) {
+          changes.events = body.events && [...new Set(body.events)];
+        }
+        if (body.description !== undefined) {
+          changes.description = body.description;
+        }
+        // Messages already recorded go to the new URL; the events apply to
+        // changes from now on.
+        const endpoint = await storeOf().updateEndpoint(id, changes);
+        if (!endpoint) throw notFound("webhook endpoint", id);
+        return c.json(endpointJson(endpoint), 200);
+      },
     )
     .delete("/webhooks/:id", async (c) => {
       const id = c.req.param("id");
@@ -382,6 +422,29 @@ export function webhookDocs(ctx: DocContext): PathItems {
             content: json(ref("WebhookEndpoint")),
           },
           "404": missing,
+          "501": unavailable,
+          ...commonResponses(ctx),
+        },
+      },
+      patch: {
+        operationId: "updateWebhookEndpoint",
+        tags: ["webhooks"],
+        summary: "Change an endpoint's URL, events or description",
+        description:
+          "Only the fields given change; the secret stays. Messages already recorded go to the new URL; the events apply to changes from now on. `events: null` is every event type.",
+        ...ctx.secured,
+        parameters: [id],
+        requestBody: {
+          required: true,
+          content: json(ref("WebhookEndpointChanges")),
+        },
+        responses: {
+          "200": {
+            description: "The endpoint as changed",
+            content: json(ref("WebhookEndpoint")),
+          },
+          "404": missing,
+          "422": problemResponse("A bad field, or a URL that is not allowed"),
           "501": unavailable,
           ...commonResponses(ctx),
         },

@@ -12,6 +12,7 @@ import {
   type Delivery,
   type DeliveryStatus,
   type Endpoint,
+  type EndpointChanges,
   type EndpointSecret,
   eventTypesOf,
   newMessageId,
@@ -112,6 +113,23 @@ export class MemoryWebhooks implements WebhookStore {
     }
     this.#outboxes.delete(id);
     return Promise.resolve(this.#endpoints.delete(id));
+  }
+
+  updateEndpoint(
+    id: string,
+    changes: EndpointChanges,
+  ): Promise<Endpoint | undefined> {
+    const endpoint = this.#endpoints.get(id);
+    if (endpoint) {
+      if (changes.url !== undefined) endpoint.url = changes.url;
+      if (changes.events !== undefined) {
+        endpoint.events = changes.events && [...changes.events];
+      }
+      if (changes.description !== undefined) {
+        endpoint.description = changes.description;
+      }
+    }
+    return this.endpoint(id);
   }
 
   setSecrets(

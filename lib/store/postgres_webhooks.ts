@@ -16,6 +16,7 @@ import type {
   Delivery,
   DeliveryStatus,
   Endpoint,
+  EndpointChanges,
   EndpointSecret,
   WebhookEventType,
 } from "../webhooks/model.ts";
@@ -170,6 +171,28 @@ export class PostgresWebhooks implements WebhookStore {
       [id],
     );
     return (result.rowCount ?? 0) > 0;
+  }
+
+  async updateEndpoint(
+    id: string,
+    changes: EndpointChanges,
+  ): Promise<Endpoint | undefined> {
+    const result = await this.#query<EndpointRow>(
+      `UPDATE ${this.#s}.webhook_endpoints SET url = COALESCE($2, url),
+          events = CASE WHEN $3 THEN $4::text[] ELSE events END,
+          description = CASE WHEN $5 THEN $6 ELSE description END
+        WHERE id = $1 RETURNING *`,
+      [
+        id,
+        changes.url ?? null,
+        changes.events !== undefined,
+        changes.events ?? null,
+        changes.description !== undefined,
+        changes.description ?? null,
+      ],
+    );
+    const row = result.rows[0];
+    return row && toEndpoint(row);
   }
 
   async setSecrets(

@@ -14,6 +14,7 @@ import type {
   Delivery,
   DeliveryStatus,
   Endpoint,
+  EndpointChanges,
   EndpointSecret,
 } from "../webhooks/model.ts";
 import type {
@@ -25,6 +26,7 @@ import type {
 export const REMOTE_WEBHOOK_METHODS = [
   "createEndpoint",
   "deleteEndpoint",
+  "updateEndpoint",
   "setSecrets",
   "disable",
   "enable",
@@ -106,6 +108,16 @@ export class ShardedWebhooks implements WebhookStore {
     return this.#everywhere(() => this.#local.deleteEndpoint(id), {
       method: "deleteEndpoint",
       args: [id],
+    });
+  }
+
+  updateEndpoint(
+    id: string,
+    changes: EndpointChanges,
+  ): Promise<Endpoint | undefined> {
+    return this.#everywhere(() => this.#local.updateEndpoint(id, changes), {
+      method: "updateEndpoint",
+      args: [id, changes],
     });
   }
 

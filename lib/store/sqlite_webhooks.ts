@@ -15,6 +15,7 @@ import {
   type Delivery,
   type DeliveryStatus,
   type Endpoint,
+  type EndpointChanges,
   type EndpointSecret,
   eventTypesOf,
   listensTo,
@@ -42,6 +43,10 @@ const SQL = {
   deleteDeliveries: "DELETE FROM webhook_deliveries WHERE endpoint_id = ?",
   deleteEndpoint: "DELETE FROM webhook_endpoints WHERE id = ?",
   setSecrets: "UPDATE webhook_endpoints SET secrets = ? WHERE id = ?",
+  update: `UPDATE webhook_endpoints SET url = COALESCE(?1, url),
+      events = CASE WHEN ?2 THEN ?3 ELSE events END,
+      description = CASE WHEN ?4 THEN ?5 ELSE description END
+    WHERE id = ?6`,
   disable: `UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ?
     WHERE id = ? AND disabled_at IS NULL`,
   enable: `UPDATE webhook_endpoints SET disabled_at = NULL,
@@ -229,6 +234,23 @@ export class SqliteWebhooks implements WebhookStore {
       this.#statements.deleteDeliveries.run(id);
       return this.#statements.deleteEndpoint.run(id).changes > 0;
     });
+  }
+
+  async updateEndpoint(
+    id: string,
+    changes: EndpointChanges,
+  ): Promise<Endpoint | undefined> {
+    await this.#access.write(() =>
+      this.#statements.update.run(
+        changes.url ?? null,
+        changes.events !== undefined ? 1 : 0,
+        changes.events ? JSON.stringify(changes.events) : null,
+        changes.description !== undefined ? 1 : 0,
+        changes.description ?? null,
+        id,
+      )
+    );
+    return await this.endpoint(id);
   }
 
   async setSecrets(

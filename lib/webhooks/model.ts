@@ -62,6 +62,13 @@ export interface Endpoint {
   secrets: EndpointSecret[];
 }
 
+/** What `PATCH /webhooks/{id}` may change; an absent field is kept. */
+export interface EndpointChanges {
+  url?: string;
+  events?: WebhookEventType[] | null;
+  description?: string | null;
+}
+
 /** Where a delivery can stand. */
 export const DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
 

@@ -10,6 +10,7 @@ import type {
   Delivery,
   DeliveryStatus,
   Endpoint,
+  EndpointChanges,
   EndpointSecret,
 } from "./model.ts";
 
@@ -29,6 +30,14 @@ export interface WebhookStore {
   endpoint(id: string): Promise<Endpoint | undefined>;
   /** Removes it and its deliveries; `false` when there was none. */
   deleteEndpoint(id: string): Promise<boolean>;
+  /**
+   * Changes the fields given, in one step (two changes at once each keep
+   * the other's fields); `undefined` when there is no such endpoint.
+   */
+  updateEndpoint(
+    id: string,
+    changes: EndpointChanges,
+  ): Promise<Endpoint | undefined>;
   /** Replaces its secrets; `undefined` when there is no such endpoint. */
   setSecrets(
     id: string,

@@ -288,6 +288,92 @@ Deno.test("a receiver down past the whole schedule: every message fails; once it
   }
 });
 
+Deno.test("PATCH /webhooks/{id} moves an endpoint to a new URL and changes its events, keeping its secret; bad changes get 422 and nothing changes", async () => {
+  const first = await startReceiver();
+  const second = await startReceiver();
+  const service = await startService({
+    ...LOOPBACK,
+    ...STORE_ENV,
+    LATENCY_SCALE: "0",
+  });
+  const patch = (id: string, body: unknown) =>
+    fetch(`${service.url}/webhooks/${id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  try {
+    const endpoint = await register(service, first.url, {
+      events: ["order.created"],
+    });
+    first.secrets = second.secrets = [endpoint.secret];
+    const [before] = await postOrders(service, 1);
+    await waitFor(
+      "the first receiver's message",
+      () =>
+        first.received.some((m) => m.order.id === before) ? true : undefined,
+      5_000,
+    );
+    const moved = await patch(endpoint.id, {
+      url: second.url,
+      events: ["order.completed"],
+    });
+    assert.equal(moved.status, 200);
+    const changed = await moved.json();
+    assert.equal(changed.url, second.url);
+    assert.deepEqual(changed.events, ["order.completed"]);
+    assert.equal(changed.description, null);
+    assert.equal(changed.secret, undefined);
+    const [after] = await postOrders(service, 1);
+    await waitFor(
+      "the second receiver's message",
+      () =>
+        second.received.some((m) => m.order.id === after) ? true : undefined,
+      5_000,
+    );
+    // (The first order may have completed after the change, so only the
+    // second order's messages are counted.)
+    assert.deepEqual(
+      second.received.filter((m) => m.order.id === after).map((m) => [
+        m.type,
+        m.verified,
+      ]),
+      [["order.completed", true]],
+    );
+    assert.ok(!first.received.some((m) => m.order.id === after));
+    for (
+      const body of [
+        {},
+        { url: "ftp://example.com/" },
+        { events: [] },
+        { events: ["order.lost"] },
+        { secret: "whsec_x" },
+      ]
+    ) {
+      const bad = await patch(endpoint.id, body);
+      assert.equal(bad.status, 422, JSON.stringify(body));
+      assert.equal(
+        bad.headers.get("content-type"),
+        "application/problem+json",
+      );
+      await bad.body?.cancel();
+    }
+    assert.deepEqual(
+      await (await fetch(`${service.url}/webhooks/${endpoint.id}`)).json(),
+      changed,
+    );
+    const unknown = await patch("ep_00000000000000000000000000", {
+      description: "x",
+    });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+  } finally {
+    await stop(service);
+    await first.close();
+    await second.close();
+  }
+});
+
 Deno.test("a receiver that hangs times out and delays no other endpoint; a redirect is not followed", async () => {
   const hanging = await startReceiver();
   const fast = await startReceiver();

@@ -76,6 +76,52 @@ export function webhookContract(test: (title: string, body: Body) => void) {
   );
 
   test(
+    "webhooks: updateEndpoint changes the fields given and keeps the rest; a null clears events or description; an unknown one is undefined",
+    async (store, webhooks) => {
+      const endpoint = endpointFor(["order.created"]);
+      await webhooks.createEndpoint(endpoint);
+      const moved = await webhooks.updateEndpoint(endpoint.id, {
+        url: "https://elsewhere.example.com/in",
+      });
+      assert.deepEqual(moved, {
+        ...endpoint,
+        url: "https://elsewhere.example.com/in",
+      });
+      const all = await webhooks.updateEndpoint(endpoint.id, {
+        events: null,
+        description: null,
+      });
+      assert.deepEqual(all, {
+        ...endpoint,
+        url: "https://elsewhere.example.com/in",
+        events: null,
+        description: null,
+      });
+      assert.deepEqual(await webhooks.endpoint(endpoint.id), all);
+      const cancels = await webhooks.updateEndpoint(endpoint.id, {
+        events: ["order.cancelled"],
+        description: "cancellations",
+      });
+      assert.deepEqual(cancels?.events, ["order.cancelled"]);
+      assert.equal(cancels?.description, "cancellations");
+      assert.equal(cancels?.url, "https://elsewhere.example.com/in");
+      // The new events apply to the changes that follow.
+      const { order } = await store.create(soup);
+      await store.transition(order.id, CANCEL);
+      assert.deepEqual(
+        (await webhooks.deliveries(endpoint.id, 10)).map((d) => d.type),
+        ["order.cancelled"],
+      );
+      assert.equal(
+        await webhooks.updateEndpoint("ep_NOSUCHENDPOINT000000000000", {
+          url: "https://x.example.com/",
+        }),
+        undefined,
+      );
+    },
+  );
+
+  test(
     "webhooks: a change records one pending delivery for each enabled endpoint that listens to its type, with the order as the change left it; a disabled endpoint gets none",
     async (store, webhooks) => {
       const all = endpointFor();
