@@ -105,6 +105,17 @@ export function webhookContract(test: (title: string, body: Body) => void) {
       assert.deepEqual(cancels?.events, ["order.cancelled"]);
       assert.equal(cancels?.description, "cancellations");
       assert.equal(cancels?.url, "https://elsewhere.example.com/in");
+      // Two changes at once each keep the other's field.
+      await Promise.all([
+        webhooks.updateEndpoint(endpoint.id, {
+          url: "https://third.example.com/in",
+        }),
+        webhooks.updateEndpoint(endpoint.id, { description: "both" }),
+      ]);
+      const both = await webhooks.endpoint(endpoint.id);
+      assert.equal(both?.url, "https://third.example.com/in");
+      assert.equal(both?.description, "both");
+      assert.deepEqual(both?.events, ["order.cancelled"]);
       // The new events apply to the changes that follow.
       const { order } = await store.create(soup);
       await store.transition(order.id, CANCEL);
