@@ -10,6 +10,7 @@
  * @module
  */
 
+import { StoreUnavailableError } from "../orders/errors.ts";
 import type {
   Delivery,
   DeliveryStatus,
@@ -59,7 +60,14 @@ export class ShardedWebhooks implements WebhookStore {
   constructor(local: WebhookStore, others: number[], remote: RemoteWebhooks) {
     this.#local = local;
     this.#others = others;
-    this.#remote = remote;
+    // An isolate that cannot answer (one stopping) is a store that cannot:
+    // a 503 to the caller, not a 500.
+    this.#remote = (isolate, call) =>
+      remote(isolate, call).catch((error: Error) => {
+        throw new StoreUnavailableError(
+          `isolate ${isolate} did not answer: ${error.message}`,
+        );
+      });
   }
 
   /** Makes a change to the endpoints here and in every other isolate. */
