@@ -17,6 +17,8 @@ export interface Received {
   /** Whether `standardwebhooks` verified it with the secret(s) given. */
   verified: boolean;
   at: number;
+  /** The sender's port: which process sent it ({@linkcode senderOwns}). */
+  remotePort: number;
 }
 
 /** A receiver; `answer` decides each response (default 204). */
@@ -28,6 +30,30 @@ export interface Receiver {
   secrets: string[];
   answer: (message: Received) => Response | Promise<Response>;
   close(): Promise<void>;
+}
+
+/**
+ * Whether process `pid` holds the loopback connection whose own port is
+ * `port` (a message's `remotePort`): the kernel's socket table names the
+ * connection's inode, and the process's descriptors name its sockets'.
+ */
+export async function senderOwns(pid: number, port: number): Promise<boolean> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = await Deno.readTextFile(table).catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(hex)) inodes.add(fields[9]!);
+    }
+  }
+  for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+    const link = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`)
+      .catch(() => "");
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode !== undefined && inodes.has(inode)) return true;
+  }
+  return false;
 }
 
 /** Starts a receiver on a free loopback port (or `port`). */
@@ -45,7 +71,7 @@ export function startReceiver(port = 0): Promise<Receiver> {
     port,
     hostname: "127.0.0.1",
     onListen: ({ port }) => listening.resolve(port),
-  }, async (request) => {
+  }, async (request, info) => {
     const body = await request.text();
     const headers = Object.fromEntries(request.headers);
     const parsed = JSON.parse(body);
@@ -66,6 +92,7 @@ export function startReceiver(port = 0): Promise<Receiver> {
       body,
       verified,
       at: Date.now(),
+      remotePort: (info.remoteAddr as Deno.NetAddr).port,
     };
     receiver.received.push(message);
     return await receiver.answer(message);

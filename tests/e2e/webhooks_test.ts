@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startReceiver } from "./webhook_receiver.ts";
+import { senderOwns, startReceiver } from "./webhook_receiver.ts";
 import { type ServiceProcess, startService } from "./service_process.ts";
 import { waitFor } from "./event_stream.ts";
 import { onNewConnection, postOnNewConnection, postOrder } from "./load.ts";
@@ -853,17 +853,21 @@ Deno.test({
   async fn() {
     const { schema, drop } = freshSchema("e2e");
     const receiver = await startReceiver();
-    // Until the zombie is stopped, every request is held unanswered; the
-    // zombie's requests are answered 500 only after the other instance has
-    // delivered them, when the zombie runs again. Every later one gets 204.
-    let holding = true;
+    // The zombie's requests (told apart by their connection) are held
+    // unanswered, then answered 500 once the other instance has delivered
+    // them, and its late ones 500 at once: whatever the zombie records
+    // is a failure, which the fence must refuse. The other's get 204.
+    let zombiePid = 0;
+    let released = false;
     const held: Array<() => void> = [];
     const heldIds = new Set<string>();
     const accepted = new Map<string, number>();
     receiver.answer = async (message) => {
-      if (holding) {
-        heldIds.add(message.id);
-        await new Promise<void>((resolve) => held.push(resolve));
+      if (await senderOwns(zombiePid, message.remotePort)) {
+        if (!released) {
+          heldIds.add(message.id);
+          await new Promise<void>((resolve) => held.push(resolve));
+        }
         return new Response(null, { status: 500 });
       }
       accepted.set(message.id, (accepted.get(message.id) ?? 0) + 1);
@@ -885,6 +889,7 @@ Deno.test({
     try {
       const zombie = await startService({ ...env, INSTANCE_ID: "zombie" });
       services.push(zombie);
+      zombiePid = zombie.pid;
       const endpoint = await register(zombie, receiver.url);
       assert.equal(endpoint.status, 201);
       receiver.secrets = [endpoint.secret];
@@ -897,7 +902,6 @@ Deno.test({
       );
       zombie.kill("SIGSTOP");
       zombieStopped = true;
-      holding = false;
       const other = await startService({ ...env, INSTANCE_ID: "other" });
       services.push(other);
       // The other instance takes over once the zombie's lease lapses: the
@@ -917,6 +921,7 @@ Deno.test({
       }, 30_000);
       // The zombie wakes to its 500s and records them: fenced, so no
       // message goes back to pending and out again.
+      released = true;
       for (const release of held.splice(0)) release();
       zombie.kill("SIGCONT");
       zombieStopped = false;
