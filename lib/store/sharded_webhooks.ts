@@ -171,32 +171,34 @@ export class ShardedWebhooks implements WebhookStore {
       .slice(0, limit);
   }
 
-  async delivery(
-    endpointId: string,
-    id: string,
+  /** A delivery's call, made here or else in the isolate that holds it. */
+  async #whereItLives(
+    here: () => Promise<Delivery | undefined>,
+    call: RemoteWebhookCall,
   ): Promise<Delivery | undefined> {
-    const here = await this.#local.delivery(endpointId, id);
-    if (here) return here;
-    const there = await this.#askOthers({
-      method: "delivery",
-      args: [endpointId, id],
-    }) as Array<Delivery | undefined>;
+    const found = await here();
+    if (found) return found;
+    const there = await this.#askOthers(call) as Array<Delivery | undefined>;
     return there.find((delivery) => delivery !== undefined);
   }
 
-  async retryNow(
+  delivery(endpointId: string, id: string): Promise<Delivery | undefined> {
+    return this.#whereItLives(() => this.#local.delivery(endpointId, id), {
+      method: "delivery",
+      args: [endpointId, id],
+    });
+  }
+
+  retryNow(
     endpointId: string,
     id: string,
     now: number,
   ): Promise<Delivery | undefined> {
     // The isolate that holds it makes it due (and wakes its dispatcher).
-    const here = await this.#local.retryNow(endpointId, id, now);
-    if (here) return here;
-    const there = await this.#askOthers({
-      method: "retryNow",
-      args: [endpointId, id, now],
-    }) as Array<Delivery | undefined>;
-    return there.find((delivery) => delivery !== undefined);
+    return this.#whereItLives(
+      () => this.#local.retryNow(endpointId, id, now),
+      { method: "retryNow", args: [endpointId, id, now] },
+    );
   }
 
   async retryFailed(
