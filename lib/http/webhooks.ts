@@ -58,7 +58,8 @@ const eventsField = z.array(
   z.enum(WEBHOOK_EVENT_TYPES, {
     error: `each event must be one of ${WEBHOOK_EVENT_TYPES.join(", ")}`,
   }),
-).min(1, "events must name at least one event type; leave it out for all");
+).min(1, "events must name at least one event type; leave it out for all")
+  .transform((events) => [...new Set(events)]);
 const descriptionField = z.string({ error: "description must be a string" })
   .max(500, "description must be at most 500 characters");
 
@@ -224,7 +225,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
         const endpoint: Endpoint = {
           id: newEndpointId(),
           url: body.url,
-          events: body.events ? [...new Set(body.events)] : null,
+          events: body.events ?? null,
           description: body.description ?? null,
           created_at: now(),
           disabled_at: null,
@@ -260,9 +261,7 @@ export function webhookRoutes(options: WebhookRoutesOptions) {
         if (body.url !== undefined) await allowedUrl(body.url);
         const changes: EndpointChanges = {};
         if (body.url !== undefined) changes.url = body.url;
-        if (body.events !== undefined) {
-          changes.events = body.events && [...new Set(body.events)];
-        }
+        if (body.events !== undefined) changes.events = body.events;
         if (body.description !== undefined) {
           changes.description = body.description;
         }
